@@ -1,0 +1,15 @@
+"""Identity's settings: the shared ones plus token signing and operator access."""
+
+from pydantic import SecretStr
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_port: int = 8081
+    # PEM of the Ed25519 private key that signs access tokens; TOKEN_SIGNING_KEY_FILE names a file instead.
+    token_signing_key: SecretStr | None = None
+    token_signing_key_file: str | None = None
+    token_ttl_seconds: int = 900
+    # Bearer key for the operator's school-creation endpoint; unset disables the endpoint.
+    operator_api_key: SecretStr | None = None

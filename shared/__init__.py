@@ -1,0 +1,1 @@
+"""Machinery every Klaspost service uses: settings, app factory, errors, database, events, auth."""
