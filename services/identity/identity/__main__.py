@@ -1,0 +1,5 @@
+from identity.app import spec
+from identity.settings import Settings
+from shared.service import run
+
+run(spec(), Settings())  # type: ignore[call-arg]

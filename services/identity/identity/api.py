@@ -1,0 +1,196 @@
+"""Identity's HTTP handlers."""
+
+import hmac
+import uuid
+
+import asyncpg
+from aiohttp import web
+
+from identity import store
+from identity.domain import (
+    LOGIN_WINDOW_SECONDS,
+    MAX_FAILURES_PER_ACCOUNT,
+    MAX_FAILURES_PER_ADDRESS,
+    AddPerson,
+    CreateGroup,
+    CreateSchool,
+    GroupView,
+    Login,
+    MembershipView,
+    NewPerson,
+    PersonView,
+    SchoolCreated,
+    TokenView,
+    membership_role,
+)
+from identity.passwords import DUMMY_HASH, check_password_policy, hash_password, verify_password
+from identity.resources import SIGNER
+from identity.settings import Settings
+from shared.app import POOL, SETTINGS
+from shared.contracts import GroupCreated, Role, MembershipGranted, MembershipRevoked, PersonRegistered
+from shared.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from shared.http import json_response, read_json
+from shared.outbox import publish
+from shared.tokens import Caller, require_caller
+
+
+def _uuid(request: web.Request, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"no such {name.removesuffix('_id')}") from None
+
+
+def _require_admin_of(request: web.Request, school_id: uuid.UUID) -> Caller:
+    caller = require_caller(request, "admin")
+    if caller.school_id != school_id:
+        raise NotFound("no such school")
+    return caller
+
+
+async def _new_password_hash(person: NewPerson) -> str:
+    problem = check_password_policy(person.password, person.email)
+    if problem:
+        raise ValidationFailed("the password is not accepted", [{"field": "password", "problem": problem}])
+    return await hash_password(person.password)
+
+
+async def _register(
+    conn: asyncpg.Connection,
+    person_id: uuid.UUID,
+    school_id: uuid.UUID,
+    role: Role,
+    person: NewPerson,
+    password_hash: str,
+) -> None:
+    if not await store.insert_person(
+        conn, person_id, school_id, role, person.email, person.display_name, person.locale, password_hash
+    ):
+        raise Conflict("someone with this email address already has an account", {"field": "email"})
+    await publish(
+        conn,
+        PersonRegistered(
+            person_id=person_id, school_id=school_id, role=role,
+            display_name=person.display_name, email=person.email, locale=person.locale,
+        ),
+        school_id,
+    )
+
+
+async def create_school(request: web.Request) -> web.Response:
+    """For the operator: a new school and its first admin."""
+    settings = request.app[SETTINGS]
+    assert isinstance(settings, Settings)
+    key = settings.operator_api_key.get_secret_value() if settings.operator_api_key else None
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+    if key is None or not hmac.compare_digest(given, key.encode()):
+        raise Unauthorized("this endpoint needs the operator key")
+    command = await read_json(request, CreateSchool)
+    password_hash = await _new_password_hash(command.admin)
+    school_id, admin_id = uuid.uuid4(), uuid.uuid4()
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await store.insert_school(conn, school_id, command.name)
+        await _register(conn, admin_id, school_id, "admin", command.admin, password_hash)
+    return json_response(SchoolCreated(school_id=school_id, admin_id=admin_id), status=201)
+
+
+async def add_person(request: web.Request) -> web.Response:
+    school_id = _uuid(request, "school_id")
+    _require_admin_of(request, school_id)
+    command = await read_json(request, AddPerson)
+    password_hash = await _new_password_hash(command)
+    person_id = uuid.uuid4()
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await _register(conn, person_id, school_id, command.role, command, password_hash)
+        row = await store.person(conn, person_id)
+    assert row is not None
+    return json_response(PersonView.model_validate(dict(row)), status=201)
+
+
+async def create_group(request: web.Request) -> web.Response:
+    school_id = _uuid(request, "school_id")
+    _require_admin_of(request, school_id)
+    command = await read_json(request, CreateGroup)
+    group_id = uuid.uuid4()
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if not await store.insert_group(conn, group_id, school_id, command.name, command.school_year):
+            raise Conflict(f"the school already has a group '{command.name}' in {command.school_year}")
+        await publish(
+            conn,
+            GroupCreated(group_id=group_id, school_id=school_id, name=command.name, school_year=command.school_year),
+            school_id,
+        )
+    return json_response(GroupView(group_id=group_id, school_id=school_id, name=command.name, school_year=command.school_year), status=201)
+
+
+async def _group_and_person(
+    request: web.Request, conn: asyncpg.Connection
+) -> tuple[uuid.UUID, uuid.UUID, str, uuid.UUID]:
+    group_id, person_id = _uuid(request, "group_id"), _uuid(request, "person_id")
+    caller = require_caller(request, "admin")
+    group = await store.group(conn, group_id)
+    if group is None or group["school_id"] != caller.school_id:
+        raise NotFound("no such group")
+    person = await store.person(conn, person_id)
+    if person is None or person["school_id"] != caller.school_id:
+        raise NotFound("no such person")
+    return group_id, person_id, person["role"], caller.school_id
+
+
+async def grant_membership(request: web.Request) -> web.Response:
+    """Link a teacher or guardian to a group (idempotent)."""
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        group_id, person_id, person_role, school_id = await _group_and_person(request, conn)
+        role = membership_role(person_role)
+        if role is None:
+            raise ValidationFailed("an admin cannot be a member of a group", [{"field": "person_id", "problem": "is an admin"}])
+        if await store.grant(conn, group_id, person_id, role):
+            await publish(conn, MembershipGranted(group_id=group_id, person_id=person_id, role=role), school_id)
+    return json_response(MembershipView(group_id=group_id, person_id=person_id, role=role))
+
+
+async def revoke_membership(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        group_id, person_id, _role, school_id = await _group_and_person(request, conn)
+        if not await store.revoke(conn, group_id, person_id):
+            raise NotFound("this person is not linked to this group")
+        await publish(conn, MembershipRevoked(group_id=group_id, person_id=person_id), school_id)
+    return web.Response(status=204)
+
+
+async def login(request: web.Request) -> web.Response:
+    command = await read_json(request, Login)
+    account_key, address_key = f"email:{command.email.lower()}", f"ip:{request.remote}"
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        if (
+            await store.failures(conn, account_key, LOGIN_WINDOW_SECONDS) >= MAX_FAILURES_PER_ACCOUNT
+            or await store.failures(conn, address_key, LOGIN_WINDOW_SECONDS) >= MAX_FAILURES_PER_ADDRESS
+        ):
+            raise TooManyRequests("too many failed attempts; try again in 15 minutes")
+        person = await store.person_for_login(conn, command.email)
+    # Verify against a dummy hash for unknown addresses, so timing does not tell who has an account.
+    ok, new_hash = await verify_password(person["password_hash"] if person and person["password_hash"] else DUMMY_HASH, command.password)
+    async with pool.acquire() as conn, conn.transaction():
+        if not ok or person is None:
+            await store.count_failure(conn, account_key, LOGIN_WINDOW_SECONDS)
+            await store.count_failure(conn, address_key, LOGIN_WINDOW_SECONDS)
+            raise Unauthorized("the email address or password is wrong")
+        if new_hash:
+            await store.set_password_hash(conn, person["person_id"], new_hash)
+    signer = request.app[SIGNER]
+    token = signer.issue(Caller(person_id=person["person_id"], role=person["role"], school_id=person["school_id"]))
+    return json_response(TokenView(access_token=token, expires_in=signer.ttl_seconds))
+
+
+async def me(request: web.Request) -> web.Response:
+    caller = require_caller(request)
+    async with request.app[POOL].acquire() as conn:
+        row = await store.person(conn, caller.person_id)
+    if row is None:
+        raise NotFound("no such person")
+    return json_response(PersonView.model_validate(dict(row)))
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIGNER].jwks(), headers={"Cache-Control": "public, max-age=300"})

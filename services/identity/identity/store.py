@@ -1,0 +1,107 @@
+"""Identity's SQL."""
+
+import uuid
+
+import asyncpg
+
+
+async def insert_school(conn: asyncpg.Connection, school_id: uuid.UUID, name: str) -> None:
+    await conn.execute("INSERT INTO schools (school_id, name) VALUES ($1, $2)", school_id, name)
+
+
+async def insert_person(
+    conn: asyncpg.Connection,
+    person_id: uuid.UUID,
+    school_id: uuid.UUID,
+    role: str,
+    email: str,
+    display_name: str,
+    locale: str,
+    password_hash: str,
+) -> bool:
+    """False when the address is already taken."""
+    inserted = await conn.fetchval(
+        """INSERT INTO people (person_id, school_id, role, email, display_name, locale, password_hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT ((lower(email))) DO NOTHING RETURNING true""",
+        person_id, school_id, role, email, display_name, locale, password_hash,
+    )
+    return bool(inserted)
+
+
+async def person(conn: asyncpg.Connection, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT person_id, school_id, role, email, display_name, locale FROM people WHERE person_id = $1", person_id
+    )
+
+
+async def person_for_login(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT person_id, school_id, role, password_hash FROM people
+           WHERE lower(email) = lower($1) AND NOT disabled""",
+        email,
+    )
+
+
+async def set_password_hash(conn: asyncpg.Connection, person_id: uuid.UUID, password_hash: str) -> None:
+    await conn.execute("UPDATE people SET password_hash = $2 WHERE person_id = $1", person_id, password_hash)
+
+
+async def insert_group(
+    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, school_year: str
+) -> bool:
+    """False when the school already has a group of that name in that year."""
+    inserted = await conn.fetchval(
+        """INSERT INTO groups (group_id, school_id, name, school_year) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (school_id, school_year, name) DO NOTHING RETURNING true""",
+        group_id, school_id, name, school_year,
+    )
+    return bool(inserted)
+
+
+async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT group_id, school_id, name, school_year FROM groups WHERE group_id = $1", group_id)
+
+
+async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> bool:
+    """False when the membership already existed."""
+    inserted = await conn.fetchval(
+        """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        group_id, person_id, role,
+    )
+    return bool(inserted)
+
+
+async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM memberships WHERE group_id = $1 AND person_id = $2 RETURNING true", group_id, person_id
+    )
+    return bool(deleted)
+
+
+async def count_failure(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:
+    """Record one failed login for ``key`` in the current window; return the window's count."""
+    count: int = await conn.fetchval(
+        """INSERT INTO login_failures (key, window_start, failures)
+           VALUES ($1, to_timestamp(floor(extract(epoch FROM now()) / $2) * $2), 1)
+           ON CONFLICT (key, window_start) DO UPDATE SET failures = login_failures.failures + 1
+           RETURNING failures""",
+        key, window_seconds,
+    )
+    return count
+
+
+async def failures(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:
+    count: int | None = await conn.fetchval(
+        """SELECT failures FROM login_failures
+           WHERE key = $1 AND window_start = to_timestamp(floor(extract(epoch FROM now()) / $2) * $2)""",
+        key, window_seconds,
+    )
+    return count or 0
+
+
+async def forget_failures_before(conn: asyncpg.Connection, window_seconds: int) -> None:
+    await conn.execute(
+        "DELETE FROM login_failures WHERE window_start < now() - $1 * interval '1 second'", window_seconds
+    )

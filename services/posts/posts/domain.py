@@ -1,0 +1,67 @@
+"""Posts' rules and the shapes its API speaks."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PHOTOS_PER_POST = 20
+EXCERPT_LENGTH = 140
+
+
+class CreatePost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1, max_length=5000, description="The message, plain text.")
+    photo_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_PHOTOS_PER_POST)
+
+    @field_validator("body")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the message is empty")
+        return value.strip()
+
+    @field_validator("photo_ids")
+    @classmethod
+    def unique(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        if len(set(value)) != len(value):
+            raise ValueError("a photo is listed twice")
+        return value
+
+
+class PhotoRef(BaseModel):
+    photo_id: uuid.UUID
+    status: Literal["processing", "ready", "rejected"]
+
+
+class PostView(BaseModel):
+    post_id: uuid.UUID
+    group_id: uuid.UUID
+    group_name: str
+    author_id: uuid.UUID
+    body: str
+    photos: list[PhotoRef]
+    created_at: datetime
+
+
+class FeedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=100)
+    before: datetime | None = Field(default=None, description="Only posts older than this (the previous page's next_before).")
+
+
+class FeedPage(BaseModel):
+    posts: list[PostView]
+    next_before: datetime | None
+
+
+def excerpt(body: str) -> str:
+    """The first words of a post for notifications, cut at a word boundary."""
+    flat = " ".join(body.split())
+    if len(flat) <= EXCERPT_LENGTH:
+        return flat
+    cut = flat[: EXCERPT_LENGTH - 1].rsplit(" ", 1)[0]
+    return cut + "…"

@@ -1,0 +1,36 @@
+"""What posts does with other services' events: keep its copy of groups and memberships, and
+follow the processing state of the photos of its posts."""
+
+import asyncpg
+
+from posts import store
+from shared.consumer import Handlers
+from shared.contracts import GroupCreated, MembershipGranted, MembershipRevoked, PhotoProcessed, PhotoRejected
+from shared.envelope import Envelope
+
+handlers = Handlers()
+
+
+@handlers.on(GroupCreated)
+async def group_created(conn: asyncpg.Connection, _env: Envelope, event: GroupCreated) -> None:
+    await store.upsert_group(conn, event.group_id, event.school_id, event.name, event.school_year)
+
+
+@handlers.on(MembershipGranted)
+async def membership_granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
+    await store.grant(conn, event.group_id, event.person_id, event.role)
+
+
+@handlers.on(MembershipRevoked)
+async def membership_revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
+    await store.revoke(conn, event.group_id, event.person_id)
+
+
+@handlers.on(PhotoProcessed)
+async def photo_processed(conn: asyncpg.Connection, _env: Envelope, event: PhotoProcessed) -> None:
+    await store.set_photo_status(conn, event.photo_id, "ready")
+
+
+@handlers.on(PhotoRejected)
+async def photo_rejected(conn: asyncpg.Connection, _env: Envelope, event: PhotoRejected) -> None:
+    await store.set_photo_status(conn, event.photo_id, "rejected")

@@ -1,0 +1,34 @@
+-- Local copy of identity's groups and memberships, fed by events: who may post and read where.
+CREATE TABLE groups (
+    group_id    uuid PRIMARY KEY,
+    school_id   uuid NOT NULL,
+    name        text NOT NULL,
+    school_year text NOT NULL
+);
+
+CREATE TABLE memberships (
+    group_id  uuid NOT NULL,
+    person_id uuid NOT NULL,
+    role      text NOT NULL CHECK (role IN ('teacher', 'guardian')),
+    PRIMARY KEY (group_id, person_id)
+);
+CREATE INDEX memberships_person ON memberships (person_id);
+
+CREATE TABLE posts (
+    post_id    uuid PRIMARY KEY,
+    group_id   uuid NOT NULL,
+    school_id  uuid NOT NULL,
+    author_id  uuid NOT NULL,
+    body       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+-- The feed reads the newest posts of each group: one index walk per group (LATERAL), no sort of all rows.
+CREATE INDEX posts_group_newest ON posts (group_id, created_at DESC, post_id DESC);
+
+CREATE TABLE post_photos (
+    post_id  uuid NOT NULL REFERENCES posts ON DELETE CASCADE,
+    photo_id uuid NOT NULL UNIQUE,
+    position int NOT NULL,
+    status   text NOT NULL DEFAULT 'processing' CHECK (status IN ('processing', 'ready', 'rejected')),
+    PRIMARY KEY (post_id, photo_id)
+);
