@@ -71,12 +71,15 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", lambda _r: _openapi(document))
+    app.router.add_get("/openapi.json", _openapi(document))
     return app
 
 
-async def _openapi(document: dict[str, object]) -> web.Response:
-    return web.json_response(document)
+def _openapi(document: dict[str, object]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    return openapi
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
@@ -116,14 +119,25 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     channel = await bus.publisher_channel(publisher)
     exchange = await bus.declare_exchange(channel, settings.exchange)
     relay = OutboxRelay(app[POOL], exchange, settings.outbox_batch, settings.publish_timeout_seconds)
-    drainer = Drainer(f"{spec.name}-outbox", settings.database_url, NOTIFY_CHANNEL, relay.drain, settings.outbox_sweep_seconds)
+    drainer = Drainer(
+        f"{spec.name}-outbox",
+        settings.database_url,
+        NOTIFY_CHANNEL,
+        relay.drain,
+        settings.outbox_sweep_seconds,
+    )
     app[PUBLISHER], app[EXCHANGE], app[RELAY] = publisher, exchange, drainer
     consumer_connection: AbstractRobustConnection | None = None
     if spec.handlers.by_type:
         consumer_connection = await bus.connect(settings.amqp_url, f"{spec.name}-consumer")
         consumer = Consumer(
-            spec.name, app[POOL], spec.handlers, settings.exchange,
-            settings.retry_delays_ms, settings.prefetch, settings.publish_timeout_seconds,
+            spec.name,
+            app[POOL],
+            spec.handlers,
+            settings.exchange,
+            settings.retry_delays_ms,
+            settings.prefetch,
+            settings.publish_timeout_seconds,
         )
         await consumer.start(consumer_connection)
         app[CONSUMER] = consumer
@@ -141,7 +155,11 @@ async def correlation_middleware(
 ) -> web.StreamResponse:
     """Take the caller's X-Correlation-Id (or make one); it rides along into every event and log line."""
     incoming = request.headers.get("X-Correlation-Id", "")
-    cid = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else uuid.uuid4().hex
+    cid = (
+        incoming
+        if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
+        else uuid.uuid4().hex
+    )
     token = correlation_id.set(cid)
     started = time.perf_counter()
     try:
@@ -165,8 +183,15 @@ def error_body(code: str, message: str, details: object = None) -> dict[str, obj
 
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
     429: "too_many_requests",
 }
 
@@ -180,12 +205,16 @@ async def error_middleware(
         return await handler(request)
     except AppError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return web.json_response(error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers)
+        return web.json_response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "error")
-        message = {404: "no such endpoint", 405: "method not allowed for this endpoint"}.get(exc.status, exc.reason)
+        message = {404: "no such endpoint", 405: "method not allowed for this endpoint"}.get(
+            exc.status, exc.reason
+        )
         if exc.status == 413:
             message = "the body is too large for this endpoint"
         return web.json_response(error_body(code, message), status=exc.status)
@@ -215,7 +244,9 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception:
             checks["consumer"] = False
     ready = all(checks.values())
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -43,7 +43,9 @@ class Handlers:
 
     def on(
         self, event: type[E]
-    ) -> Callable[[Callable[[asyncpg.Connection, Envelope, E], Awaitable[None]]], Callable[..., Awaitable[None]]]:
+    ) -> Callable[
+        [Callable[[asyncpg.Connection, Envelope, E], Awaitable[None]]], Callable[..., Awaitable[None]]
+    ]:
         def register(
             fn: Callable[[asyncpg.Connection, Envelope, E], Awaitable[None]],
         ) -> Callable[[asyncpg.Connection, Envelope, E], Awaitable[None]]:
@@ -132,7 +134,8 @@ class Consumer:
         async with self._pool.acquire() as conn, conn.transaction():
             first_time = await conn.fetchval(
                 "INSERT INTO inbox (event_id, handler) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-                env.event_id, f"{self.names.service}:{env.type}",
+                env.event_id,
+                f"{self.names.service}:{env.type}",
             )
             if not first_time:
                 return False
@@ -140,7 +143,7 @@ class Consumer:
             return True
 
     async def _retry_or_park(self, message: AbstractIncomingMessage, error: str) -> None:
-        attempt = int(message.headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
+        attempt = attempts_of(message)
         if attempt >= len(self._delays):
             await self._park(message, error)
             return
@@ -148,12 +151,13 @@ class Consumer:
         await self._ack(message)
 
     async def _park(self, message: AbstractIncomingMessage, error: str) -> None:
-        attempt = int(message.headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
-        await self._republish(message, self.names.parked, attempt, error)
+        await self._republish(message, self.names.parked, attempts_of(message), error)
         await self._ack(message)
         log.error("event parked", extra={"message_id": message.message_id, "error": error})
 
-    async def _republish(self, message: AbstractIncomingMessage, queue: str, attempt: int, error: str) -> None:
+    async def _republish(
+        self, message: AbstractIncomingMessage, queue: str, attempt: int, error: str
+    ) -> None:
         assert self._channel is not None
         headers = dict(message.headers)
         headers.update({ATTEMPT_HEADER: attempt, "x-klaspost-last-error": error[:1000]})
@@ -176,6 +180,11 @@ class Consumer:
         except ChannelInvalidStateError:
             # The channel died after our commit: the broker redelivers and the inbox makes it a no-op.
             log.warning("ack lost with the channel", extra={"message_id": message.message_id})
+
+
+def attempts_of(message: AbstractIncomingMessage) -> int:
+    value = message.headers.get(ATTEMPT_HEADER, 0)
+    return value if isinstance(value, int) else 0
 
 
 def parked_summary(message: AbstractIncomingMessage) -> dict[str, Any]:

@@ -20,7 +20,9 @@ from shared.bus import QueueNames
 from shared.consumer import ATTEMPT_HEADER, parked_summary
 
 
-async def _take(channel: aio_pika.abc.AbstractChannel, queue_name: str, limit: int) -> list[AbstractIncomingMessage]:
+async def _take(
+    channel: aio_pika.abc.AbstractChannel, queue_name: str, limit: int
+) -> list[AbstractIncomingMessage]:
     """Up to ``limit`` parked messages, held unacked: closing the channel puts back what we keep."""
     queue = await channel.declare_queue(queue_name, passive=True)
     taken: list[AbstractIncomingMessage] = []
@@ -39,7 +41,9 @@ async def list_parked(amqp_url: str, service: str, limit: int = 100) -> list[dic
         return [parked_summary(m) for m in await _take(channel, QueueNames(service).parked, limit)]
 
 
-async def replay(amqp_url: str, service: str, message_ids: set[str] | None = None, limit: int = 10_000) -> int:
+async def replay(
+    amqp_url: str, service: str, message_ids: set[str] | None = None, limit: int = 10_000
+) -> int:
     """Move parked messages (all, or those with the given ids) back onto the service's queue."""
     names = QueueNames(service)
     connection = await aio_pika.connect(amqp_url)
@@ -70,7 +74,9 @@ async def replay(amqp_url: str, service: str, message_ids: set[str] | None = Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m shared.deadletters", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.deadletters", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("command", choices=["list", "replay"])
     parser.add_argument("--service", required=True, choices=["identity", "posts", "media", "notifier"])
     parser.add_argument("--id", action="append", dest="ids", help="replay only this message id (repeatable)")

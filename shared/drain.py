@@ -73,7 +73,7 @@ class Drainer:
             try:
                 conn = await asyncpg.connect(self._dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(self._channel, lambda *_args: self._wake.set())
                 self.listening = True
                 self._wake.set()

@@ -68,14 +68,18 @@ def validate(model: type[M], data: Any) -> M:
         ) from exc
 
 
-def json_response(model: BaseModel | list[BaseModel] | dict[str, Any], status: int = 200) -> web.Response:
+def json_response(
+    model: BaseModel | list[BaseModel] | dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     if isinstance(model, BaseModel):
         text = model.model_dump_json()
     elif isinstance(model, list):
         text = "[" + ",".join(m.model_dump_json() for m in model) + "]"
     else:
         text = json.dumps(model, default=str)
-    return web.Response(text=text, status=status, content_type="application/json")
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -118,7 +122,10 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
         if params:
             op["parameters"] = params
         if route.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.body)}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(route.body)}},
+            }
         elif route.raw_body:
             op["requestBody"] = {
                 "required": True,
@@ -127,7 +134,10 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
         ok: dict[str, Any] = {"description": "OK"}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": ref(route.response)}}
-        error = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        error = {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         op["responses"] = {str(route.status): ok, "4XX": error}
         if route.auth:
             op["security"] = [{"bearer": []}]

@@ -16,7 +16,9 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(f"klaspost-job:{name}".encode())
 
 
-async def run_once(pool: asyncpg.Pool, name: str, job: Callable[[asyncpg.Connection], Awaitable[None]]) -> bool:
+async def run_once(
+    pool: asyncpg.Pool, name: str, job: Callable[[asyncpg.Connection], Awaitable[None]]
+) -> bool:
     """Run ``job`` if no other replica is running it now; return whether it ran."""
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(name)):
@@ -33,13 +35,19 @@ async def run_once(pool: asyncpg.Pool, name: str, job: Callable[[asyncpg.Connect
             await conn.execute("UPDATE job_runs SET last_error = $2 WHERE name = $1", name, repr(exc))
             log.exception("job failed", extra={"job": name})
         else:
-            await conn.execute("UPDATE job_runs SET last_finish = now(), last_error = NULL WHERE name = $1", name)
+            await conn.execute(
+                "UPDATE job_runs SET last_finish = now(), last_error = NULL WHERE name = $1", name
+            )
         return True
 
 
 class PeriodicJob:
     def __init__(
-        self, pool: asyncpg.Pool, name: str, every_seconds: float, job: Callable[[asyncpg.Connection], Awaitable[None]]
+        self,
+        pool: asyncpg.Pool,
+        name: str,
+        every_seconds: float,
+        job: Callable[[asyncpg.Connection], Awaitable[None]],
     ) -> None:
         self.name = name
         self._pool = pool

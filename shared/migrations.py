@@ -70,7 +70,10 @@ async def migrate(conn: asyncpg.Connection, folder: Path) -> list[str]:
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (scope, number, name, checksum) VALUES ($1, $2, $3, $4)",
-                        scope, number, name, checksum,
+                        scope,
+                        number,
+                        name,
+                        checksum,
                     )
                 log.info("applied migration", extra={"migration": f"{scope}/{name}"})
                 applied_now.append(f"{scope}/{name}")

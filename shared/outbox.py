@@ -27,7 +27,9 @@ async def publish(conn: asyncpg.Connection, event: Event, school_id: uuid.UUID |
     env = envelope(event, school_id, correlation_id.get())
     await conn.execute(
         "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3)",
-        env.event_id, env.type, env.model_dump(mode="json"),
+        env.event_id,
+        env.type,
+        env.model_dump(mode="json"),
     )
     # Delivered at commit only, and folded into one per transaction: wakes the relay at once.
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
@@ -79,8 +81,14 @@ class OutboxRelay:
                 ),
                 return_exceptions=True,
             )
-            sent = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            failed = [(r["id"], repr(res)) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+            sent = [
+                r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
+            ]
+            failed = [
+                (r["id"], repr(res))
+                for r, res in zip(rows, results, strict=True)
+                if isinstance(res, BaseException)
+            ]
             if sent:
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", sent)
             if failed:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Never the algorithm the token names: only what we sign with (no `none`, no HS256 key confusion).
 ALGORITHMS: Final = ["EdDSA"]
-ACCESS_TOKEN_TYPE: Final = "access"  # noqa: S105 (a claim value, not a secret)
+ACCESS_TOKEN_TYPE: Final = "access"
 REQUIRED_CLAIMS: Final = ["exp", "iat", "sub", "aud", "iss"]
 LEEWAY_SECONDS: Final = 30
 # Caps how often an unknown `kid` (which anyone can put in a token) can make us call identity.
@@ -84,15 +84,15 @@ class TokenVerifier:
     def from_settings(
         cls, settings: ServiceSettings, session: aiohttp.ClientSession | None
     ) -> "TokenVerifier":
-        if settings.jwks_json is not None and settings.jwks_url is not None:
+        # An empty variable counts as unset, as it does in a compose file's `JWKS_URL=`.
+        if settings.jwks_json and settings.jwks_url:
             raise ValueError("set JWKS_JSON or JWKS_URL, not both")
-        if settings.jwks_json is not None:
-            return cls(
-                issuer=settings.token_issuer,
-                audience=settings.token_audience,
-                jwks=json.loads(settings.jwks_json),
-            )
-        if settings.jwks_url is not None:
+        if settings.jwks_json:
+            jwks = json.loads(settings.jwks_json)
+            if not isinstance(jwks, dict):
+                raise ValueError("JWKS_JSON must be a JSON object with a 'keys' list")
+            return cls(issuer=settings.token_issuer, audience=settings.token_audience, jwks=jwks)
+        if settings.jwks_url:
             return cls(
                 issuer=settings.token_issuer,
                 audience=settings.token_audience,

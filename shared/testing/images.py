@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TypedDict
 
-from PIL import Image, ImageCms, ExifTags
+from PIL import ExifTags, Image, ImageCms
 
 CAMERA_MAKE = "KlaspostTestCam"
 LEFT_COLOUR = (255, 0, 0)
@@ -47,7 +47,12 @@ def jpeg_with_gps(width: int, height: int, orientation: int = 6, *, textured: bo
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     buffer = io.BytesIO()
     image.save(
-        buffer, "JPEG", quality=90, exif=_exif(orientation), xmp=_XMP, icc_profile=srgb,
+        buffer,
+        "JPEG",
+        quality=90,
+        exif=_exif(orientation),
+        xmp=_XMP,
+        icc_profile=srgb,
         comment=b"class trip, Juf Test",
     )
     # Pillow cannot write IPTC, so its APP13 segment is spliced in after the other APPn segments.
@@ -67,8 +72,11 @@ def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
     row = b"\x00" + bytes((width + 7) // 8)  # filter byte, then one bit per pixel
     compressed = b"".join(rows.compress(row) for _ in range(height)) + rows.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", compressed) + _png_chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", compressed)
+        + _png_chunk(b"IEND", b"")
     )
 
 
@@ -82,7 +90,9 @@ def animated(kind: str, frames: int = 2) -> bytes:
 
 def metadata_report(data: bytes) -> MetadataReport:
     """What a JPEG carries, found by walking all its marker segments (also those between and after scans)."""
-    report = MetadataReport(exif=False, gps=False, xmp=False, iptc=False, icc=False, comment=False, segments=[])
+    report = MetadataReport(
+        exif=False, gps=False, xmp=False, iptc=False, icc=False, comment=False, segments=[]
+    )
     for marker, payload in _segments(data):
         if marker == 0xFE:
             report["comment"] = True
@@ -120,7 +130,7 @@ def _exif(orientation: int) -> Image.Exif:
 
 
 def _iptc_block() -> bytes:
-    caption = "Schoolreisje groep 5".encode()
+    caption = b"Schoolreisje groep 5"
     iptc = b"\x1c\x02\x78" + struct.pack(">H", len(caption)) + caption  # record 2, dataset 120: caption
     iptc += b"\x00" * (len(iptc) % 2)
     # One Photoshop image resource: 8BIM, id 0x0404 (IPTC), empty padded name, size, data.

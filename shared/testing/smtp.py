@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import email
 import email.policy
+import errno
 import ipaddress
 import socket
 import ssl
@@ -89,23 +90,25 @@ class SmtpSink:
         # another process may grab it in between, hence the retries.
         for attempt in range(5):
             port = _free_port(self.host)
+            handler = _Handler(self)
             controller = Controller(
-                self,
+                handler,
                 hostname=self.host,
                 port=port,
                 server_hostname="localhost",  # else aiosmtpd asks DNS for this machine's FQDN
                 tls_context=self._server_tls,
                 require_starttls=self._server_tls is not None,
-                authenticator=self._authenticate if self._credentials else None,
+                authenticator=handler.authenticate if self._credentials else None,
                 # Without TLS, AUTH is allowed in the clear: it is a test on the loopback interface.
                 auth_require_tls=self._server_tls is not None,
             )
             try:
                 controller.start()
-            except (OSError, TimeoutError, RuntimeError):
-                if attempt == 4:
-                    raise
-                continue
+            except BaseException as exc:
+                controller.stop(no_assert=True)
+                if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE and attempt < 4:
+                    continue  # the port was taken after all
+                raise
             self._controller, self._port = controller, port
             return
 
@@ -146,11 +149,17 @@ class SmtpSink:
         with self._lock:
             return self.messages[:count]
 
-    # aiosmtpd handler hooks, called on the server's thread.
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+class _Handler:
+    """aiosmtpd's hooks, called on the server's thread. Kept apart from SmtpSink because aiosmtpd
+    inspects every attribute of its handler (and SmtpSink.port raises before start)."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
         given = (auth_data.login, auth_data.password) if isinstance(auth_data, LoginPassword) else None
-        ok = given is not None and given == self._credentials
+        ok = given is not None and given == self._sink._credentials
         # handled=False lets aiosmtpd answer 235/535 itself; handled=True would leave the client waiting.
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
@@ -158,7 +167,7 @@ class SmtpSink:
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
         # aiosmtpd's own auth_required warns when TLS is not also required; enforce AUTH here instead.
-        if self._credentials is not None and not session.authenticated:
+        if self._sink._credentials is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -168,8 +177,8 @@ class SmtpSink:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         domain = address.rpartition("@")[2].lower()
-        with self._lock:
-            refusal = self._refused.get(domain)
+        with self._sink._lock:
+            refusal = self._sink._refused.get(domain)
         if refusal is not None:
             return refusal
         envelope.rcpt_tos.append(address)
@@ -186,8 +195,8 @@ class SmtpSink:
             login=auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None,
             tls=session.ssl is not None,
         )
-        with self._lock:
-            self.messages.append(mail)
+        with self._sink._lock:
+            self._sink.messages.append(mail)
         return "250 2.0.0 Message accepted for delivery"
 
 

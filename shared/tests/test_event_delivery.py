@@ -19,7 +19,13 @@ from shared.drain import Drainer
 from shared.envelope import Envelope, Event, register
 from shared.migrations import migrate
 from shared.outbox import NOTIFY_CHANNEL, OutboxRelay, publish
-from shared.testing.infra import close_all_broker_connections, create_database, create_vhost, delete_vhost, drop_database
+from shared.testing.infra import (
+    close_all_broker_connections,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+)
 
 
 @register
@@ -61,7 +67,9 @@ class Backbone:
 
     async def start(self) -> None:
         self.publisher = await bus.connect(self.amqp_url, "test-publisher")
-        self.exchange = await bus.declare_exchange(await bus.publisher_channel(self.publisher), "klaspost.events")
+        self.exchange = await bus.declare_exchange(
+            await bus.publisher_channel(self.publisher), "klaspost.events"
+        )
         self.consumer_conn = await bus.connect(self.amqp_url, "test-consumer")
         self.reconnects = 0
 
@@ -108,8 +116,8 @@ async def effect_counts(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> Counter[uui
     return Counter(r["event_id"] for r in rows)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         if await check():
             return
@@ -118,16 +126,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0
         await asyncio.sleep(0.1)
 
 
-async def test_every_event_takes_effect_exactly_once_when_the_broker_drops_all_connections(backbone: Backbone) -> None:
+async def test_every_event_takes_effect_exactly_once_when_the_broker_drops_all_connections(
+    backbone: Backbone,
+) -> None:
     ids: list[uuid.UUID] = []
     for n in range(200):
         ids.append(await emit(backbone.pool, Pinged(n=n)))
         if n == 100:
             await close_all_broker_connections(backbone.amqp_url)
+
     async def all_handled() -> bool:
         return sum((await effect_counts(backbone.pool, ids)).values()) >= 200
 
-    await eventually(all_handled, timeout=90)
+    await eventually(all_handled, within=90)
     await asyncio.sleep(1)  # room for any duplicate to show up
     counts = await effect_counts(backbone.pool, ids)
     assert backbone.reconnects >= 2  # both connections really were cut and came back
@@ -149,7 +160,11 @@ async def test_a_redelivered_event_has_no_second_effect(backbone: Backbone) -> N
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
     async def resent() -> bool:
-        return bool(await backbone.pool.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", event_id))
+        return bool(
+            await backbone.pool.fetchval(
+                "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", event_id
+            )
+        )
 
     await eventually(resent)
     await asyncio.sleep(0.5)
@@ -196,7 +211,9 @@ async def test_an_always_failing_event_is_parked_and_replay_takes_effect_once(ba
 async def test_an_unreadable_message_is_parked_not_lost(backbone: Backbone) -> None:
     channel = await backbone.publisher.channel()
     await channel.default_exchange.publish(
-        aio_pika.Message(b"{not json", message_id="garbage-1", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        aio_pika.Message(
+            b"{not json", message_id="garbage-1", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        ),
         routing_key="testsvc",
     )
 

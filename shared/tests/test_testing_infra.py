@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from yarl import URL
 
-from shared.testing import (
+from shared.testing.infra import (
     close_all_broker_connections,
     create_bucket,
     create_database,

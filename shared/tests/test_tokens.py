@@ -397,13 +397,19 @@ def test_verifier_from_settings_takes_inline_jwks() -> None:
 
 
 @pytest.mark.parametrize(
-    "sources",
-    [{}, {"jwks_url": "http://identity/.well-known/jwks.json"}, {"jwks_url": "http://x", "jwks_json": "{}"}],
+    ("jwks_url", "jwks_json", "problem"),
+    [
+        (None, None, "no token keys"),
+        ("http://identity/.well-known/jwks.json", None, "ClientSession"),
+        ("http://identity/.well-known/jwks.json", "{}", "not both"),
+    ],
 )
-def test_verifier_from_settings_refuses_a_missing_or_ambiguous_key_source(sources: dict[str, str]) -> None:
-    settings = ServiceSettings(database_url="postgresql://unused", **sources)
+def test_verifier_from_settings_refuses_a_missing_or_ambiguous_key_source(
+    jwks_url: str | None, jwks_json: str | None, problem: str
+) -> None:
+    settings = ServiceSettings(database_url="postgresql://unused", jwks_url=jwks_url, jwks_json=jwks_json)
 
-    with pytest.raises(ValueError, match="JWKS|ClientSession"):
+    with pytest.raises(ValueError, match=problem):
         TokenVerifier.from_settings(settings, None)
 
 

@@ -2,4 +2,4 @@ from identity.app import spec
 from identity.settings import Settings
 from shared.service import run
 
-run(spec(), Settings())  # type: ignore[call-arg]
+run(spec(), Settings())

@@ -24,14 +24,21 @@ async def insert_person(
         """INSERT INTO people (person_id, school_id, role, email, display_name, locale, password_hash)
            VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT ((lower(email))) DO NOTHING RETURNING true""",
-        person_id, school_id, role, email, display_name, locale, password_hash,
+        person_id,
+        school_id,
+        role,
+        email,
+        display_name,
+        locale,
+        password_hash,
     )
     return bool(inserted)
 
 
 async def person(conn: asyncpg.Connection, person_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT person_id, school_id, role, email, display_name, locale FROM people WHERE person_id = $1", person_id
+        "SELECT person_id, school_id, role, email, display_name, locale FROM people WHERE person_id = $1",
+        person_id,
     )
 
 
@@ -54,13 +61,18 @@ async def insert_group(
     inserted = await conn.fetchval(
         """INSERT INTO groups (group_id, school_id, name, school_year) VALUES ($1, $2, $3, $4)
            ON CONFLICT (school_id, school_year, name) DO NOTHING RETURNING true""",
-        group_id, school_id, name, school_year,
+        group_id,
+        school_id,
+        name,
+        school_year,
     )
     return bool(inserted)
 
 
 async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT group_id, school_id, name, school_year FROM groups WHERE group_id = $1", group_id)
+    return await conn.fetchrow(
+        "SELECT group_id, school_id, name, school_year FROM groups WHERE group_id = $1", group_id
+    )
 
 
 async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> bool:
@@ -68,7 +80,9 @@ async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.U
     inserted = await conn.fetchval(
         """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
            ON CONFLICT DO NOTHING RETURNING true""",
-        group_id, person_id, role,
+        group_id,
+        person_id,
+        role,
     )
     return bool(inserted)
 
@@ -87,7 +101,8 @@ async def count_failure(conn: asyncpg.Connection, key: str, window_seconds: int)
            VALUES ($1, to_timestamp(floor(extract(epoch FROM now()) / $2) * $2), 1)
            ON CONFLICT (key, window_start) DO UPDATE SET failures = login_failures.failures + 1
            RETURNING failures""",
-        key, window_seconds,
+        key,
+        window_seconds,
     )
     return count
 
@@ -96,7 +111,8 @@ async def failures(conn: asyncpg.Connection, key: str, window_seconds: int) -> i
     count: int | None = await conn.fetchval(
         """SELECT failures FROM login_failures
            WHERE key = $1 AND window_start = to_timestamp(floor(extract(epoch FROM now()) / $2) * $2)""",
-        key, window_seconds,
+        key,
+        window_seconds,
     )
     return count or 0
 

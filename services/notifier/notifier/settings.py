@@ -23,3 +23,12 @@ class Settings(ServiceSettings):
     push_ttl_seconds: int = 86_400
     push_timeout_seconds: float = 10.0
     delivery_max_attempts: int = 8
+    delivery_batch: int = 50
+    # Hosts a browser's push subscription may point at. The notifier POSTs to whatever endpoint a
+    # subscription names, so without this list a caller could aim it at internal addresses.
+    push_allowed_hosts: list[str] = [
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "web.push.apple.com",
+        "*.notify.windows.com",
+    ]

@@ -2,4 +2,4 @@ from posts.app import spec
 from posts.settings import Settings
 from shared.service import run
 
-run(spec(), Settings())  # type: ignore[call-arg]
+run(spec(), Settings())

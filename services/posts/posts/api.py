@@ -33,7 +33,9 @@ async def create_post(request: web.Request) -> web.Response:
         if role != "teacher":
             raise Forbidden("only the group's teachers can post")
         post_id = uuid.uuid4()
-        await store.insert_post(conn, post_id, group_id, group["school_id"], caller.person_id, command.body, command.photo_ids)
+        await store.insert_post(
+            conn, post_id, group_id, group["school_id"], caller.person_id, command.body, command.photo_ids
+        )
         await publish(
             conn,
             PostPublished(

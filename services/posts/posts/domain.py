@@ -50,7 +50,9 @@ class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=20, ge=1, le=100)
-    before: datetime | None = Field(default=None, description="Only posts older than this (the previous page's next_before).")
+    before: datetime | None = Field(
+        default=None, description="Only posts older than this (the previous page's next_before)."
+    )
 
 
 class FeedPage(BaseModel):

@@ -31,17 +31,16 @@ async def insert_post(
 ) -> None:
     await conn.execute(
         "INSERT INTO posts (post_id, group_id, school_id, author_id, body) VALUES ($1, $2, $3, $4, $5)",
-        post_id, group_id, school_id, author_id, body,
+        post_id,
+        group_id,
+        school_id,
+        author_id,
+        body,
     )
     await conn.executemany(
         "INSERT INTO post_photos (post_id, photo_id, position) VALUES ($1, $2, $3)",
         [(post_id, photo_id, i) for i, photo_id in enumerate(photo_ids)],
     )
-
-
-_POST_COLUMNS = """p.post_id, p.group_id, g.name AS group_name, p.author_id, p.body, p.created_at,
-    COALESCE((SELECT json_agg(json_build_object('photo_id', ph.photo_id, 'status', ph.status) ORDER BY ph.position)
-              FROM post_photos ph WHERE ph.post_id = p.post_id)::jsonb, '[]'::jsonb) AS photos"""
 
 
 def _view(row: asyncpg.Record) -> PostView:
@@ -60,40 +59,49 @@ def _view(row: asyncpg.Record) -> PostView:
 async def visible_post(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: uuid.UUID) -> PostView | None:
     """The post if the person belongs to its group now; otherwise nothing, whether it exists or not."""
     row = await conn.fetchrow(
-        f"""SELECT {_POST_COLUMNS}
-            FROM posts p JOIN groups g USING (group_id)
-            JOIN memberships m ON m.group_id = p.group_id AND m.person_id = $2
-            WHERE p.post_id = $1""",
-        post_id, person_id,
+        """SELECT v.* FROM post_views v
+           JOIN memberships m ON m.group_id = v.group_id AND m.person_id = $2
+           WHERE v.post_id = $1""",
+        post_id,
+        person_id,
     )
     return _view(row) if row else None
 
 
-async def feed(conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, before: datetime | None) -> list[PostView]:
+async def feed(
+    conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, before: datetime | None
+) -> list[PostView]:
     # Per group the newest `limit` posts from the index, then the newest `limit` of those:
     # far cheaper than `group_id = ANY(...) ORDER BY` over every row of the groups.
     rows = await conn.fetch(
-        f"""SELECT {_POST_COLUMNS}
+        """SELECT v.*
             FROM memberships m
             CROSS JOIN LATERAL (
-                SELECT * FROM posts
+                SELECT post_id FROM posts
                 WHERE posts.group_id = m.group_id AND ($3::timestamptz IS NULL OR posts.created_at < $3)
                 ORDER BY created_at DESC, post_id DESC LIMIT $2
             ) p
-            JOIN groups g ON g.group_id = p.group_id
+            JOIN post_views v ON v.post_id = p.post_id
             WHERE m.person_id = $1
-            ORDER BY p.created_at DESC, p.post_id DESC
+            ORDER BY v.created_at DESC, v.post_id DESC
             LIMIT $2""",
-        person_id, limit, before,
+        person_id,
+        limit,
+        before,
     )
     return [_view(r) for r in rows]
 
 
-async def upsert_group(conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, year: str) -> None:
+async def upsert_group(
+    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, year: str
+) -> None:
     await conn.execute(
         """INSERT INTO groups (group_id, school_id, name, school_year) VALUES ($1, $2, $3, $4)
            ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name, school_year = EXCLUDED.school_year""",
-        group_id, school_id, name, year,
+        group_id,
+        school_id,
+        name,
+        year,
     )
 
 
@@ -101,7 +109,9 @@ async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.U
     await conn.execute(
         """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
            ON CONFLICT (group_id, person_id) DO UPDATE SET role = EXCLUDED.role""",
-        group_id, person_id, role,
+        group_id,
+        person_id,
+        role,
     )
 
 

@@ -32,3 +32,10 @@ CREATE TABLE post_photos (
     status   text NOT NULL DEFAULT 'processing' CHECK (status IN ('processing', 'ready', 'rejected')),
     PRIMARY KEY (post_id, photo_id)
 );
+
+-- A post as readers see it: with its group's name and its photos in order.
+CREATE VIEW post_views AS
+SELECT p.post_id, p.group_id, g.name AS group_name, p.author_id, p.body, p.created_at,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object('photo_id', ph.photo_id, 'status', ph.status) ORDER BY ph.position)
+                 FROM post_photos ph WHERE ph.post_id = p.post_id), '[]'::jsonb) AS photos
+FROM posts p JOIN groups g USING (group_id);

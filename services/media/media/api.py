@@ -1,0 +1,102 @@
+"""Media's HTTP handlers: upload by teachers, authorised viewing of processed variants."""
+
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from media import store
+from media.domain import SHARING_NOTICE, PhotoUploaded, PhotoView, VariantLink
+from media.imaging import sniff_image_type
+from media.resources import STORAGE
+from media.settings import Settings
+from media.storage import original_key
+from shared.app import POOL, SETTINGS
+from shared.contracts import PhotoUploaded as PhotoUploadedEvent
+from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.http import json_response
+from shared.outbox import publish
+from shared.tokens import require_caller
+
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
+_CHUNK = 256 * 1024
+_SNIFF = 32
+
+
+def _settings(request: web.Request) -> Settings:
+    settings = request.app[SETTINGS]
+    assert isinstance(settings, Settings)
+    return settings
+
+
+async def upload_photo(request: web.Request) -> web.Response:
+    """Stream the body to a temporary file (bounded memory), check it is an image, store the original."""
+    caller = require_caller(request, "teacher")
+    limit = _settings(request).photo_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+        size, head = 0, b""
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
+            if len(head) < _SNIFF:
+                head += chunk[: _SNIFF - len(head)]
+            spool.write(chunk)
+        if size == 0:
+            raise ValidationFailed("the photo is empty", [{"field": "(body)", "problem": "no bytes sent"}])
+        # The bytes decide what this is, not the file name or the Content-Type header.
+        content_type = sniff_image_type(head)
+        if content_type is None:
+            raise UnsupportedMediaType("only JPEG, PNG or WebP photos can be uploaded")
+        photo_id = uuid.uuid4()
+        key = original_key(caller.school_id, photo_id)
+        spool.seek(0)
+        await request.app[STORAGE].put_original(key, spool, content_type)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await store.insert_photo(conn, photo_id, caller.school_id, caller.person_id, content_type, size, key)
+        await publish(
+            conn, PhotoUploadedEvent(photo_id=photo_id, uploader_id=caller.person_id), caller.school_id
+        )
+    return json_response(
+        PhotoUploaded(photo_id=photo_id, status="uploaded", size_bytes=size, content_type=content_type),
+        status=201,
+    )
+
+
+async def get_photo(request: web.Request) -> web.Response:
+    """Short-lived links to the processed variants, for the uploader and the photo's group only."""
+    caller = require_caller(request)
+    try:
+        photo_id = uuid.UUID(request.match_info["photo_id"])
+    except ValueError:
+        raise NotFound("no such photo") from None
+    async with request.app[POOL].acquire() as conn:
+        photo = await store.visible_photo(conn, photo_id, caller.person_id)
+        if photo is None:
+            raise NotFound("no such photo")
+        rows = await store.variants(conn, photo_id) if photo["status"] == "ready" else []
+    ttl = _settings(request).photo_url_ttl_seconds
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    storage = request.app[STORAGE]
+    links = [
+        VariantLink(
+            size=r["size"],
+            width=r["width"],
+            height=r["height"],
+            url=storage.presigned_variant_url(r["key"], ttl),
+            expires_at=expires_at,
+        )
+        for r in rows
+    ]
+    locale = "en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "nl"
+    view = PhotoView(
+        photo_id=photo_id,
+        status=photo["status"],
+        reason=photo["reject_reason"],
+        variants=links,
+        notice=SHARING_NOTICE[locale],
+    )
+    return json_response(view, headers={"Cache-Control": "private, no-store"})

@@ -1,0 +1,39 @@
+"""Media: the routes and the pieces that make the service."""
+
+from pathlib import Path
+
+from media import api
+from media.domain import PhotoUploaded, PhotoView
+from media.events import handlers
+from media.resources import pipeline, storage
+from shared.app import ServiceSpec
+from shared.http import Route
+
+routes = [
+    Route(
+        "POST",
+        "/photos",
+        api.upload_photo,
+        "A teacher uploads a photo (the raw image as the body)",
+        response=PhotoUploaded,
+        status=201,
+        raw_body=api.ACCEPTED_TYPES,
+    ),
+    Route(
+        "GET",
+        "/photos/{photo_id}",
+        api.get_photo,
+        "Short-lived links to a photo's processed variants, for members of its group",
+        response=PhotoView,
+    ),
+]
+
+
+def spec() -> ServiceSpec:
+    return ServiceSpec(
+        name="media",
+        routes=routes,
+        handlers=handlers,
+        migrations=Path(__file__).parent / "migrations",
+        contexts=[storage, pipeline],
+    )

@@ -1,0 +1,39 @@
+"""Media's rules and the shapes its API speaks."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+# Rule 6 of the school policy: said wherever photos are shown.
+SHARING_NOTICE = {
+    "nl": "Deel foto's uit Klaspost niet met anderen: niet via sociale media en niet als schermafbeelding.",
+    "en": "Do not share photos from Klaspost with others: not on social media and not as a screenshot.",
+}
+# A file that keeps failing for reasons other than being a bad image is given up after this many tries.
+MAX_PROCESSING_ATTEMPTS = 5
+CLAIM_SECONDS = 300
+
+
+class PhotoUploaded(BaseModel):
+    photo_id: uuid.UUID
+    status: Literal["uploaded"]
+    size_bytes: int
+    content_type: str
+
+
+class VariantLink(BaseModel):
+    size: int
+    width: int
+    height: int
+    url: str
+    expires_at: datetime
+
+
+class PhotoView(BaseModel):
+    photo_id: uuid.UUID
+    status: Literal["uploaded", "processing", "ready", "rejected"]
+    reason: str | None = None
+    variants: list[VariantLink]
+    notice: str

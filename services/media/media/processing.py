@@ -1,0 +1,87 @@
+"""Turning attached originals into the variants parents see: claimed from the database, decoded in
+worker processes, written to storage, then marked ready with a PhotoProcessed event in one commit."""
+
+import asyncio
+import logging
+import os
+import tempfile
+import uuid
+
+import asyncpg
+
+from media import store
+from media.domain import MAX_PROCESSING_ATTEMPTS
+from media.imaging import ImageRejected, PhotoProcessor
+from media.settings import Settings
+from media.storage import PhotoStorage, variant_key
+from shared.contracts import PhotoProcessed, PhotoRejected
+from shared.outbox import publish
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "media_processing"
+
+
+class PhotoPipeline:
+    def __init__(
+        self, pool: asyncpg.Pool, storage: PhotoStorage, processor: PhotoProcessor, settings: Settings
+    ) -> None:
+        self._pool = pool
+        self._storage = storage
+        self._processor = processor
+        self._settings = settings
+
+    async def drain(self) -> int:
+        """Process one round of claimed photos, as many at a time as there are workers."""
+        async with self._pool.acquire() as conn:
+            claimed = await store.claim(conn, self._settings.processing_workers)
+        await asyncio.gather(*(self._process(row) for row in claimed))
+        return len(claimed)
+
+    async def _process(self, photo: asyncpg.Record) -> None:
+        photo_id: uuid.UUID = photo["photo_id"]
+        try:
+            with tempfile.TemporaryDirectory(prefix="klaspost-photo-") as folder:
+                path = os.path.join(folder, "original")
+                await self._storage.download_original(photo["original_key"], path)
+                result = await self._processor.process(
+                    path, self._settings.photo_variants, self._settings.photo_max_pixels
+                )
+            written = []
+            for variant in result.variants.values():
+                key = variant_key(photo["school_id"], photo_id, variant.size)
+                await self._storage.put_variant(key, variant.data, variant.content_type)
+                written.append((variant.size, key, variant.width, variant.height, len(variant.data)))
+        except ImageRejected as exc:
+            await self._reject(photo, exc.reason)
+            return
+        except Exception as exc:
+            if photo["attempts"] >= MAX_PROCESSING_ATTEMPTS:
+                log.exception("photo processing gave up", extra={"photo_id": str(photo_id)})
+                await self._reject(photo, "the photo could not be processed")
+            else:
+                log.warning(
+                    "photo processing failed; will retry",
+                    extra={"photo_id": str(photo_id), "error": repr(exc)},
+                )
+                async with self._pool.acquire() as conn:
+                    await store.release(conn, photo_id, 2.0 ** photo["attempts"])
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.mark_ready(conn, photo_id, result.width, result.height, written)
+            await publish(
+                conn,
+                PhotoProcessed(photo_id=photo_id, post_id=photo["post_id"], variants=[w[0] for w in written]),
+                photo["school_id"],
+            )
+        log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
+
+    async def _reject(self, photo: asyncpg.Record, reason: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.mark_rejected(conn, photo["photo_id"], reason)
+            await publish(
+                conn,
+                PhotoRejected(photo_id=photo["photo_id"], post_id=photo["post_id"], reason=reason),
+                photo["school_id"],
+            )
+        log.warning("photo rejected", extra={"photo_id": str(photo["photo_id"]), "reason": reason})

@@ -1,0 +1,88 @@
+"""Photo storage in S3-compatible object storage: private buckets, server-made keys, and
+short-lived presigned links as the only way out. boto3 blocks, so every call runs in a thread."""
+
+import asyncio
+import uuid
+from typing import IO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from mypy_boto3_s3 import S3Client
+
+from media.settings import Settings
+
+
+def _client(settings: Settings, endpoint: str) -> S3Client:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 4, "mode": "standard"},
+            max_pool_connections=16,
+            # Swift's s3api predates the flexible checksums that boto3 sends by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def original_key(school_id: uuid.UUID, photo_id: uuid.UUID) -> str:
+    return f"{school_id}/{photo_id}"
+
+
+def variant_key(school_id: uuid.UUID, photo_id: uuid.UUID, size: int) -> str:
+    return f"{school_id}/{photo_id}/{size}.jpg"
+
+
+class PhotoStorage:
+    def __init__(self, settings: Settings) -> None:
+        self._s3 = _client(settings, settings.s3_endpoint_url)
+        # Links are signed for the host clients reach, which behind a proxy is not ours.
+        self._public = _client(settings, settings.s3_public_endpoint_url or settings.s3_endpoint_url)
+        self.originals = settings.s3_bucket_originals
+        self.variants = settings.s3_bucket_variants
+
+    async def ensure_buckets(self) -> None:
+        await asyncio.to_thread(self._ensure_buckets)
+
+    def _ensure_buckets(self) -> None:
+        for bucket in (self.originals, self.variants):
+            try:
+                self._s3.head_bucket(Bucket=bucket)
+            except ClientError:
+                self._s3.create_bucket(Bucket=bucket)
+
+    async def put_original(self, key: str, body: IO[bytes], content_type: str) -> None:
+        await asyncio.to_thread(
+            self._s3.upload_fileobj, body, self.originals, key, ExtraArgs={"ContentType": content_type}
+        )
+
+    async def download_original(self, key: str, path: str) -> None:
+        await asyncio.to_thread(self._s3.download_file, self.originals, key, path)
+
+    async def put_variant(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(
+            self._s3.put_object,
+            Bucket=self.variants,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            ContentDisposition='inline; filename="klaspost-foto.jpg"',
+            CacheControl="private, max-age=300",
+        )
+
+    def presigned_variant_url(self, key: str, ttl_seconds: int) -> str:
+        # Signing is local computation: no thread needed.
+        return self._public.generate_presigned_url(
+            "get_object", Params={"Bucket": self.variants, "Key": key}, ExpiresIn=ttl_seconds
+        )
+
+    def close(self) -> None:
+        self._s3.close()
+        self._public.close()

@@ -1,0 +1,135 @@
+"""Media's SQL."""
+
+import uuid
+
+import asyncpg
+
+from media.domain import CLAIM_SECONDS
+
+
+async def insert_photo(
+    conn: asyncpg.Connection,
+    photo_id: uuid.UUID,
+    school_id: uuid.UUID,
+    uploader_id: uuid.UUID,
+    content_type: str,
+    size_bytes: int,
+    original_key: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO photos (photo_id, school_id, uploader_id, content_type, size_bytes, original_key)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        photo_id,
+        school_id,
+        uploader_id,
+        content_type,
+        size_bytes,
+        original_key,
+    )
+
+
+async def visible_photo(
+    conn: asyncpg.Connection, photo_id: uuid.UUID, person_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The photo if the person uploaded it or belongs to its group now; otherwise nothing."""
+    return await conn.fetchrow(
+        """SELECT p.photo_id, p.school_id, p.status, p.reject_reason FROM photos p
+           WHERE p.photo_id = $1 AND (
+               p.uploader_id = $2
+               OR EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2))""",
+        photo_id,
+        person_id,
+    )
+
+
+async def variants(conn: asyncpg.Connection, photo_id: uuid.UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT size, key, width, height FROM photo_variants WHERE photo_id = $1 ORDER BY size DESC", photo_id
+    )
+    return rows
+
+
+async def attach_to_post(
+    conn: asyncpg.Connection,
+    photo_ids: list[uuid.UUID],
+    uploader_id: uuid.UUID,
+    post_id: uuid.UUID,
+    group_id: uuid.UUID,
+) -> list[uuid.UUID]:
+    """Attach the uploader's own unattached photos to the post and queue them; return those attached."""
+    rows = await conn.fetch(
+        """UPDATE photos SET post_id = $3, group_id = $4, status = 'processing'
+           WHERE photo_id = ANY($1) AND uploader_id = $2 AND post_id IS NULL AND status = 'uploaded'
+           RETURNING photo_id""",
+        photo_ids,
+        uploader_id,
+        post_id,
+        group_id,
+    )
+    return [r["photo_id"] for r in rows]
+
+
+async def claim(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Take photos to process; a claim runs out, so a crashed worker's photo is taken up again."""
+    return await conn.fetch(
+        """UPDATE photos SET claimed_until = now() + $2 * interval '1 second', attempts = attempts + 1
+            WHERE photo_id IN (
+                SELECT photo_id FROM photos
+                WHERE status = 'processing' AND (claimed_until IS NULL OR claimed_until < now())
+                ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING photo_id, school_id, post_id, original_key, attempts""",
+        limit,
+        CLAIM_SECONDS,
+    )
+
+
+async def mark_ready(
+    conn: asyncpg.Connection,
+    photo_id: uuid.UUID,
+    width: int,
+    height: int,
+    variants: list[tuple[int, str, int, int, int]],
+) -> None:
+    await conn.executemany(
+        """INSERT INTO photo_variants (photo_id, size, key, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (photo_id, size) DO UPDATE SET key = EXCLUDED.key, width = EXCLUDED.width,
+             height = EXCLUDED.height, bytes = EXCLUDED.bytes""",
+        [(photo_id, *v) for v in variants],
+    )
+    await conn.execute(
+        """UPDATE photos SET status = 'ready', width = $2, height = $3, processed_at = now(), claimed_until = NULL
+           WHERE photo_id = $1""",
+        photo_id,
+        width,
+        height,
+    )
+
+
+async def mark_rejected(conn: asyncpg.Connection, photo_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        """UPDATE photos SET status = 'rejected', reject_reason = $2, processed_at = now(), claimed_until = NULL
+           WHERE photo_id = $1""",
+        photo_id,
+        reason,
+    )
+
+
+async def release(conn: asyncpg.Connection, photo_id: uuid.UUID, retry_in_seconds: float) -> None:
+    """Give a claim back after a passing failure, to be tried again after a pause."""
+    await conn.execute(
+        "UPDATE photos SET claimed_until = now() + $2 * interval '1 second' WHERE photo_id = $1",
+        photo_id,
+        retry_in_seconds,
+    )
+
+
+async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO memberships (group_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        group_id,
+        person_id,
+    )
+
+
+async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id)

@@ -1,0 +1,44 @@
+"""Notifier: the routes and the pieces that make the service."""
+
+from pathlib import Path
+
+from notifier import api
+from notifier.domain import DeviceView, RegisterDevice, VapidKey
+from notifier.events import handlers
+from notifier.resources import delivery
+from shared.app import ServiceSpec
+from shared.http import Route
+
+routes = [
+    Route(
+        "GET",
+        "/push/vapid-public-key",
+        api.vapid_key,
+        "The key a browser subscribes to Web Push with",
+        response=VapidKey,
+        auth=False,
+    ),
+    Route(
+        "POST",
+        "/devices",
+        api.register_device,
+        "Register this browser's Web Push subscription",
+        body=RegisterDevice,
+        response=DeviceView,
+        status=201,
+    ),
+    Route("GET", "/devices", api.list_devices, "The caller's registered devices"),
+    Route(
+        "DELETE", "/devices/{device_id}", api.delete_device, "Stop push notifications to a device", status=204
+    ),
+]
+
+
+def spec() -> ServiceSpec:
+    return ServiceSpec(
+        name="notifier",
+        routes=routes,
+        handlers=handlers,
+        migrations=Path(__file__).parent / "migrations",
+        contexts=[delivery],
+    )

@@ -1,0 +1,63 @@
+"""Notifier's rules and the shapes its API speaks."""
+
+import fnmatch
+import uuid
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A claimed delivery is someone's for this long; a crashed sender's claim runs out and it is retried.
+CLAIM_SECONDS = 60
+
+
+class SubscriptionKeys(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    p256dh: str = Field(min_length=80, max_length=100, pattern=r"^[A-Za-z0-9_-]+=*$")
+    auth: str = Field(min_length=16, max_length=32, pattern=r"^[A-Za-z0-9_-]+=*$")
+
+
+class PushSubscription(BaseModel):
+    """The browser's PushSubscription.toJSON(), as is."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    endpoint: str = Field(max_length=1024)
+    keys: SubscriptionKeys
+
+
+class RegisterDevice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subscription: PushSubscription
+
+
+class DeviceView(BaseModel):
+    device_id: uuid.UUID
+    endpoint_host: str
+    created_at: datetime
+
+
+class VapidKey(BaseModel):
+    application_server_key: str
+
+
+def endpoint_problem(endpoint: str, allowed_hosts: list[str]) -> str | None:
+    """Why a push endpoint is refused, or None: only known push services, over HTTPS (or loopback)."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if not host or parts.username or parts.password:
+        return "not a push service URL"
+    if not any(fnmatch.fnmatch(host, pattern) for pattern in allowed_hosts):
+        return f"{host} is not a known push service"
+    if parts.scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
+        return "push endpoints must use https"
+    return None
+
+
+def backoff_seconds(attempts: int, retry_after: float | None) -> float:
+    """Growing pause between tries (5 s doubling to an hour), or what the push service asked for."""
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), 3600.0)
+    return float(min(5 * 2 ** max(attempts - 1, 0), 3600))

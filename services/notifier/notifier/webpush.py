@@ -1,0 +1,124 @@
+"""Sends Web Push messages (RFC 8030, encrypted per RFC 8291, signed with VAPID per RFC 8292)."""
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush_async
+
+from notifier.delivery_errors import DeliveryFailed
+from notifier.messages import encode_push_payload
+from notifier.settings import Settings
+from notifier.vapid import generate_vapid_keys, load_private_key, public_key_of
+
+__all__ = ["MAX_PLAINTEXT_BYTES", "WebPushSender", "generate_vapid_keys"]
+
+# 4096 bytes on the wire minus aes128gcm's header (86), padding delimiter (1) and tag (16).
+MAX_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")  # RFC 8030 5.4: base64url alphabet, at most 32
+
+
+class WebPushSender:
+    """Shares one aiohttp session across sends: use ``async with`` or ``start()``/``close()``, or pass
+    a session the caller owns (then ``close()`` leaves it open)."""
+
+    def __init__(self, settings: Settings, *, session: aiohttp.ClientSession | None = None) -> None:
+        if settings.vapid_private_key is None:
+            raise ValueError("VAPID_PRIVATE_KEY is not set; `python -m notifier.vapid` makes a pair")
+        private = settings.vapid_private_key.get_secret_value()
+        if settings.vapid_public_key is not None and settings.vapid_public_key != public_key_of(private):
+            # Browsers subscribed with VAPID_PUBLIC_KEY; signing with another key gets every push refused.
+            raise ValueError("VAPID_PUBLIC_KEY does not belong to VAPID_PRIVATE_KEY")
+        self._vapid = Vapid(private_key=load_private_key(private))
+        self._settings = settings
+        self._session = session
+        self._owns_session = session is None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def send(
+        self, subscription: Mapping[str, Any], payload: Mapping[str, Any], topic: str | None = None
+    ) -> None:
+        """Deliver payload (as JSON) to one browser subscription ``{"endpoint", "keys": {"p256dh",
+        "auth"}}``. A topic makes the push service replace an undelivered message with the same topic."""
+        if self._session is None:
+            raise RuntimeError("WebPushSender.start() was not called")
+        data = encode_push_payload(payload)
+        if len(data) > MAX_PLAINTEXT_BYTES:
+            raise DeliveryFailed(True, f"payload of {len(data)} bytes exceeds {MAX_PLAINTEXT_BYTES}")
+        headers: dict[str, str] = {}
+        if topic is not None:
+            if not _TOPIC.fullmatch(topic):
+                raise ValueError(f"a push topic is 1-32 characters of [A-Za-z0-9_-]: {topic!r}")
+            headers["Topic"] = topic
+        try:
+            await webpush_async(
+                dict(subscription),
+                data=data.decode(),
+                vapid_private_key=self._vapid,
+                # A fresh dict each call: pywebpush writes aud and exp into it, and a reused one
+                # would carry one push service's audience (and a stale expiry) to the next.
+                vapid_claims={"sub": self._settings.vapid_subject},
+                ttl=self._settings.push_ttl_seconds,
+                timeout=self._settings.push_timeout_seconds,
+                headers=headers,
+                aiohttp_session=self._session,
+            )
+        except WebPushException as exc:
+            raise _classify(exc) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryFailed(False, f"push service unreachable: {exc!r}") from exc
+        except ValueError as exc:
+            # Undecodable p256dh/auth or a point not on the curve: this subscription can never work.
+            raise DeliveryFailed(True, f"invalid subscription keys: {exc}") from exc
+
+
+def _classify(exc: WebPushException) -> DeliveryFailed:
+    status: int | None = exc.status_code
+    message = " ".join(str(exc.message).split())[:300]
+    if status is None:
+        return DeliveryFailed(True, f"invalid subscription: {message}")
+    if status in (404, 410):
+        return DeliveryFailed(True, message, gone=True)
+    if status in (408, 429) or status >= 500:
+        retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+        return DeliveryFailed(False, message, retry_after=retry_after)
+    # 400 malformed, 401/403 VAPID refused (e.g. subscribed under another key), 413 too large.
+    return DeliveryFailed(True, message)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either delay-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,190 @@
+import asyncio
+import socket
+import uuid
+from email.message import EmailMessage
+
+import pytest
+
+from notifier.delivery_errors import DeliveryFailed
+from notifier.mailer import Mailer
+from notifier.messages import new_post_email
+from notifier.settings import Settings
+from shared.testing.smtp import SmtpSink
+
+MAIL_FROM = "Klaspost <noreply@klaspost.test>"
+
+
+def settings_for(port, **kw):
+    return Settings(
+        database_url="postgresql://unused",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_timeout_seconds=5,
+        mail_from=MAIL_FROM,
+        **kw,
+    )
+
+
+def new_post(locale="nl", to="ada@ouders.test", group_name="Groep 3B"):
+    return new_post_email(
+        locale,
+        "Ada de Vries",
+        to,
+        group_name,
+        "Morgen gym, neem je schoenen mee.",
+        "https://klaspost.test/posts/1",
+        uuid.uuid4(),
+        MAIL_FROM,
+    )
+
+
+@pytest.fixture
+async def sink():
+    async with SmtpSink() as s:
+        yield s
+
+
+@pytest.fixture
+async def secure_sink():
+    async with SmtpSink(starttls=True, username="notifier", password="s3cret") as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject"), [("nl", "Nieuw bericht in Groep 3B"), ("en", "New post in Groep 3B")]
+)
+async def test_new_post_mail_arrives_with_text_and_html(sink, locale, subject):
+    await Mailer(settings_for(sink.port)).send(new_post(locale, group_name="Groep 3B"))
+
+    [mail] = await sink.wait_for(1)
+    assert mail.mail_from == "noreply@klaspost.test"
+    assert mail.rcpt_tos == ("ada@ouders.test",)
+    msg = mail.message
+    assert msg["Subject"] == subject
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert "Groep 3B" in msg.get_body(("plain",)).get_content()
+    assert "<strong>Groep 3B</strong>" in msg.get_body(("html",)).get_content()
+
+
+async def test_group_name_with_a_script_tag_arrives_escaped(sink):
+    await Mailer(settings_for(sink.port)).send(new_post(group_name="<script>alert('x')</script>"))
+
+    [mail] = await sink.wait_for(1)
+    html = mail.message.get_body(("html",)).get_content()
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+async def test_a_resent_notification_keeps_its_message_id(sink):
+    msg = new_post()
+    mailer = Mailer(settings_for(sink.port))
+    await mailer.send(msg)
+    await mailer.send(msg)
+
+    first, second = await sink.wait_for(2)
+    assert first.message["Message-ID"] == second.message["Message-ID"] == msg["Message-ID"]
+    assert second.message["X-Klaspost-Notification-Id"] == msg["X-Klaspost-Notification-Id"]
+
+
+async def test_starttls_and_auth_deliver(secure_sink):
+    settings = settings_for(
+        secure_sink.port, smtp_starttls=True, smtp_username="notifier", smtp_password="s3cret"
+    )
+    await Mailer(settings, tls_context=secure_sink.client_tls_context()).send(new_post())
+
+    [mail] = await secure_sink.wait_for(1)
+    assert mail.tls
+    assert mail.login == "notifier"
+
+
+async def test_wrong_password_is_a_temporary_delivery_failure(secure_sink):
+    settings = settings_for(
+        secure_sink.port, smtp_starttls=True, smtp_username="notifier", smtp_password="wrong"
+    )
+    mailer = Mailer(settings, tls_context=secure_sink.client_tls_context())
+
+    with pytest.raises(DeliveryFailed, match="authentication failed") as failure:
+        await mailer.send(new_post())
+    # Fixing the credentials should deliver the backlog, so this must not be given up on.
+    assert not failure.value.permanent
+    assert secure_sink.messages == []
+
+
+async def test_a_server_that_requires_auth_refuses_mail_without_it(secure_sink):
+    settings = settings_for(secure_sink.port, smtp_starttls=True)
+    mailer = Mailer(settings, tls_context=secure_sink.client_tls_context())
+
+    with pytest.raises(DeliveryFailed):
+        await mailer.send(new_post())
+    assert secure_sink.messages == []
+
+
+async def test_an_untrusted_certificate_is_a_temporary_failure(secure_sink):
+    settings = settings_for(
+        secure_sink.port, smtp_starttls=True, smtp_username="notifier", smtp_password="s3cret"
+    )
+
+    with pytest.raises(DeliveryFailed) as failure:
+        await Mailer(settings).send(new_post())  # the system trust store does not know the sink
+    assert not failure.value.permanent
+
+
+async def test_refused_recipient_is_a_permanent_failure(sink):
+    sink.refuse_domain("bounce.test")
+
+    with pytest.raises(DeliveryFailed, match="550") as failure:
+        await Mailer(settings_for(sink.port)).send(new_post(to="nobody@bounce.test"))
+    assert failure.value.permanent
+    assert not failure.value.gone
+
+
+async def test_recipient_refused_with_4xx_is_temporary(sink):
+    sink.refuse_domain("busy.test", "450 4.2.1 Mailbox busy, try later")
+
+    with pytest.raises(DeliveryFailed, match="450") as failure:
+        await Mailer(settings_for(sink.port)).send(new_post(to="ada@busy.test"))
+    assert not failure.value.permanent
+
+
+async def test_partly_refused_recipients_are_not_retried(sink):
+    sink.refuse_domain("bounce.test")
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = MAIL_FROM, "a@ouders.test, b@bounce.test", "test"
+    msg.set_content("hallo")
+
+    with pytest.raises(DeliveryFailed, match=r"b@bounce\.test") as failure:
+        await Mailer(settings_for(sink.port)).send(msg)
+    assert failure.value.permanent  # a retry would mail a@ouders.test twice
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("a@ouders.test",)
+
+
+async def test_no_server_listening_is_a_temporary_failure():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the socket is closed
+
+    with pytest.raises(DeliveryFailed) as failure:
+        await Mailer(settings_for(port)).send(new_post())
+    assert not failure.value.permanent
+
+
+async def test_a_server_that_never_answers_is_a_temporary_failure_within_the_timeout():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept the connection, never greet
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        settings = settings_for(port).model_copy(update={"smtp_timeout_seconds": 0.3})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DeliveryFailed) as failure:
+            await Mailer(settings).send(new_post())
+        assert not failure.value.permanent
+        assert loop.time() - started < 3
+    finally:
+        server.close()
+        await server.wait_closed()
