@@ -109,26 +109,27 @@ class Consumer:
             return
         token = correlation_id.set(env.correlation_id)
         try:
-            handled = await self._handle(env, handler, event)
-        except Exception as exc:
-            log.warning(
-                "handler failed",
-                extra={"event_type": env.type, "event_id": str(env.event_id), "error": repr(exc)},
-                exc_info=True,
+            try:
+                handled = await self._handle(env, handler, event)
+            except Exception as exc:
+                log.warning(
+                    "handler failed",
+                    extra={"event_type": env.type, "event_id": str(env.event_id), "error": repr(exc)},
+                    exc_info=True,
+                )
+                await self._retry_or_park(message, repr(exc))
+                return
+            await self._ack(message)
+            log.info(
+                "event handled" if handled else "event already handled",
+                extra={
+                    "event_type": env.type,
+                    "event_id": str(env.event_id),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
             )
-            await self._retry_or_park(message, repr(exc))
-            return
         finally:
             correlation_id.reset(token)
-        await self._ack(message)
-        log.info(
-            "event handled" if handled else "event already handled",
-            extra={
-                "event_type": env.type,
-                "event_id": str(env.event_id),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
 
     async def _handle(self, env: Envelope, handler: Handler[Any], event: Event) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():

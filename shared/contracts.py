@@ -44,6 +44,9 @@ class MembershipGranted(Event):
     group_id: uuid.UUID
     person_id: uuid.UUID
     role: Literal["teacher", "guardian"]
+    # Grows with every change of any membership: a copy applies an event only if it is newer than
+    # what it holds, so a grant and a revoke handled out of order cannot leave a revoked parent in.
+    revision: int
 
 
 @register
@@ -51,6 +54,8 @@ class MembershipRevoked(Event):
     type = "identity.membership_revoked"
     group_id: uuid.UUID
     person_id: uuid.UUID
+    role: Literal["teacher", "guardian"]
+    revision: int
 
 
 @register

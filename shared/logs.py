@@ -10,6 +10,17 @@ from typing import Any
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_with_correlation_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    # Stamped when the record is made, in the task that logs it: later formatting may run elsewhere.
+    record = _base_factory(*args, **kwargs)
+    record.correlation_id = correlation_id.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_with_correlation_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,7 +35,6 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "logger": record.name,
             "message": record.getMessage(),
-            "correlation_id": correlation_id.get(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:

@@ -26,7 +26,9 @@ class School:
 
 
 async def login(system: System, email: str) -> str:
-    status, body = await system.call("POST", "identity", "/auth/login", json={"email": email, "password": PASSWORD})
+    status, body = await system.call(
+        "POST", "identity", "/auth/login", json={"email": email, "password": PASSWORD}
+    )
     assert status == 200, body
     return str(body["access_token"])
 
@@ -38,8 +40,14 @@ def _email(name: str) -> str:
 async def make_school(system: System, name: str = "OJBS De Lichtstraat") -> School:
     admin_email = _email("admin")
     status, body = await system.call(
-        "POST", "identity", "/schools", headers={"X-Operator-Key": OPERATOR_KEY},
-        json={"name": name, "admin": {"email": admin_email, "display_name": "Directie", "password": PASSWORD}},
+        "POST",
+        "identity",
+        "/schools",
+        headers={"X-Operator-Key": OPERATOR_KEY},
+        json={
+            "name": name,
+            "admin": {"email": admin_email, "display_name": "Directie", "password": PASSWORD},
+        },
     )
     assert status == 201, body
     admin = Person(uuid.UUID(body["admin_id"]), admin_email, await login(system, admin_email))
@@ -48,7 +56,10 @@ async def make_school(system: System, name: str = "OJBS De Lichtstraat") -> Scho
 
 async def add_group(system: System, school: School, name: str, year: str = "2026-2027") -> uuid.UUID:
     status, body = await system.call(
-        "POST", "identity", f"/schools/{school.school_id}/groups", token=school.admin.token,
+        "POST",
+        "identity",
+        f"/schools/{school.school_id}/groups",
+        token=school.admin.token,
         json={"name": name, "school_year": year},
     )
     assert status == 201, body
@@ -59,14 +70,20 @@ async def add_group(system: System, school: School, name: str, year: str = "2026
 async def add_person(system: System, school: School, key: str, role: str, *groups: str) -> Person:
     email = _email(key)
     status, body = await system.call(
-        "POST", "identity", f"/schools/{school.school_id}/people", token=school.admin.token,
+        "POST",
+        "identity",
+        f"/schools/{school.school_id}/people",
+        token=school.admin.token,
         json={"email": email, "display_name": key.title(), "role": role, "password": PASSWORD},
     )
     assert status == 201, body
     person = Person(uuid.UUID(body["person_id"]), email, await login(system, email))
     for group in groups:
         status, body = await system.call(
-            "PUT", "identity", f"/groups/{school.groups[group]}/members/{person.person_id}", token=school.admin.token
+            "PUT",
+            "identity",
+            f"/groups/{school.groups[group]}/members/{person.person_id}",
+            token=school.admin.token,
         )
         assert status == 200, body
     school.people[key] = person
@@ -78,8 +95,14 @@ async def wait_until_linked(system: System, person: Person, group_id: uuid.UUID)
 
     async def linked() -> bool:
         for service in ("posts", "media", "notifier"):
-            row = await system.services[service].app[POOL].fetchval(
-                "SELECT 1 FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person.person_id
+            row = (
+                await system.services[service]
+                .app[POOL]
+                .fetchval(
+                    "SELECT 1 FROM memberships WHERE group_id = $1 AND person_id = $2 AND active",
+                    group_id,
+                    person.person_id,
+                )
             )
             if row is None:
                 return False

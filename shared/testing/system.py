@@ -80,7 +80,11 @@ class System:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with self.http.request(method, self.url(service, path), headers=headers, **kwargs) as response:
-            body = await response.json() if response.content_type == "application/json" else await response.read()
+            body = (
+                await response.json()
+                if response.content_type == "application/json"
+                else await response.read()
+            )
             return response.status, body
 
 
@@ -100,24 +104,56 @@ async def start_system() -> System:
     jwks_url = f"http://127.0.0.1:{identity_port}/.well-known/jwks.json"
     vapid_private, vapid_public = generate_vapid_keys()
     settings: dict[str, ServiceSettings] = {
-        "identity": IdentitySettings(
-            http_port=identity_port, database_url=await create_database("identity"),
-            token_signing_key=generate_signing_key_pem(), operator_api_key=OPERATOR_KEY, **common,
+        # model_validate, not the constructor: the test process's environment must not leak in.
+        "identity": IdentitySettings.model_validate(
+            {
+                "http_port": identity_port,
+                "database_url": await create_database("identity"),
+                "token_signing_key": generate_signing_key_pem(),
+                "operator_api_key": OPERATOR_KEY,
+                **common,
+            }
         ),
-        "posts": PostsSettings(
-            http_port=free_port(), database_url=await create_database("posts"), jwks_url=jwks_url, **common
+        "posts": PostsSettings.model_validate(
+            {
+                "http_port": free_port(),
+                "database_url": await create_database("posts"),
+                "jwks_url": jwks_url,
+                **common,
+            }
         ),
-        "media": MediaSettings(
-            http_port=free_port(), database_url=await create_database("media"), jwks_url=jwks_url,
-            s3_bucket_originals=originals, s3_bucket_variants=variants, **s3_test_config(), **common,
+        "media": MediaSettings.model_validate(
+            {
+                "http_port": free_port(),
+                "database_url": await create_database("media"),
+                "jwks_url": jwks_url,
+                "s3_bucket_originals": originals,
+                "s3_bucket_variants": variants,
+                **s3_test_config(),
+                **common,
+            }
         ),
-        "notifier": NotifierSettings(
-            http_port=free_port(), database_url=await create_database("notifier"), jwks_url=jwks_url,
-            smtp_host=smtp.host, smtp_port=smtp.port, vapid_private_key=vapid_private, vapid_public_key=vapid_public,
-            push_allowed_hosts=["127.0.0.1"], public_base_url="http://klaspost.test", **common,
+        "notifier": NotifierSettings.model_validate(
+            {
+                "http_port": free_port(),
+                "database_url": await create_database("notifier"),
+                "jwks_url": jwks_url,
+                "smtp_host": smtp.host,
+                "smtp_port": smtp.port,
+                "vapid_private_key": vapid_private,
+                "vapid_public_key": vapid_public,
+                "push_allowed_hosts": ["127.0.0.1"],
+                "public_base_url": "http://klaspost.test",
+                **common,
+            }
         ),
     }
-    specs = {"identity": identity_spec(), "posts": posts_spec(), "media": media_spec(), "notifier": notifier_spec()}
+    specs = {
+        "identity": identity_spec(),
+        "posts": posts_spec(),
+        "media": media_spec(),
+        "notifier": notifier_spec(),
+    }
     for name, spec in specs.items():
         system.services[name] = await start_service(spec, settings[name])
     system.http = aiohttp.ClientSession()
@@ -137,7 +173,9 @@ async def stop_system(system: System) -> None:
     await delete_vhost(system.amqp_url)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition"
+) -> None:
     """Wait until ``check()`` holds: events cross services asynchronously."""
     deadline = asyncio.get_running_loop().time() + within
     while not await check():

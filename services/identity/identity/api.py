@@ -156,19 +156,23 @@ async def grant_membership(request: web.Request) -> web.Response:
             raise ValidationFailed(
                 "an admin cannot be a member of a group", [{"field": "person_id", "problem": "is an admin"}]
             )
-        if await store.grant(conn, group_id, person_id, role):
-            await publish(
-                conn, MembershipGranted(group_id=group_id, person_id=person_id, role=role), school_id
-            )
+        revision = await store.grant(conn, group_id, person_id, role)
+        if revision is not None:
+            event = MembershipGranted(group_id=group_id, person_id=person_id, role=role, revision=revision)
+            await publish(conn, event, school_id)
     return json_response(MembershipView(group_id=group_id, person_id=person_id, role=role))
 
 
 async def revoke_membership(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         group_id, person_id, _role, school_id = await _group_and_person(request, conn)
-        if not await store.revoke(conn, group_id, person_id):
+        ended = await store.revoke(conn, group_id, person_id)
+        if ended is None:
             raise NotFound("this person is not linked to this group")
-        await publish(conn, MembershipRevoked(group_id=group_id, person_id=person_id), school_id)
+        event = MembershipRevoked(
+            group_id=group_id, person_id=person_id, role=ended["role"], revision=ended["revision"]
+        )
+        await publish(conn, event, school_id)
     return web.Response(status=204)
 
 

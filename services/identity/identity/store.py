@@ -75,23 +75,33 @@ async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record
     )
 
 
-async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> bool:
-    """False when the membership already existed."""
-    inserted = await conn.fetchval(
-        """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
+async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> int | None:
+    """The new revision, or None when the person was already linked."""
+    revision: int | None = await conn.fetchval(
+        """INSERT INTO memberships (group_id, person_id, role, active, revision)
+           VALUES ($1, $2, $3, true, nextval('membership_revisions'))
+           ON CONFLICT (group_id, person_id) DO UPDATE
+             SET active = true, role = EXCLUDED.role, revision = EXCLUDED.revision, changed_at = now()
+             WHERE NOT memberships.active
+           RETURNING revision""",
         group_id,
         person_id,
         role,
     )
-    return bool(inserted)
+    return revision
 
 
-async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> bool:
-    deleted = await conn.fetchval(
-        "DELETE FROM memberships WHERE group_id = $1 AND person_id = $2 RETURNING true", group_id, person_id
+async def revoke(
+    conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The ended link's role and new revision, or None when there was no active link."""
+    return await conn.fetchrow(
+        """UPDATE memberships SET active = false, revision = nextval('membership_revisions'), changed_at = now()
+           WHERE group_id = $1 AND person_id = $2 AND active
+           RETURNING role, revision""",
+        group_id,
+        person_id,
     )
-    return bool(deleted)
 
 
 async def count_failure(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:

@@ -8,29 +8,21 @@ import asyncpg
 from media import store
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
-from shared.contracts import MembershipGranted, MembershipRevoked, PostPublished
+from shared.contracts import PostPublished
 from shared.envelope import Envelope
+from shared.membership_copy import keep_membership_copy
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
-
-
-@handlers.on(MembershipGranted)
-async def membership_granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
-    await store.grant(conn, event.group_id, event.person_id)
-
-
-@handlers.on(MembershipRevoked)
-async def membership_revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
-    await store.revoke(conn, event.group_id, event.person_id)
+keep_membership_copy(handlers)
 
 
 @handlers.on(PostPublished)
-async def post_published(conn: asyncpg.Connection, _env: Envelope, event: PostPublished) -> None:
+async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     if not event.photo_ids:
         return
     attached = await store.attach_to_post(
-        conn, event.photo_ids, event.author_id, event.post_id, event.group_id
+        conn, event.photo_ids, event.author_id, event.post_id, event.group_id, env.correlation_id
     )
     if len(attached) != len(event.photo_ids):
         # Someone else's photo, or one already in another post: it stays out of this group.

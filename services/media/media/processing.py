@@ -15,6 +15,7 @@ from media.imaging import ImageRejected, PhotoProcessor
 from media.settings import Settings
 from media.storage import PhotoStorage, variant_key
 from shared.contracts import PhotoProcessed, PhotoRejected
+from shared.logs import correlation_id
 from shared.outbox import publish
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class PhotoPipeline:
         return len(claimed)
 
     async def _process(self, photo: asyncpg.Record) -> None:
+        # Each photo runs in its own task: this sets the id of the request that caused it for its logs only.
+        correlation_id.set(photo["correlation_id"])
         photo_id: uuid.UUID = photo["photo_id"]
         try:
             with tempfile.TemporaryDirectory(prefix="klaspost-photo-") as folder:

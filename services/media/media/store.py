@@ -36,7 +36,7 @@ async def visible_photo(
         """SELECT p.photo_id, p.school_id, p.status, p.reject_reason FROM photos p
            WHERE p.photo_id = $1 AND (
                p.uploader_id = $2
-               OR EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2))""",
+               OR EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2 AND m.active))""",
         photo_id,
         person_id,
     )
@@ -55,32 +55,35 @@ async def attach_to_post(
     uploader_id: uuid.UUID,
     post_id: uuid.UUID,
     group_id: uuid.UUID,
+    correlation_id: str | None,
 ) -> list[uuid.UUID]:
     """Attach the uploader's own unattached photos to the post and queue them; return those attached."""
     rows = await conn.fetch(
-        """UPDATE photos SET post_id = $3, group_id = $4, status = 'processing'
+        """UPDATE photos SET post_id = $3, group_id = $4, status = 'processing', correlation_id = $5
            WHERE photo_id = ANY($1) AND uploader_id = $2 AND post_id IS NULL AND status = 'uploaded'
            RETURNING photo_id""",
         photo_ids,
         uploader_id,
         post_id,
         group_id,
+        correlation_id,
     )
     return [r["photo_id"] for r in rows]
 
 
 async def claim(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Take photos to process; a claim runs out, so a crashed worker's photo is taken up again."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE photos SET claimed_until = now() + $2 * interval '1 second', attempts = attempts + 1
             WHERE photo_id IN (
                 SELECT photo_id FROM photos
                 WHERE status = 'processing' AND (claimed_until IS NULL OR claimed_until < now())
                 ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING photo_id, school_id, post_id, original_key, attempts""",
+            RETURNING photo_id, school_id, post_id, original_key, attempts, correlation_id""",
         limit,
         CLAIM_SECONDS,
     )
+    return rows
 
 
 async def mark_ready(
@@ -121,15 +124,3 @@ async def release(conn: asyncpg.Connection, photo_id: uuid.UUID, retry_in_second
         photo_id,
         retry_in_seconds,
     )
-
-
-async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
-    await conn.execute(
-        "INSERT INTO memberships (group_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        group_id,
-        person_id,
-    )
-
-
-async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
-    await conn.execute("DELETE FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id)

@@ -13,6 +13,7 @@ from notifier.mailer import Mailer
 from notifier.messages import new_post_email, new_post_push
 from notifier.settings import Settings
 from notifier.webpush import WebPushSender
+from shared.logs import correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Deliverer:
         await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
 
     async def _deliver(self, row: asyncpg.Record) -> None:
+        # Each delivery runs in its own task: this sets the id of the request that caused it for its logs only.
+        correlation_id.set(row["correlation_id"])
         delivery_id = row["delivery_id"]
         try:
             await self._send(row)

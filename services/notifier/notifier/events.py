@@ -10,14 +10,14 @@ from notifier.delivery import NOTIFY_CHANNEL
 from shared.consumer import Handlers
 from shared.contracts import (
     GroupCreated,
-    MembershipGranted,
-    MembershipRevoked,
     PersonRegistered,
     PostPublished,
 )
 from shared.envelope import Envelope
+from shared.membership_copy import keep_membership_copy
 
 handlers = Handlers()
+keep_membership_copy(handlers)
 
 
 @handlers.on(PersonRegistered)
@@ -32,20 +32,10 @@ async def group_created(conn: asyncpg.Connection, _env: Envelope, event: GroupCr
     await store.upsert_group(conn, event.group_id, event.school_id, event.name)
 
 
-@handlers.on(MembershipGranted)
-async def membership_granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
-    await store.grant(conn, event.group_id, event.person_id, event.role)
-
-
-@handlers.on(MembershipRevoked)
-async def membership_revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
-    await store.revoke(conn, event.group_id, event.person_id)
-
-
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     created = await store.create_post_notification(
-        conn, uuid.uuid4(), env.school_id, event.group_id, event.post_id, event.excerpt
+        conn, uuid.uuid4(), env.school_id, event.group_id, event.post_id, event.excerpt, env.correlation_id
     )
     if created:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

@@ -34,20 +34,6 @@ async def upsert_group(
     )
 
 
-async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> None:
-    await conn.execute(
-        """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
-           ON CONFLICT (group_id, person_id) DO UPDATE SET role = EXCLUDED.role""",
-        group_id,
-        person_id,
-        role,
-    )
-
-
-async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
-    await conn.execute("DELETE FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id)
-
-
 async def register_device(
     conn: asyncpg.Connection,
     device_id: uuid.UUID,
@@ -98,22 +84,24 @@ async def create_post_notification(
     group_id: uuid.UUID,
     post_id: uuid.UUID,
     excerpt: str,
+    correlation_id: str | None,
 ) -> int:
     """The notification and one delivery per guardian (email) and per guardian's device (push)."""
     await conn.execute(
-        """INSERT INTO notifications (notification_id, school_id, group_id, post_id, excerpt)
-           VALUES ($1, $2, $3, $4, $5)""",
+        """INSERT INTO notifications (notification_id, school_id, group_id, post_id, excerpt, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
         notification_id,
         school_id,
         group_id,
         post_id,
         excerpt,
+        correlation_id,
     )
     emails = await conn.execute(
         """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel)
            SELECT gen_random_uuid(), $1, m.person_id, 'email'
            FROM memberships m JOIN people p USING (person_id)
-           WHERE m.group_id = $2 AND m.role = 'guardian'""",
+           WHERE m.group_id = $2 AND m.role = 'guardian' AND m.active""",
         notification_id,
         group_id,
     )
@@ -121,7 +109,7 @@ async def create_post_notification(
         """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel, device_id)
            SELECT gen_random_uuid(), $1, m.person_id, 'push', d.device_id
            FROM memberships m JOIN devices d USING (person_id)
-           WHERE m.group_id = $2 AND m.role = 'guardian'""",
+           WHERE m.group_id = $2 AND m.role = 'guardian' AND m.active""",
         notification_id,
         group_id,
     )
@@ -138,6 +126,7 @@ async def claim_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              AND n.notification_id = d.notification_id AND p.person_id = d.person_id AND g.group_id = n.group_id
            RETURNING d.delivery_id, d.notification_id, d.channel, d.device_id, d.attempts, n.post_id, n.excerpt,
+                     n.correlation_id,
                      g.name AS group_name, p.email, p.display_name, p.locale,
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT endpoint, p256dh, auth FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",

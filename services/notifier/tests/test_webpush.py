@@ -20,9 +20,15 @@ VAPID_PRIVATE, VAPID_PUBLIC = generate_vapid_keys()
 
 
 def settings_with(private=VAPID_PRIVATE, public=VAPID_PUBLIC, **kw):
-    return Settings(database_url="postgresql://unused", vapid_private_key=private, vapid_public_key=public,
-                    vapid_subject="mailto:beheer@klaspost.test", push_ttl_seconds=3600,
-                    push_timeout_seconds=5, **kw)
+    return Settings(
+        database_url="postgresql://unused",
+        vapid_private_key=private,
+        vapid_public_key=public,
+        vapid_subject="mailto:beheer@klaspost.test",
+        push_ttl_seconds=3600,
+        push_timeout_seconds=5,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -116,9 +122,13 @@ async def test_push_service_checks_the_signature_not_only_the_key(service):
         ec.generate_private_key(ec.SECP256R1()),
         algorithm="ES256",
     )
-    async with aiohttp.ClientSession() as http, http.post(
-        subscription["endpoint"], headers={"Authorization": f"vapid t={forged}, k={VAPID_PUBLIC}", "TTL": "60"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            subscription["endpoint"],
+            headers={"Authorization": f"vapid t={forged}, k={VAPID_PUBLIC}", "TTL": "60"},
+        ) as response,
+    ):
         assert response.status == 403
     assert service.messages == []
 
@@ -139,9 +149,13 @@ async def test_push_service_refuses_bad_vapid_claims(service, aud, expires_in, r
         claims["aud"] = service.base_url if aud == "own origin" else aud
     token = jwt.encode(claims, vapid.load_private_key(VAPID_PRIVATE), algorithm="ES256")
 
-    async with aiohttp.ClientSession() as http, http.post(
-        subscription["endpoint"], headers={"Authorization": f"vapid t={token}, k={VAPID_PUBLIC}", "TTL": "60"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            subscription["endpoint"],
+            headers={"Authorization": f"vapid t={token}, k={VAPID_PUBLIC}", "TTL": "60"},
+        ) as response,
+    ):
         assert response.status == 403
         assert reason in await response.text()
 
@@ -153,16 +167,21 @@ async def test_push_service_requires_ttl(service):
         vapid.load_private_key(VAPID_PRIVATE),
         algorithm="ES256",
     )
-    async with aiohttp.ClientSession() as http, http.post(
-        subscription["endpoint"], headers={"Authorization": f"vapid t={token}, k={VAPID_PUBLIC}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            subscription["endpoint"], headers={"Authorization": f"vapid t={token}, k={VAPID_PUBLIC}"}
+        ) as response,
+    ):
         assert response.status == 400
         assert "TTL" in await response.text()
 
 
 async def test_new_post_push_with_a_10kb_excerpt_is_delivered(service, sender):
     subscription = service.subscribe(VAPID_PUBLIC)
-    payload = new_post_push("en", "Groep 3B", "Héél lang verhaal 😀 " * 500, "https://klaspost.test/p/1", uuid.uuid4())
+    payload = new_post_push(
+        "en", "Groep 3B", "Héél lang verhaal 😀 " * 500, "https://klaspost.test/p/1", uuid.uuid4()
+    )
 
     await sender.send(subscription, payload)
 

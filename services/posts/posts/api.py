@@ -6,6 +6,7 @@ from aiohttp import web
 
 from posts import store
 from posts.domain import CreatePost, FeedPage, FeedQuery, excerpt
+from shared import membership_copy
 from shared.app import POOL
 from shared.contracts import PostPublished
 from shared.errors import Forbidden, NotFound
@@ -26,7 +27,7 @@ async def create_post(request: web.Request) -> web.Response:
     group_id = _uuid(request, "group_id")
     command = await read_json(request, CreatePost)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        role = await store.group_role(conn, group_id, caller.person_id)
+        role = await membership_copy.role_in(conn, group_id, caller.person_id)
         group = await store.group(conn, group_id)
         if role is None or group is None:
             raise NotFound("no such group")

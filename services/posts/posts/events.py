@@ -5,25 +5,17 @@ import asyncpg
 
 from posts import store
 from shared.consumer import Handlers
-from shared.contracts import GroupCreated, MembershipGranted, MembershipRevoked, PhotoProcessed, PhotoRejected
+from shared.contracts import GroupCreated, PhotoProcessed, PhotoRejected
 from shared.envelope import Envelope
+from shared.membership_copy import keep_membership_copy
 
 handlers = Handlers()
+keep_membership_copy(handlers)
 
 
 @handlers.on(GroupCreated)
 async def group_created(conn: asyncpg.Connection, _env: Envelope, event: GroupCreated) -> None:
     await store.upsert_group(conn, event.group_id, event.school_id, event.name, event.school_year)
-
-
-@handlers.on(MembershipGranted)
-async def membership_granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
-    await store.grant(conn, event.group_id, event.person_id, event.role)
-
-
-@handlers.on(MembershipRevoked)
-async def membership_revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
-    await store.revoke(conn, event.group_id, event.person_id)
 
 
 @handlers.on(PhotoProcessed)

@@ -9,13 +9,6 @@ import asyncpg
 from posts.domain import PhotoRef, PostView
 
 
-async def group_role(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> str | None:
-    role: str | None = await conn.fetchval(
-        "SELECT role FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id
-    )
-    return role
-
-
 async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT group_id, school_id, name FROM groups WHERE group_id = $1", group_id)
 
@@ -60,7 +53,7 @@ async def visible_post(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: 
     """The post if the person belongs to its group now; otherwise nothing, whether it exists or not."""
     row = await conn.fetchrow(
         """SELECT v.* FROM post_views v
-           JOIN memberships m ON m.group_id = v.group_id AND m.person_id = $2
+           JOIN memberships m ON m.group_id = v.group_id AND m.person_id = $2 AND m.active
            WHERE v.post_id = $1""",
         post_id,
         person_id,
@@ -82,7 +75,7 @@ async def feed(
                 ORDER BY created_at DESC, post_id DESC LIMIT $2
             ) p
             JOIN post_views v ON v.post_id = p.post_id
-            WHERE m.person_id = $1
+            WHERE m.person_id = $1 AND m.active
             ORDER BY v.created_at DESC, v.post_id DESC
             LIMIT $2""",
         person_id,
@@ -103,20 +96,6 @@ async def upsert_group(
         name,
         year,
     )
-
-
-async def grant(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID, role: str) -> None:
-    await conn.execute(
-        """INSERT INTO memberships (group_id, person_id, role) VALUES ($1, $2, $3)
-           ON CONFLICT (group_id, person_id) DO UPDATE SET role = EXCLUDED.role""",
-        group_id,
-        person_id,
-        role,
-    )
-
-
-async def revoke(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
-    await conn.execute("DELETE FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id)
 
 
 async def set_photo_status(conn: asyncpg.Connection, photo_id: uuid.UUID, status: str) -> None:

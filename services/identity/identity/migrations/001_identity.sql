@@ -27,11 +27,17 @@ CREATE TABLE groups (
     UNIQUE (school_id, school_year, name)
 );
 
+-- Every grant and revocation takes a new revision, carried by its event, so the services' copies
+-- can tell an older event from a newer one. A revoked link stays as an inactive row.
+CREATE SEQUENCE membership_revisions;
+
 CREATE TABLE memberships (
     group_id   uuid NOT NULL REFERENCES groups,
     person_id  uuid NOT NULL REFERENCES people,
     role       text NOT NULL CHECK (role IN ('teacher', 'guardian')),
-    granted_at timestamptz NOT NULL DEFAULT now(),
+    active     boolean NOT NULL,
+    revision   bigint NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (group_id, person_id)
 );
 

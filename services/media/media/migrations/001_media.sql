@@ -1,10 +1,13 @@
 -- Local copy of identity's memberships, fed by events: who may see the photos of which group.
+-- Columns as shared.membership_copy expects them.
 CREATE TABLE memberships (
     group_id  uuid NOT NULL,
     person_id uuid NOT NULL,
+    role      text NOT NULL,
+    active    boolean NOT NULL,
+    revision  bigint NOT NULL,
     PRIMARY KEY (group_id, person_id)
 );
-CREATE INDEX memberships_person ON memberships (person_id);
 
 CREATE TABLE photos (
     photo_id       uuid PRIMARY KEY,
@@ -24,6 +27,8 @@ CREATE TABLE photos (
     attempts       int NOT NULL DEFAULT 0,
     -- A worker claims a photo until this time; a crashed worker's claim runs out and another takes over.
     claimed_until  timestamptz,
+    -- Of the request that published the post: processing logs and events carry it on.
+    correlation_id text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     processed_at   timestamptz
 );

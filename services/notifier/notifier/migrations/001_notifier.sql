@@ -13,10 +13,13 @@ CREATE TABLE groups (
     name      text NOT NULL
 );
 
+-- Columns as shared.membership_copy expects them.
 CREATE TABLE memberships (
     group_id  uuid NOT NULL,
     person_id uuid NOT NULL,
     role      text NOT NULL,
+    active    boolean NOT NULL,
+    revision  bigint NOT NULL,
     PRIMARY KEY (group_id, person_id)
 );
 
@@ -38,6 +41,7 @@ CREATE TABLE notifications (
     group_id        uuid NOT NULL,
     post_id         uuid NOT NULL UNIQUE,
     excerpt         text NOT NULL,
+    correlation_id  text,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 

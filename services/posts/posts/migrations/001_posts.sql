@@ -6,13 +6,16 @@ CREATE TABLE groups (
     school_year text NOT NULL
 );
 
+-- Columns as shared.membership_copy expects them.
 CREATE TABLE memberships (
     group_id  uuid NOT NULL,
     person_id uuid NOT NULL,
     role      text NOT NULL CHECK (role IN ('teacher', 'guardian')),
+    active    boolean NOT NULL,
+    revision  bigint NOT NULL,
     PRIMARY KEY (group_id, person_id)
 );
-CREATE INDEX memberships_person ON memberships (person_id);
+CREATE INDEX memberships_person ON memberships (person_id) WHERE active;
 
 CREATE TABLE posts (
     post_id    uuid PRIMARY KEY,

@@ -1,0 +1,42 @@
+"""Periodic jobs run once across replicas and record how each run ended."""
+
+import asyncio
+
+import asyncpg
+
+from shared.jobs import run_once
+
+
+async def test_two_replicas_starting_a_job_together_run_it_once(database: tuple[str, asyncpg.Pool]) -> None:
+    _, pool = database
+    runs: list[int] = []
+    started = asyncio.Event()
+
+    async def job(_conn: asyncpg.Connection) -> None:
+        runs.append(1)
+        started.set()
+        await asyncio.sleep(0.3)
+
+    first = asyncio.create_task(run_once(pool, "nightly", job))
+    await started.wait()
+    second = await run_once(pool, "nightly", job)
+    assert await first is True
+    assert second is False
+    assert runs == [1]
+    row = await pool.fetchrow("SELECT last_finish, last_error FROM job_runs WHERE name = 'nightly'")
+    assert row["last_finish"] is not None
+    assert row["last_error"] is None
+
+
+async def test_a_failing_job_is_recorded_and_its_changes_rolled_back(
+    database: tuple[str, asyncpg.Pool],
+) -> None:
+    _, pool = database
+
+    async def job(conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO effects (event_id, n) VALUES (gen_random_uuid(), 99)")
+        raise RuntimeError("disk full")
+
+    assert await run_once(pool, "broken", job) is True
+    assert await pool.fetchval("SELECT count(*) FROM effects WHERE n = 99") == 0
+    assert "disk full" in await pool.fetchval("SELECT last_error FROM job_runs WHERE name = 'broken'")

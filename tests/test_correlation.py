@@ -1,0 +1,61 @@
+"""A correlation id given with a request travels into every event it causes and into the log
+lines of every service that handles them."""
+
+import logging
+
+import pytest
+
+from shared.testing.images import png_bytes
+from shared.testing.school import add_group, add_person, make_school, wait_until_linked
+from shared.testing.system import System, eventually
+
+
+async def test_the_correlation_id_of_a_post_reaches_the_logs_of_media_and_the_notifier(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    school = await make_school(system)
+    group = await add_group(system, school, "Groep 7")
+    teacher = await add_person(system, school, "juf", "teacher", "Groep 7")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 7")
+    await wait_until_linked(system, teacher, group)
+    await wait_until_linked(system, parent, group)
+    caplog.set_level(logging.INFO)
+    status, uploaded = await system.call(
+        "POST",
+        "media",
+        "/photos",
+        teacher.token,
+        data=png_bytes(64, 48),
+        headers={"Content-Type": "image/png"},
+    )
+    assert status == 201, uploaded
+    photo_id = uploaded["photo_id"]
+
+    status, post = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"body": "Morgen sportdag!", "photo_ids": [photo_id]},
+        headers={"X-Correlation-Id": "trace-sportdag-42"},
+    )
+    assert status == 201, post
+
+    def traced() -> set[str]:
+        return {r.name for r in caplog.records if getattr(r, "correlation_id", None) == "trace-sportdag-42"}
+
+    def handled_types() -> list[str | None]:
+        return [
+            getattr(r, "event_type", None)
+            for r in caplog.records
+            if r.name == "shared.consumer" and getattr(r, "correlation_id", None) == "trace-sportdag-42"
+        ]
+
+    async def reached_every_service() -> bool:
+        loggers = {"shared.consumer", "notifier.delivery", "media.processing"} <= traced()
+        return loggers and "media.photo_processed" in handled_types()
+
+    await eventually(reached_every_service, what="log lines with the correlation id")
+    types = handled_types()
+    # Handled by media and the notifier, and what media published in turn (handled by posts).
+    assert types.count("posts.post_published") >= 2
