@@ -20,7 +20,9 @@ from shared.consumer import Consumer, Handlers
 from shared.db import create_pool
 from shared.drain import Drainer
 from shared.errors import AppError
+from shared.housekeeping import trim_outbox_and_inbox
 from shared.http import Route, add_routes, json_response, openapi_document
+from shared.jobs import PeriodicJob
 from shared.logs import correlation_id
 from shared.migrations import migrate
 from shared.outbox import NOTIFY_CHANNEL, OutboxRelay, outbox_backlog
@@ -141,8 +143,18 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         )
         await consumer.start(consumer_connection)
         app[CONSUMER] = consumer
+    housekeeping = PeriodicJob(
+        app[POOL],
+        f"{spec.name}-housekeeping",
+        settings.housekeeping_every_seconds,
+        lambda conn: trim_outbox_and_inbox(
+            conn, settings.outbox_retention_days, settings.inbox_retention_days
+        ),
+    )
     await drainer.start()
+    await housekeeping.start()
     yield
+    await housekeeping.stop()
     await drainer.stop()
     if consumer_connection is not None:
         await consumer_connection.close()
@@ -260,6 +272,10 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE klaspost_outbox_oldest_seconds gauge",
         f'klaspost_outbox_oldest_seconds{{service="{service}"}} {backlog["oldest_seconds"]}',
     ]
+    if CONSUMER in request.app:
+        lines.append("# TYPE klaspost_events_total counter")
+        for outcome, count in sorted(request.app[CONSUMER].outcomes.items()):
+            lines.append(f'klaspost_events_total{{service="{service}",outcome="{outcome}"}} {count}')
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

@@ -9,6 +9,7 @@ and a failure is re-published (confirmed) to a delay queue before the original i
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -78,6 +79,8 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._exchange: AbstractExchange | None = None
+        # Outcomes since start, for /metrics: handled, duplicate, retried, parked.
+        self.outcomes: Counter[str] = Counter()
 
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         # Strong references to channel and queue: robust objects are only weakly held (aio-pika #536).
@@ -120,6 +123,7 @@ class Consumer:
                 await self._retry_or_park(message, repr(exc))
                 return
             await self._ack(message)
+            self.outcomes["handled" if handled else "duplicate"] += 1
             log.info(
                 "event handled" if handled else "event already handled",
                 extra={
@@ -150,10 +154,12 @@ class Consumer:
             return
         await self._republish(message, self.names.retry(self._delays[attempt]), attempt + 1, error)
         await self._ack(message)
+        self.outcomes["retried"] += 1
 
     async def _park(self, message: AbstractIncomingMessage, error: str) -> None:
         await self._republish(message, self.names.parked, attempts_of(message), error)
         await self._ack(message)
+        self.outcomes["parked"] += 1
         log.error("event parked", extra={"message_id": message.message_id, "error": error})
 
     async def _republish(

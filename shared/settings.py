@@ -35,3 +35,6 @@ class ServiceSettings(BaseSettings):
     outbox_sweep_seconds: float = 5.0
     outbox_batch: int = 200
     publish_timeout_seconds: float = 10.0
+    outbox_retention_days: int = 7
+    inbox_retention_days: int = 30
+    housekeeping_every_seconds: float = 3600.0

@@ -144,3 +144,17 @@ async def test_a_parent_cannot_post_and_a_teacher_cannot_post_to_another_group(s
         .fetchval("SELECT count(*) FROM posts WHERE group_id = ANY($1)", [group, other])
         == 0
     )
+
+
+async def test_metrics_show_the_outbox_backlog_and_handled_events(system: System) -> None:
+    school = await make_school(system)
+    group = await add_group(system, school, "Groep 8")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 8")
+    await wait_until_linked(system, parent, group)
+    status, text = await system.call("GET", "notifier", "/metrics")
+    assert status == 200
+    lines = text.decode().splitlines()
+    assert any(line.startswith('klaspost_outbox_unsent{service="notifier"}') for line in lines)
+    handled = [line for line in lines if line.startswith('klaspost_events_total{service="notifier",outcome="handled"}')]
+    assert handled
+    assert int(handled[0].rsplit(" ", 1)[1]) >= 3  # at least the person, the group and the link

@@ -4,6 +4,7 @@ import asyncio
 
 import asyncpg
 
+from shared.housekeeping import trim_outbox_and_inbox
 from shared.jobs import run_once
 
 
@@ -40,3 +41,28 @@ async def test_a_failing_job_is_recorded_and_its_changes_rolled_back(
     assert await run_once(pool, "broken", job) is True
     assert await pool.fetchval("SELECT count(*) FROM effects WHERE n = 99") == 0
     assert "disk full" in await pool.fetchval("SELECT last_error FROM job_runs WHERE name = 'broken'")
+
+
+async def test_housekeeping_removes_only_old_sent_events_and_old_inbox_rows(
+    database: tuple[str, asyncpg.Pool],
+) -> None:
+    _, pool = database
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO outbox (event_id, routing_key, envelope, created_at, published_at) VALUES
+               (gen_random_uuid(), 'old.sent', '{}', now() - interval '9 days', now() - interval '8 days'),
+               (gen_random_uuid(), 'new.sent', '{}', now(), now()),
+               (gen_random_uuid(), 'old.unsent', '{}', now() - interval '9 days', NULL)"""
+        )
+        await conn.execute(
+            """INSERT INTO inbox (event_id, handler, handled_at) VALUES
+               (gen_random_uuid(), 'old', now() - interval '31 days'), (gen_random_uuid(), 'new', now())"""
+        )
+        await trim_outbox_and_inbox(conn, outbox_days=7, inbox_days=30)
+        kept = {r["routing_key"] for r in await conn.fetch("SELECT routing_key FROM outbox")}
+        assert {"new.sent", "old.unsent"} <= kept
+        assert "old.sent" not in kept
+        assert {
+            r["handler"]
+            for r in await conn.fetch("SELECT handler FROM inbox WHERE handler IN ('old', 'new')")
+        } == {"new"}

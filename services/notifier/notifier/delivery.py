@@ -3,6 +3,8 @@ marked sent, retried later with back-off, or failed for good."""
 
 import asyncio
 import logging
+from email.message import EmailMessage
+from typing import Any
 
 import asyncpg
 
@@ -39,24 +41,34 @@ class Deliverer:
         return f"{self._settings.public_base_url.rstrip('/')}/posts/{row['post_id']}"
 
     async def _send(self, row: asyncpg.Record) -> None:
-        if row["channel"] == "email":
-            message = new_post_email(
-                row["locale"],
-                row["display_name"],
-                row["email"],
-                row["group_name"],
-                row["excerpt"],
-                self._post_url(row),
-                row["delivery_id"],
-                self._settings.mail_from,
-            )
-            await self._mailer.send(message)
-            return
-        if row["device"] is None:
-            raise DeliveryFailed(True, "the device was removed", gone=True)
-        if self._push is None:
-            raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
+        try:
+            if row["channel"] == "email":
+                await self._mailer.send(self._email(row))
+            else:
+                subscription, payload = self._push_message(row)
+                if self._push is None:
+                    raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
+                await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
+        except ValueError as exc:
+            # An address or URL that cannot be put in a message: no retry will change that.
+            raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
+
+    def _email(self, row: asyncpg.Record) -> EmailMessage:
+        return new_post_email(
+            row["locale"],
+            row["display_name"],
+            row["email"],
+            row["group_name"],
+            row["excerpt"],
+            self._post_url(row),
+            row["delivery_id"],
+            self._settings.mail_from,
+        )
+
+    def _push_message(self, row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, str]]:
         device = row["device"]
+        if device is None:
+            raise DeliveryFailed(True, "the device was removed", gone=True)
         payload = new_post_push(
             row["locale"], row["group_name"], row["excerpt"], self._post_url(row), row["post_id"]
         )
@@ -64,7 +76,7 @@ class Deliverer:
             "endpoint": device["endpoint"],
             "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
         }
-        await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
+        return subscription, payload
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         # Each delivery runs in its own task: this sets the id of the request that caused it for its logs only.
