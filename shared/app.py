@@ -161,6 +161,10 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     await publisher.close()
 
 
+# Polled every few seconds by orchestrators: logging each would drown the lines that matter.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 @web.middleware
 async def correlation_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -179,14 +183,15 @@ async def correlation_middleware(
         response.headers["X-Correlation-Id"] = cid
         return response
     finally:
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        if request.path not in _PROBES:
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         correlation_id.reset(token)
 
 
@@ -229,7 +234,11 @@ async def error_middleware(
         )
         if exc.status == 413:
             message = "the body is too large for this endpoint"
-        return web.json_response(error_body(code, message), status=exc.status)
+        # Keep what the exception says beyond the body, such as the Allow header of a 405.
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        return web.json_response(error_body(code, message), status=exc.status, headers=headers)
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception:

@@ -76,6 +76,7 @@ class Consumer:
         self._delays = retry_delays_ms
         self._prefetch = prefetch
         self._publish_timeout = publish_timeout
+        self._consumer_tag: str | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._exchange: AbstractExchange | None = None
@@ -90,15 +91,19 @@ class Consumer:
         self._queue = await declare_service_queues(
             self._channel, self._exchange, self.names, sorted(self._handlers.by_type), self._delays
         )
-        await self._queue.consume(self._on_message)
+        self._consumer_tag = await self._queue.consume(self._on_message)
 
     async def attached(self) -> bool:
-        """Whether the broker sees a consumer on our queue (after a reconnect it may not: aio-pika #231)."""
-        if self._channel is None or self._channel.is_closed:
+        """Whether our consumer is registered on the live channel: the broker confirmed it (ConsumeOk),
+        has not cancelled it, and a reconnect restored it (aio-pika #231, #334)."""
+        if self._channel is None or self._channel.is_closed or self._consumer_tag is None:
             return False
-        state = await self._channel.declare_queue(self.names.main, passive=True)
-        count = state.declaration_result.consumer_count
-        return bool(count and count > 0)
+        # Not the passive declare's consumer_count: RabbitMQ 3.10 reports unacked messages there for
+        # quorum queues, so a busy consumer would look detached and an idle one too.
+        underlay = await self._channel.get_underlay_channel()
+        # aiormq keeps a channel's consumers by tag: added on ConsumeOk, removed on a broker's Cancel.
+        consumers: dict[str, object] = getattr(underlay, "consumers", {})
+        return not underlay.is_closed and self._consumer_tag in consumers
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()

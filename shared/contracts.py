@@ -59,13 +59,6 @@ class MembershipRevoked(Event):
 
 
 @register
-class PhotoUploaded(Event):
-    type = "media.photo_uploaded"
-    photo_id: uuid.UUID
-    uploader_id: uuid.UUID
-
-
-@register
 class PostPublished(Event):
     type = "posts.post_published"
     post_id: uuid.UUID
@@ -85,7 +78,8 @@ class PhotoProcessed(Event):
 
 @register
 class PhotoRejected(Event):
-    """Processing refused the photo (not a decodable image, too many pixels, ...)."""
+    """A photo of a post will not be shown: not a decodable image, too many pixels, or not one the
+    post's author uploaded and had not used before."""
 
     type = "media.photo_rejected"
     photo_id: uuid.UUID

@@ -3,8 +3,8 @@ registers the routes and generates ``/openapi.json``, so the document cannot dri
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -24,11 +24,11 @@ class Route:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    auth: bool = True
+    # How the caller proves who they are: an access token, the operator key, or not at all.
+    auth: Literal["bearer", "operator", "none"] = "bearer"
     # A raw (non-JSON) request body, e.g. a photo upload: its accepted content types.
     raw_body: tuple[str, ...] = ()
     query: type[BaseModel] | None = None
-    errors: tuple[int, ...] = field(default=())
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:
@@ -139,8 +139,8 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         op["responses"] = {str(route.status): ok, "4XX": error}
-        if route.auth:
-            op["security"] = [{"bearer": []}]
+        if route.auth != "none":
+            op["security"] = [{route.auth: []}]
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -148,6 +148,9 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "operator": {"type": "apiKey", "in": "header", "name": "X-Operator-Key"},
+            },
         },
     }

@@ -48,10 +48,10 @@ def _require_admin_of(request: web.Request, school_id: uuid.UUID) -> Caller:
     return caller
 
 
-async def _new_password_hash(person: NewPerson) -> str:
+async def _new_password_hash(person: NewPerson, field: str = "password") -> str:
     problem = check_password_policy(person.password, person.email)
     if problem:
-        raise ValidationFailed("the password is not accepted", [{"field": "password", "problem": problem}])
+        raise ValidationFailed("the password is not accepted", [{"field": field, "problem": problem}])
     return await hash_password(person.password)
 
 
@@ -91,7 +91,7 @@ async def create_school(request: web.Request) -> web.Response:
     if key is None or not hmac.compare_digest(given, key.encode()):
         raise Unauthorized("this endpoint needs the operator key")
     command = await read_json(request, CreateSchool)
-    password_hash = await _new_password_hash(command.admin)
+    password_hash = await _new_password_hash(command.admin, field="admin.password")
     school_id, admin_id = uuid.uuid4(), uuid.uuid4()
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await store.insert_school(conn, school_id, command.name)
@@ -191,12 +191,14 @@ async def login(request: web.Request) -> web.Response:
     ok, new_hash = await verify_password(
         person["password_hash"] if person and person["password_hash"] else DUMMY_HASH, command.password
     )
-    async with pool.acquire() as conn, conn.transaction():
-        if not ok or person is None:
+    if not ok or person is None:
+        async with pool.acquire() as conn, conn.transaction():
             await store.count_failure(conn, account_key, LOGIN_WINDOW_SECONDS)
             await store.count_failure(conn, address_key, LOGIN_WINDOW_SECONDS)
-            raise Unauthorized("the email address or password is wrong")
-        if new_hash:
+        # Raised after the commit: the failures must count, or the limit would never trip.
+        raise Unauthorized("the email address or password is wrong")
+    if new_hash:
+        async with pool.acquire() as conn:
             await store.set_password_hash(conn, person["person_id"], new_hash)
     signer = request.app[SIGNER]
     token = signer.issue(

@@ -8,6 +8,7 @@ from identity.domain import (
     CreateGroup,
     CreateSchool,
     GroupView,
+    Jwks,
     Login,
     MembershipView,
     PersonView,
@@ -29,6 +30,7 @@ routes = [
         body=CreateSchool,
         response=SchoolCreated,
         status=201,
+        auth="operator",
     ),
     Route(
         "POST",
@@ -69,10 +71,17 @@ routes = [
         "Log in with email and password for an access token",
         body=Login,
         response=TokenView,
-        auth=False,
+        auth="none",
     ),
     Route("GET", "/me", api.me, "The caller's own account", response=PersonView),
-    Route("GET", "/.well-known/jwks.json", api.jwks, "Public keys that verify access tokens", auth=False),
+    Route(
+        "GET",
+        "/.well-known/jwks.json",
+        api.jwks,
+        "Public keys that verify access tokens",
+        response=Jwks,
+        auth="none",
+    ),
 ]
 
 

@@ -90,3 +90,18 @@ def membership_role(person_role: str) -> Literal["teacher", "guardian"] | None:
     if person_role == "guardian":
         return "guardian"
     return None
+
+
+class Jwk(BaseModel):
+    """An Ed25519 public key (RFC 8037) that verifies access tokens."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]

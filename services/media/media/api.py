@@ -13,10 +13,8 @@ from media.resources import STORAGE
 from media.settings import Settings
 from media.storage import original_key
 from shared.app import POOL, SETTINGS
-from shared.contracts import PhotoUploaded as PhotoUploadedEvent
 from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.http import json_response
-from shared.outbox import publish
 from shared.tokens import require_caller
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
@@ -55,11 +53,8 @@ async def upload_photo(request: web.Request) -> web.Response:
         key = original_key(caller.school_id, photo_id)
         spool.seek(0)
         await request.app[STORAGE].put_original(key, spool, content_type)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with request.app[POOL].acquire() as conn:
         await store.insert_photo(conn, photo_id, caller.school_id, caller.person_id, content_type, size, key)
-        await publish(
-            conn, PhotoUploadedEvent(photo_id=photo_id, uploader_id=caller.person_id), caller.school_id
-        )
     return json_response(
         PhotoUploaded(photo_id=photo_id, status="uploaded", size_bytes=size, content_type=content_type),
         status=201,

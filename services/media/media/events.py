@@ -8,9 +8,10 @@ import asyncpg
 from media import store
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
-from shared.contracts import PostPublished
+from shared.contracts import PhotoRejected, PostPublished
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
+from shared.outbox import publish
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
@@ -24,10 +25,13 @@ async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPub
     attached = await store.attach_to_post(
         conn, event.photo_ids, event.author_id, event.post_id, event.group_id, env.correlation_id
     )
-    if len(attached) != len(event.photo_ids):
-        # Someone else's photo, or one already in another post: it stays out of this group.
-        log.warning(
-            "photos not attached",
-            extra={"post_id": str(event.post_id), "missing": len(event.photo_ids) - len(attached)},
+    for photo_id in set(event.photo_ids) - set(attached):
+        # Someone else's photo, one already in another post, or no photo at all: it stays out of
+        # this group, and the post shows it as rejected rather than processing for ever.
+        log.warning("photo not attached", extra={"post_id": str(event.post_id), "photo_id": str(photo_id)})
+        rejected = PhotoRejected(
+            photo_id=photo_id, post_id=event.post_id, reason="not a photo the author uploaded"
         )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        await publish(conn, rejected, env.school_id)
+    if attached:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

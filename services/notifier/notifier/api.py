@@ -7,7 +7,7 @@ import asyncpg
 from aiohttp import web
 
 from notifier import store
-from notifier.domain import DeviceView, RegisterDevice, VapidKey, endpoint_problem
+from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
 from notifier.settings import Settings
 from shared.app import POOL, SETTINGS
 from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
@@ -62,7 +62,7 @@ async def list_devices(request: web.Request) -> web.Response:
     caller = require_caller(request)
     async with request.app[POOL].acquire() as conn:
         rows = await store.devices_of(conn, caller.person_id)
-    return json_response([_view(r) for r in rows])
+    return json_response(DeviceList(devices=[_view(r) for r in rows]))
 
 
 async def delete_device(request: web.Request) -> web.Response:

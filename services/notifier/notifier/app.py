@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from notifier import api
-from notifier.domain import DeviceView, RegisterDevice, VapidKey
+from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey
 from notifier.events import handlers
 from notifier.resources import delivery
 from shared.app import ServiceSpec
@@ -16,7 +16,7 @@ routes = [
         api.vapid_key,
         "The key a browser subscribes to Web Push with",
         response=VapidKey,
-        auth=False,
+        auth="none",
     ),
     Route(
         "POST",
@@ -27,7 +27,7 @@ routes = [
         response=DeviceView,
         status=201,
     ),
-    Route("GET", "/devices", api.list_devices, "The caller's registered devices"),
+    Route("GET", "/devices", api.list_devices, "The caller's registered devices", response=DeviceList),
     Route(
         "DELETE", "/devices/{device_id}", api.delete_device, "Stop push notifications to a device", status=204
     ),

@@ -39,6 +39,10 @@ class DeviceView(BaseModel):
     created_at: datetime
 
 
+class DeviceList(BaseModel):
+    devices: list[DeviceView]
+
+
 class VapidKey(BaseModel):
     application_server_key: str
 

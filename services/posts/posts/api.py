@@ -5,7 +5,7 @@ import uuid
 from aiohttp import web
 
 from posts import store
-from posts.domain import CreatePost, FeedPage, FeedQuery, excerpt
+from posts.domain import CreatePost, FeedCursor, FeedPage, FeedQuery, excerpt
 from shared import membership_copy
 from shared.app import POOL
 from shared.contracts import PostPublished
@@ -67,6 +67,7 @@ async def get_feed(request: web.Request) -> web.Response:
     caller = require_caller(request)
     query = read_query(request, FeedQuery)
     async with request.app[POOL].acquire() as conn:
-        posts = await store.feed(conn, caller.person_id, query.limit, query.before)
-    next_before = posts[-1].created_at if len(posts) == query.limit else None
-    return json_response(FeedPage(posts=posts, next_before=next_before))
+        posts = await store.feed(conn, caller.person_id, query.limit, query.position())
+    last = posts[-1] if len(posts) == query.limit else None
+    next_cursor = FeedCursor(created_at=last.created_at, post_id=last.post_id).encode() if last else None
+    return json_response(FeedPage(posts=posts, next_cursor=next_cursor))

@@ -1,5 +1,7 @@
 """Posts' rules and the shapes its API speaks."""
 
+import base64
+import binascii
 import uuid
 from datetime import datetime
 from typing import Literal
@@ -46,18 +48,43 @@ class PostView(BaseModel):
     created_at: datetime
 
 
+class FeedCursor(BaseModel):
+    """Where a feed page ended: the last post's time and id (two posts can share a time)."""
+
+    created_at: datetime
+    post_id: uuid.UUID
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(self.model_dump_json().encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "FeedCursor":
+        try:
+            return cls.model_validate_json(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        except (ValueError, binascii.Error):
+            raise ValueError("not a cursor this feed handed out") from None
+
+
 class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=20, ge=1, le=100)
-    before: datetime | None = Field(
-        default=None, description="Only posts older than this (the previous page's next_before)."
-    )
+    cursor: str | None = Field(default=None, max_length=200, description="The previous page's next_cursor.")
+
+    @field_validator("cursor")
+    @classmethod
+    def readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            FeedCursor.decode(value)
+        return value
+
+    def position(self) -> FeedCursor | None:
+        return FeedCursor.decode(self.cursor) if self.cursor else None
 
 
 class FeedPage(BaseModel):
     posts: list[PostView]
-    next_before: datetime | None
+    next_cursor: str | None
 
 
 def excerpt(body: str) -> str:

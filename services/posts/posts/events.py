@@ -20,9 +20,9 @@ async def group_created(conn: asyncpg.Connection, _env: Envelope, event: GroupCr
 
 @handlers.on(PhotoProcessed)
 async def photo_processed(conn: asyncpg.Connection, _env: Envelope, event: PhotoProcessed) -> None:
-    await store.set_photo_status(conn, event.photo_id, "ready")
+    await store.set_photo_status(conn, event.post_id, event.photo_id, "ready")
 
 
 @handlers.on(PhotoRejected)
 async def photo_rejected(conn: asyncpg.Connection, _env: Envelope, event: PhotoRejected) -> None:
-    await store.set_photo_status(conn, event.photo_id, "rejected")
+    await store.set_photo_status(conn, event.post_id, event.photo_id, "rejected")

@@ -1,12 +1,11 @@
 """Posts' SQL."""
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from posts.domain import PhotoRef, PostView
+from posts.domain import FeedCursor, PhotoRef, PostView
 
 
 async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record | None:
@@ -62,7 +61,7 @@ async def visible_post(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: 
 
 
 async def feed(
-    conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, before: datetime | None
+    conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, after: FeedCursor | None
 ) -> list[PostView]:
     # Per group the newest `limit` posts from the index, then the newest `limit` of those:
     # far cheaper than `group_id = ANY(...) ORDER BY` over every row of the groups.
@@ -71,7 +70,8 @@ async def feed(
             FROM memberships m
             CROSS JOIN LATERAL (
                 SELECT post_id FROM posts
-                WHERE posts.group_id = m.group_id AND ($3::timestamptz IS NULL OR posts.created_at < $3)
+                WHERE posts.group_id = m.group_id
+                  AND ($3::timestamptz IS NULL OR (posts.created_at, posts.post_id) < ($3, $4::uuid))
                 ORDER BY created_at DESC, post_id DESC LIMIT $2
             ) p
             JOIN post_views v ON v.post_id = p.post_id
@@ -80,7 +80,8 @@ async def feed(
             LIMIT $2""",
         person_id,
         limit,
-        before,
+        after.created_at if after else None,
+        after.post_id if after else None,
     )
     return [_view(r) for r in rows]
 
@@ -98,5 +99,10 @@ async def upsert_group(
     )
 
 
-async def set_photo_status(conn: asyncpg.Connection, photo_id: uuid.UUID, status: str) -> None:
-    await conn.execute("UPDATE post_photos SET status = $2 WHERE photo_id = $1", photo_id, status)
+async def set_photo_status(
+    conn: asyncpg.Connection, post_id: uuid.UUID, photo_id: uuid.UUID, status: str
+) -> None:
+    # By post too: a photo id can be named in more than one post, and only one of them owns it.
+    await conn.execute(
+        "UPDATE post_photos SET status = $3 WHERE post_id = $1 AND photo_id = $2", post_id, photo_id, status
+    )

@@ -51,13 +51,17 @@ CREATE TABLE deliveries (
     notification_id uuid NOT NULL REFERENCES notifications,
     person_id       uuid NOT NULL,
     channel         text NOT NULL CHECK (channel IN ('email', 'push')),
-    device_id       uuid REFERENCES devices ON DELETE SET NULL,
+    -- No foreign key: a device may be removed while its deliveries stay as history.
+    device_id       uuid,
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
     attempts        int NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    sent_at         timestamptz
+    sent_at         timestamptz,
+    CHECK ((channel = 'push') = (device_id IS NOT NULL))
 );
-CREATE UNIQUE INDEX deliveries_once ON deliveries (notification_id, person_id, channel, COALESCE(device_id, '00000000-0000-0000-0000-000000000000'));
+-- Exactly once: one email per parent, one push per device, for each notification.
+CREATE UNIQUE INDEX deliveries_one_email ON deliveries (notification_id, person_id) WHERE channel = 'email';
+CREATE UNIQUE INDEX deliveries_one_push ON deliveries (notification_id, device_id) WHERE channel = 'push';
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';

@@ -30,7 +30,7 @@ CREATE INDEX posts_group_newest ON posts (group_id, created_at DESC, post_id DES
 
 CREATE TABLE post_photos (
     post_id  uuid NOT NULL REFERENCES posts ON DELETE CASCADE,
-    photo_id uuid NOT NULL UNIQUE,
+    photo_id uuid NOT NULL,
     position int NOT NULL,
     status   text NOT NULL DEFAULT 'processing' CHECK (status IN ('processing', 'ready', 'rejected')),
     PRIMARY KEY (post_id, photo_id)

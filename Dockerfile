@@ -1,0 +1,49 @@
+# One image recipe for all four services; SERVICE picks which one an image holds and runs:
+#   docker build --build-arg SERVICE=posts -t klaspost-posts .
+# The services share shared/ and one lock file, so four copies of this file would only drift apart.
+FROM python:3.11-slim
+
+ARG SERVICE
+# requirements.lock also pins the development tools. These are leaves (no runtime package depends on
+# them), so dropping their lines cannot take anything the services need; `--no-deps` plus `pip check`
+# fail the build if that ever stops being true, and tests/test_compose.py checks it before a build.
+# mypy-boto3-s3 is not in the list: media imports its S3Client type at run time.
+ARG DEV_PACKAGES="pytest pytest-asyncio pytest-timeout ruff mypy boto3-stubs botocore-stubs types-PyYAML types-s3transfer aiosmtpd PyYAML"
+
+# MALLOC_ARENA_MAX: glibc's per-thread malloc arenas fragment badly under libvips' threads (media).
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app:/app/services/${SERVICE} \
+    KLASPOST_SERVICE=${SERVICE} \
+    HTTP_HOST=0.0.0.0 \
+    MALLOC_ARENA_MAX=2
+
+WORKDIR /app
+
+SHELL ["/bin/bash", "-eo", "pipefail", "-c"]
+
+COPY requirements.lock /tmp/requirements.lock
+RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=identity|posts|media|notifier" >&2; exit 1; }; \
+    grep -viE "^(${DEV_PACKAGES// /|})==" /tmp/requirements.lock > /tmp/runtime.txt; \
+    pip install --no-cache-dir --no-deps -r /tmp/runtime.txt; \
+    pip check; \
+    rm /tmp/requirements.lock /tmp/runtime.txt; \
+    groupadd --system --gid 10001 klaspost; \
+    useradd --system --uid 10001 --gid klaspost --no-create-home --shell /usr/sbin/nologin klaspost
+
+COPY shared/ shared/
+COPY services/${SERVICE}/${SERVICE}/ services/${SERVICE}/${SERVICE}/
+
+# Importing the app proves at build time that the image holds everything the service imports; the
+# default port is written down for the health check, which must not need the service's settings.
+RUN python -c "import ${SERVICE}.app; from ${SERVICE}.settings import Settings; print(Settings.model_fields['http_port'].default)" > /app/default-http-port
+
+USER 10001:10001
+
+# Liveness only (the process answers); docker-compose.yml checks readiness (/readyz) instead.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('HTTP_PORT') or open('/app/default-http-port').read().strip(); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+
+# exec: python becomes PID 1 and gets the SIGTERM that aiohttp turns into a graceful shutdown.
+CMD ["sh", "-c", "exec python -m \"$KLASPOST_SERVICE\""]

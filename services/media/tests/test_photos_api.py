@@ -1,0 +1,279 @@
+"""Photos through the running system: a teacher uploads, only the uploader sees the photo until it is
+posted, a photo goes only into its uploader's posts, and an upload in any accepted format comes out
+as metadata-free JPEG variants behind short-lived links."""
+
+import io
+import uuid
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from shared.app import POOL
+from shared.testing.images import jpeg_with_gps, png_bytes
+from shared.testing.school import Person, School, add_group, add_person, make_school, wait_until_linked
+from shared.testing.system import System, eventually
+
+
+async def upload(system: System, teacher: Person, data: bytes, content_type: str) -> dict[str, Any]:
+    status, body = await system.call(
+        "POST", "media", "/photos", teacher.token, data=data, headers={"Content-Type": content_type}
+    )
+    assert status == 201, body
+    return dict(body)
+
+
+async def photo_status(system: System, person: Person, photo_id: str) -> int:
+    status, _ = await system.call("GET", "media", f"/photos/{photo_id}", person.token)
+    return status
+
+
+async def post_with(
+    system: System, teacher: Person, group: uuid.UUID, *photo_ids: str, body: str = "Kijk!"
+) -> tuple[int, Any]:
+    return await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"body": body, "photo_ids": list(photo_ids)},
+    )
+
+
+async def handled_by_media(system: System, post_id: str) -> None:
+    """Until media has handled the post's PostPublished event (attached its photos, or refused to)."""
+    event_id = (
+        await system.services["posts"]
+        .app[POOL]
+        .fetchval("SELECT event_id FROM outbox WHERE envelope->'payload'->>'post_id' = $1", post_id)
+    )
+    assert event_id is not None
+
+    async def handled() -> bool:
+        found = (
+            await system.services["media"]
+            .app[POOL]
+            .fetchval("SELECT 1 FROM inbox WHERE event_id = $1", event_id)
+        )
+        return found is not None
+
+    await eventually(handled, what="media handled the post")
+
+
+async def photo_row(system: System, photo_id: str) -> Any:
+    return (
+        await system.services["media"]
+        .app[POOL]
+        .fetchrow("SELECT status, post_id, group_id FROM photos WHERE photo_id = $1", uuid.UUID(photo_id))
+    )
+
+
+async def two_classes(system: System) -> tuple[School, Person, Person, Person, Person]:
+    """Groep 1 with teacher A and parent 1, Groep 2 with teacher B and parent 2, in one school."""
+    school = await make_school(system)
+    for name in ("Groep 1", "Groep 2"):
+        await add_group(system, school, name)
+    teacher_a = await add_person(system, school, "juf", "teacher", "Groep 1")
+    parent_1 = await add_person(system, school, "ouder1", "guardian", "Groep 1")
+    teacher_b = await add_person(system, school, "meester", "teacher", "Groep 2")
+    parent_2 = await add_person(system, school, "ouder2", "guardian", "Groep 2")
+    for person, group in (
+        (teacher_a, "Groep 1"),
+        (parent_1, "Groep 1"),
+        (teacher_b, "Groep 2"),
+        (parent_2, "Groep 2"),
+    ):
+        await wait_until_linked(system, person, school.groups[group])
+    return school, teacher_a, parent_1, teacher_b, parent_2
+
+
+async def test_an_uploaded_photo_is_seen_only_by_its_uploader_until_it_is_posted(system: System) -> None:
+    school, teacher_a, parent_1, teacher_b, _parent_2 = await two_classes(system)
+    elsewhere = await make_school(system, "De Vrije School")
+    await add_group(system, elsewhere, "Groep 1")
+    foreign_teacher = await add_person(system, elsewhere, "juf", "teacher", "Groep 1")
+    colleague = await add_person(system, school, "collega", "teacher", "Groep 1")
+    await wait_until_linked(system, colleague, school.groups["Groep 1"])
+
+    data = jpeg_with_gps(800, 600)
+    uploaded = await upload(system, teacher_a, data, "image/jpeg")
+    photo_id = uploaded["photo_id"]
+    assert uploaded == {
+        "photo_id": photo_id,
+        "status": "uploaded",
+        "size_bytes": len(data),
+        "content_type": "image/jpeg",
+    }
+
+    assert system.http is not None
+    async with system.http.get(
+        system.url("media", f"/photos/{photo_id}"), headers={"Authorization": f"Bearer {teacher_a.token}"}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "private, no-store"
+        view = await response.json()
+    assert view["photo_id"] == photo_id
+    assert view["status"] == "uploaded"
+    assert view["variants"] == []
+    assert view["notice"]
+
+    for person in (foreign_teacher, colleague, teacher_b, parent_1):
+        status, body = await system.call("GET", "media", f"/photos/{photo_id}", person.token)
+        assert status == 404, (person.email, body)
+        assert body["error"]["code"] == "not_found"
+
+
+async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: System) -> None:
+    _school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
+    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    group_2 = _school.groups["Groep 2"]
+
+    status, post = await post_with(system, teacher_b, group_2, photo_id)
+    # Posts cannot know whose photo it is; refusing it outright would be fine as well.
+    assert status in (201, 422), post
+    if status == 201:
+        await handled_by_media(system, post["post_id"])
+        assert [p["status"] for p in post["photos"]] != ["ready"]
+
+    # The photo stays the uploader's own, unattached and unprocessed; nobody in Groep 2 can see it.
+    row = await photo_row(system, photo_id)
+    assert (row["status"], row["post_id"], row["group_id"]) == ("uploaded", None, None)
+    for person in (parent_2, teacher_b, parent_1):
+        assert await photo_status(system, person, photo_id) == 404
+    status, view = await system.call("GET", "media", f"/photos/{photo_id}", teacher_a.token)
+    assert status == 200
+    assert view["status"] == "uploaded"
+    assert view["variants"] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: posts/posts/store.py insert_post writes post_photos rows for any photo id (no ownership "
+    "check) and post_photos.photo_id is UNIQUE: once teacher B names teacher A's photo in a post, A's own "
+    "post with it fails with UniqueViolation (500) and A can never publish that photo",
+)
+async def test_a_photo_named_in_someone_elses_post_can_still_be_posted_by_its_uploader(
+    system: System,
+) -> None:
+    school, teacher_a, parent_1, teacher_b, _parent_2 = await two_classes(system)
+    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
+
+    status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
+    assert status == 201, post
+
+    async def visible() -> bool:
+        return await photo_status(system, parent_1, photo_id) == 200
+
+    await eventually(visible, what="the photo in teacher A's post")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: post_photos.photo_id is UNIQUE (posts migrations/001_posts.sql) and posts/api.py "
+    "create_post does not check it: a photo already in a post makes the next post naming it a "
+    "UniqueViolation, answered 500 instead of a 409/422",
+)
+async def test_a_photo_already_in_a_post_is_refused_for_a_second_post(system: System) -> None:
+    school, teacher_a, _parent_1, _teacher_b, _parent_2 = await two_classes(system)
+    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    status, body = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
+    assert status == 201, body
+    posts = await system.services["posts"].app[POOL].fetchval("SELECT count(*) FROM posts")
+    status, body = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id, body="Nog eens")
+    assert status in (409, 422), body
+    assert body["error"]["code"] in ("conflict", "validation_failed")
+    assert await system.services["posts"].app[POOL].fetchval("SELECT count(*) FROM posts") == posts
+
+
+async def test_a_png_upload_is_processed_into_jpeg_variants(system: System) -> None:
+    school, teacher_a, parent_1, _teacher_b, parent_2 = await two_classes(system)
+    # Half-transparent red: JPEG has no alpha, so the variants must come out flattened.
+    data = png_bytes(1600, 1200, colour=(255, 0, 0, 128), mode="RGBA")
+    uploaded = await upload(system, teacher_a, data, "image/png")
+    assert uploaded["content_type"] == "image/png"
+    photo_id = uploaded["photo_id"]
+    status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
+    assert status == 201, post
+
+    async def ready() -> bool:
+        status, view = await system.call("GET", "media", f"/photos/{photo_id}", parent_1.token)
+        return status == 200 and view["status"] == "ready"
+
+    await eventually(ready, within=60, what="the PNG processed")
+    status, view = await system.call("GET", "media", f"/photos/{photo_id}", parent_1.token)
+    sizes = {v["size"]: (v["width"], v["height"]) for v in view["variants"]}
+    # Never upscaled: the 2048 variant is the original 1600 x 1200.
+    assert sizes == {2048: (1600, 1200), 1080: (1080, 810), 320: (320, 240)}
+    assert system.http is not None
+    for variant in view["variants"]:
+        async with system.http.get(variant["url"]) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "image/jpeg"
+            jpeg = await response.read()
+        assert jpeg.startswith(b"\xff\xd8\xff")
+        with Image.open(io.BytesIO(jpeg)) as image:
+            assert image.format == "JPEG"
+            assert image.mode == "RGB"
+            assert image.size == (variant["width"], variant["height"])
+            red, green, blue = image.getpixel((image.width // 2, image.height // 2))  # type: ignore[misc]
+        # Flattened on white: half-transparent red becomes pink, not dark red.
+        assert red > 240
+        assert 100 < green < 160
+        assert 100 < blue < 160
+        # Without the signature the variant is not served.
+        async with system.http.get(variant["url"].split("?", 1)[0]) as response:
+            assert 400 <= response.status < 500
+            assert not (await response.read()).startswith(b"\xff\xd8")
+
+    async def shown_ready() -> bool:
+        status, read = await system.call("GET", "posts", f"/posts/{post['post_id']}", parent_1.token)
+        return status == 200 and read["photos"] == [{"photo_id": photo_id, "status": "ready"}]
+
+    await eventually(shown_ready, what="the post showing its photo ready")
+    assert await photo_status(system, parent_2, photo_id) == 404
+
+
+async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) -> None:
+    school, teacher_a, parent_1, _teacher_b, _parent_2 = await two_classes(system)
+    # The first bytes say PNG, so the upload is taken; decoding it later fails.
+    damaged = png_bytes(200, 100)[:64] + bytes(200)
+    photo_id = (await upload(system, teacher_a, damaged, "image/png"))["photo_id"]
+    status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
+    assert status == 201, post
+
+    async def rejected() -> bool:
+        status, read = await system.call("GET", "posts", f"/posts/{post['post_id']}", parent_1.token)
+        return status == 200 and read["photos"] == [{"photo_id": photo_id, "status": "rejected"}]
+
+    await eventually(rejected, within=60, what="the post showing its photo rejected")
+    status, view = await system.call("GET", "media", f"/photos/{photo_id}", parent_1.token)
+    assert status == 200
+    assert view["status"] == "rejected"
+    assert view["reason"]
+    assert view["variants"] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: media/api.py upload_photo writes a media.photo_uploaded event that no service binds a "
+    "queue for; shared/outbox.py publishes with mandatory=True, gets NO_ROUTE and retries the row forever "
+    "(attempts grow, klaspost_outbox_unsent and oldest_seconds climb with every upload)",
+)
+async def test_an_upload_leaves_no_event_stuck_in_the_outbox(system: System) -> None:
+    school = await make_school(system)
+    teacher = await add_person(system, school, "juf", "teacher")
+    await upload(system, teacher, png_bytes(40, 30), "image/png")
+
+    async def all_sent() -> bool:
+        unsent = (
+            await system.services["media"]
+            .app[POOL]
+            .fetchval(
+                "SELECT count(*) FROM outbox WHERE envelope->>'school_id' = $1 AND published_at IS NULL",
+                str(school.school_id),
+            )
+        )
+        return bool(unsent == 0)
+
+    await eventually(all_sent, within=5, what="the upload's events published")

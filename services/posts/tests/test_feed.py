@@ -1,0 +1,251 @@
+"""The feed and single posts through the running system: newest first across a parent's groups,
+paged with ``limit`` and ``before``, gone once the parent's link to the group ends; bodies trimmed."""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.app import POOL
+from shared.testing.school import Person, School, add_group, add_person, make_school, wait_until_linked
+from shared.testing.system import System, eventually
+
+
+async def post(system: System, teacher: Person, group: uuid.UUID, body: str) -> dict[str, Any]:
+    status, created = await system.call(
+        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"body": body}
+    )
+    assert status == 201, created
+    return dict(created)
+
+
+async def feed(system: System, person: Person, **query: Any) -> dict[str, Any]:
+    status, page = await system.call("GET", "posts", "/feed", person.token, params=query)
+    assert status == 200, page
+    return dict(page)
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [p["post_id"] for p in page["posts"]]
+
+
+async def school_with_two_groups(system: System) -> tuple[School, Person, Person]:
+    """A teacher of Groep 3 and Groep 5, and a parent with a child in each."""
+    school = await make_school(system)
+    for name in ("Groep 3", "Groep 5"):
+        await add_group(system, school, name)
+    teacher = await add_person(system, school, "juf", "teacher", "Groep 3", "Groep 5")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 3", "Groep 5")
+    for person in (teacher, parent):
+        for name in ("Groep 3", "Groep 5"):
+            await wait_until_linked(system, person, school.groups[name])
+    return school, teacher, parent
+
+
+async def test_the_feed_shows_the_posts_of_all_a_parents_groups_newest_first(system: System) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    only_five = await add_person(system, school, "ouder5", "guardian", "Groep 5")
+    await wait_until_linked(system, only_five, school.groups["Groep 5"])
+    g3, g5 = school.groups["Groep 3"], school.groups["Groep 5"]
+    posts = [
+        await post(system, teacher, g3, "Groep 3: gym"),
+        await post(system, teacher, g5, "Groep 5: excursie"),
+        await post(system, teacher, g3, "Groep 3: voorlezen"),
+        await post(system, teacher, g5, "Groep 5: rapport"),
+    ]
+
+    page = await feed(system, parent)
+    assert ids(page) == [p["post_id"] for p in reversed(posts)]
+    assert [p["group_name"] for p in page["posts"]] == ["Groep 5", "Groep 3", "Groep 5", "Groep 3"]
+    stamps = [datetime.fromisoformat(p["created_at"]) for p in page["posts"]]
+    assert stamps == sorted(stamps, reverse=True)
+    assert page["next_before"] is None
+
+    assert ids(await feed(system, only_five)) == [posts[3]["post_id"], posts[1]["post_id"]]
+
+
+async def test_the_feed_pages_with_limit_and_before_without_gaps_or_repeats(system: System) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    groups = [school.groups["Groep 3"], school.groups["Groep 5"]]
+    written = [await post(system, teacher, groups[i % 2], f"Bericht {i}") for i in range(5)]
+    newest_first = [p["post_id"] for p in reversed(written)]
+
+    seen: list[str] = []
+    pages = []
+    query: dict[str, Any] = {"limit": 2}
+    while True:
+        page = await feed(system, parent, **query)
+        pages.append(ids(page))
+        seen += ids(page)
+        if page["next_before"] is None:
+            break
+        assert page["next_before"] == page["posts"][-1]["created_at"]
+        query = {"limit": 2, "before": page["next_before"]}
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+    assert seen == newest_first
+
+    # A page that is exactly full still points on; the page after it is empty and ends the feed.
+    full = await feed(system, parent, limit=5)
+    assert ids(full) == newest_first
+    assert full["next_before"] is not None
+    assert await feed(system, parent, limit=5, before=full["next_before"]) == {
+        "posts": [],
+        "next_before": None,
+    }
+
+    assert ids(await feed(system, parent)) == newest_first  # the default limit holds them all
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: posts/api.py get_feed hands out only the last post's created_at as next_before and "
+    "posts/store.py feed() keeps created_at < before, so a post with the same created_at as the last "
+    "post of a page (one clock tick, e.g. two teachers posting at once) is on neither page",
+)
+async def test_posts_sharing_a_timestamp_are_not_lost_between_pages(system: System) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    pool = system.services["posts"].app[POOL]
+    same_moment = datetime.fromisoformat(
+        (await post(system, teacher, school.groups["Groep 3"], "Eerst"))["created_at"]
+    )
+    twin = uuid.uuid4()
+    # Two posts in one clock tick cannot be forced through the API; the row is what create_post writes.
+    await pool.execute(
+        """INSERT INTO posts (post_id, group_id, school_id, author_id, body, created_at)
+           VALUES ($1, $2, $3, $4, 'Tegelijk', $5)""",
+        twin,
+        school.groups["Groep 5"],
+        school.school_id,
+        teacher.person_id,
+        same_moment,
+    )
+    latest = await post(system, teacher, school.groups["Groep 3"], "Laatst")
+    everything = ids(await feed(system, parent))
+    assert len(everything) == 3
+    assert everything[0] == latest["post_id"]
+
+    first = await feed(system, parent, limit=2)
+    second = await feed(system, parent, limit=2, before=first["next_before"])
+    assert ids(first) + ids(second) == everything
+
+
+async def test_a_bad_feed_query_is_refused_with_422_naming_the_parameter(system: System) -> None:
+    _school, _teacher, parent = await school_with_two_groups(system)
+    for query, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "tien"}, "limit"),
+        ({"limit": "2.5"}, "limit"),
+        ({"before": "gisteren"}, "before"),
+        ({"page": "2"}, "page"),
+    ):
+        status, body = await system.call("GET", "posts", "/feed", parent.token, params=query)
+        assert status == 422, (query, status, body)
+        assert body["error"]["code"] == "validation_failed"
+        assert [d["field"] for d in body["error"]["details"]] == [field], (query, body)
+
+
+async def test_a_before_without_a_time_zone_is_read_and_never_a_500(system: System) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    written = await post(system, teacher, school.groups["Groep 3"], "Hallo")
+    later = (datetime.fromisoformat(written["created_at"]) + timedelta(days=1)).replace(tzinfo=None)
+    status, body = await system.call(
+        "GET", "posts", "/feed", parent.token, params={"before": later.isoformat()}
+    )
+    assert status in (200, 422), body
+    if status == 200:
+        assert ids(body) == [written["post_id"]]
+
+
+async def test_when_a_parents_link_to_the_group_ends_its_posts_are_gone_for_that_parent(
+    system: System,
+) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    g3, g5 = school.groups["Groep 3"], school.groups["Groep 5"]
+    other_parent = await add_person(system, school, "ouder2", "guardian", "Groep 3")
+    await wait_until_linked(system, other_parent, g3)
+    in_three = await post(system, teacher, g3, "Alleen voor groep 3")
+    in_five = await post(system, teacher, g5, "Alleen voor groep 5")
+    assert ids(await feed(system, parent)) == [in_five["post_id"], in_three["post_id"]]
+
+    status, body = await system.call(
+        "DELETE", "identity", f"/groups/{g3}/members/{parent.person_id}", school.admin.token
+    )
+    assert status == 204, body
+
+    async def gone() -> bool:
+        status, _ = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", parent.token)
+        return status == 404 and ids(await feed(system, parent)) == [in_five["post_id"]]
+
+    await eventually(gone, what="the post gone for the unlinked parent")
+    status, body = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", parent.token)
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+    # The same token, still valid: the service's own copy of the link decides.
+    status, body = await system.call(
+        "POST", "posts", f"/groups/{g3}/posts", teacher.token, json={"body": "Nieuw"}
+    )
+    assert status == 201, body
+    assert ids(await feed(system, parent)) == [in_five["post_id"]]
+    # Everyone else still linked sees what they saw.
+    for person in (other_parent, teacher):
+        status, body = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", person.token)
+        assert status == 200, body
+
+    # A parent whose only group was that one has an empty feed.
+    status, body = await system.call(
+        "DELETE", "identity", f"/groups/{g3}/members/{other_parent.person_id}", school.admin.token
+    )
+    assert status == 204, body
+
+    async def empty() -> bool:
+        return not (await feed(system, other_parent))["posts"]
+
+    await eventually(empty, what="an empty feed for the unlinked parent")
+
+    # Linked again, the parent reads the group again.
+    status, body = await system.call(
+        "PUT", "identity", f"/groups/{g3}/members/{parent.person_id}", school.admin.token
+    )
+    assert status == 200, body
+
+    async def back() -> bool:
+        status, _ = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", parent.token)
+        return status == 200
+
+    await eventually(back, what="the post visible again after relinking")
+
+
+async def test_a_teachers_post_body_is_trimmed(system: System) -> None:
+    school, teacher, parent = await school_with_two_groups(system)
+    created = await post(
+        system, teacher, school.groups["Groep 3"], "\n  Morgen studiedag.\n\nGeen school!  \t\n"
+    )
+    assert created["body"] == "Morgen studiedag.\n\nGeen school!"
+    status, read = await system.call("GET", "posts", f"/posts/{created['post_id']}", parent.token)
+    assert status == 200, read
+    assert read["body"] == "Morgen studiedag.\n\nGeen school!"
+    assert (await feed(system, parent))["posts"][0]["body"] == "Morgen studiedag.\n\nGeen school!"
+
+
+async def test_a_blank_post_body_is_refused_with_422_and_nothing_is_written(system: System) -> None:
+    school, teacher, _parent = await school_with_two_groups(system)
+    pool = system.services["posts"].app[POOL]
+
+    async def written() -> tuple[int, int]:
+        posts = await pool.fetchval("SELECT count(*) FROM posts WHERE school_id = $1", school.school_id)
+        events = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE envelope->>'school_id' = $1", str(school.school_id)
+        )
+        return posts, events
+
+    before = await written()
+    for blank in ("", " ", "\n\t  \r\n", "\u00a0\u2003"):
+        status, body = await system.call(
+            "POST", "posts", f"/groups/{school.groups['Groep 3']}/posts", teacher.token, json={"body": blank}
+        )
+        assert status == 422, (repr(blank), status, body)
+        assert body["error"]["code"] == "validation_failed"
+        assert [d["field"] for d in body["error"]["details"]] == ["body"], body
+    assert await written() == before

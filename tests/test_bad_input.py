@@ -1,0 +1,1005 @@
+"""Bad input against the running system. Every refusal leaves in the one error shape
+``{"error": {"code", "message", "details"}}``, is never a 500, and writes nothing: no rows in the
+service's tables and no event in its outbox."""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+
+from identity.settings import Settings as IdentitySettings
+from identity.tokens import TokenSigner, generate_signing_key_pem, load_signing_key, private_key_from_pem
+from shared.app import POOL, SETTINGS
+from shared.testing.images import jpeg_with_gps, png_bytes
+from shared.testing.infra import s3_client
+from shared.testing.school import (
+    PASSWORD,
+    Person,
+    School,
+    add_group,
+    add_person,
+    make_school,
+    wait_until_linked,
+)
+from shared.testing.system import OPERATOR_KEY, System
+from shared.tokens import Caller
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+}
+MAX_BODY_BYTES = 64 * 1024
+PHOTO_MAX_BYTES = 25 * 1024 * 1024
+
+
+def refused(status: int, body: Any, expected: int, what: str = "") -> dict[str, Any]:
+    """The error object of a refusal with status ``expected``, after checking the one error shape."""
+    assert status == expected, (what, status, body)
+    assert isinstance(body, dict), (what, body)
+    assert list(body) == ["error"], (what, body)
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "details"}, (what, error)
+    assert isinstance(error["message"], str), (what, error)
+    assert error["message"], (what, error)
+    assert error["code"] == CODES[expected], (what, error)
+    return error
+
+
+def named_fields(error: dict[str, Any]) -> set[str]:
+    assert isinstance(error["details"], list), error
+    assert error["details"], error
+    for detail in error["details"]:
+        assert isinstance(detail["field"], str), detail
+        assert isinstance(detail["problem"], str), detail
+    return {detail["field"] for detail in error["details"]}
+
+
+def fresh_email(name: str) -> str:
+    return f"{name}.{uuid.uuid4().hex[:12]}@ouders.example.nl"
+
+
+# What a refused write must leave alone: (service, SQL, arguments). Identity, posts and media rows
+# are only ever written by requests, and tests run one at a time, so whole-table counts are stable.
+Watch = tuple[tuple[str, str, tuple[Any, ...]], ...]
+OUTBOX_OF_SCHOOL = "SELECT count(*) FROM outbox WHERE envelope->>'school_id' = $1"
+IDENTITY_ROWS: Watch = (
+    ("identity", "SELECT count(*) FROM schools", ()),
+    ("identity", "SELECT count(*) FROM people", ()),
+    ("identity", "SELECT count(*) FROM groups", ()),
+    ("identity", "SELECT count(*) FROM memberships", ()),
+    ("identity", "SELECT count(*) FROM outbox", ()),
+)
+POSTS_ROWS: Watch = (
+    ("posts", "SELECT count(*) FROM posts", ()),
+    ("posts", "SELECT count(*) FROM post_photos", ()),
+    ("posts", "SELECT count(*) FROM outbox", ()),
+)
+
+
+def media_rows(school_id: uuid.UUID) -> Watch:
+    # Photo processing of other tests may still publish: the outbox is counted for this school only.
+    return (
+        ("media", "SELECT count(*) FROM photos", ()),
+        ("media", OUTBOX_OF_SCHOOL, (str(school_id),)),
+    )
+
+
+def notifier_rows(person: Person, school_id: uuid.UUID) -> Watch:
+    return (
+        ("notifier", "SELECT count(*) FROM devices WHERE person_id = $1", (person.person_id,)),
+        ("notifier", OUTBOX_OF_SCHOOL, (str(school_id),)),
+    )
+
+
+LOGIN_FAILURES: Watch = (("identity", "SELECT coalesce(sum(failures), 0) FROM login_failures", ()),)
+
+
+async def snapshot(system: System, watch: Watch) -> list[int]:
+    return [
+        int(await system.services[service].app[POOL].fetchval(sql, *args)) for service, sql, args in watch
+    ]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One endpoint that takes a JSON body, with a body it accepts and bodies it must refuse."""
+
+    name: str
+    service: str
+    path: str
+    valid: dict[str, Any]
+    required: set[str]
+    wrong_types: dict[str, Any]
+    wrongly_typed: set[str]
+    watch: Watch
+    token: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def send(self, system: System, **kwargs: Any) -> tuple[int, Any]:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return await system.call("POST", self.service, self.path, self.token, headers=headers, **kwargs)
+
+
+@dataclass
+class Scene:
+    school: School
+    group: uuid.UUID
+    teacher: Person
+    parent: Person
+    subscription: dict[str, Any]
+
+    def writes(self) -> list[Write]:
+        sid = self.school.school_id
+        return [
+            Write(
+                "operator creates a school",
+                "identity",
+                "/schools",
+                {
+                    "name": "Basisschool Het Anker",
+                    "admin": {
+                        "email": fresh_email("directie"),
+                        "display_name": "Directie",
+                        "password": PASSWORD,
+                    },
+                },
+                required={"name", "admin"},
+                wrong_types={"name": 1, "admin": {"email": "geen-adres", "display_name": "", "password": 7}},
+                wrongly_typed={"name", "admin.email", "admin.display_name", "admin.password"},
+                watch=IDENTITY_ROWS,
+                headers={"X-Operator-Key": OPERATOR_KEY},
+            ),
+            Write(
+                "admin adds a person",
+                "identity",
+                f"/schools/{sid}/people",
+                {
+                    "email": fresh_email("meester"),
+                    "display_name": "Meester Bas",
+                    "role": "teacher",
+                    "password": PASSWORD,
+                },
+                required={"email", "display_name", "role", "password"},
+                wrong_types={
+                    "email": 12,
+                    "display_name": ["Bas"],
+                    "role": "principal",
+                    "password": 5,
+                    "locale": "de",
+                },
+                wrongly_typed={"email", "display_name", "role", "password", "locale"},
+                watch=IDENTITY_ROWS,
+                token=self.school.admin.token,
+            ),
+            Write(
+                "admin creates a group",
+                "identity",
+                f"/schools/{sid}/groups",
+                {"name": "Groep 8", "school_year": "2026-2027"},
+                required={"name", "school_year"},
+                wrong_types={"name": 8, "school_year": 2026},
+                wrongly_typed={"name", "school_year"},
+                watch=IDENTITY_ROWS,
+                token=self.school.admin.token,
+            ),
+            Write(
+                "someone logs in",
+                "identity",
+                "/auth/login",
+                {"email": self.parent.email, "password": PASSWORD},
+                required={"email", "password"},
+                wrong_types={"email": ["x"], "password": 1234567890},
+                wrongly_typed={"email", "password"},
+                watch=LOGIN_FAILURES,
+            ),
+            Write(
+                "teacher posts",
+                "posts",
+                f"/groups/{self.group}/posts",
+                {"body": "Morgen hebben we gym.", "photo_ids": []},
+                required={"body"},
+                wrong_types={"body": 5, "photo_ids": ["not-a-uuid"]},
+                wrongly_typed={"body", "photo_ids.0"},
+                watch=POSTS_ROWS,
+                token=self.teacher.token,
+            ),
+            Write(
+                "parent registers a device",
+                "notifier",
+                "/devices",
+                {"subscription": self.subscription},
+                required={"subscription"},
+                wrong_types={"subscription": {"endpoint": 5, "keys": {"p256dh": 1, "auth": None}}},
+                wrongly_typed={"subscription.endpoint", "subscription.keys.p256dh", "subscription.keys.auth"},
+                watch=notifier_rows(self.parent, sid),
+                token=self.parent.token,
+            ),
+        ]
+
+
+async def make_scene(system: System) -> Scene:
+    school = await make_school(system)
+    group = await add_group(system, school, "Groep 4")
+    teacher = await add_person(system, school, "juf", "teacher", "Groep 4")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 4")
+    for person in (teacher, parent):
+        await wait_until_linked(system, person, group)
+    status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
+    assert status == 200, body
+    return Scene(school, group, teacher, parent, system.push.subscribe(body["application_server_key"]))
+
+
+async def refuses_and_writes_nothing(
+    system: System, write: Write, expected: int, what: str, **request: Any
+) -> dict[str, Any]:
+    before = await snapshot(system, write.watch)
+    status, body = await write.send(system, **request)
+    error = refused(status, body, expected, f"{write.name}: {what}")
+    assert await snapshot(system, write.watch) == before, f"{write.name}: {what} wrote something"
+    return error
+
+
+async def test_the_valid_bodies_are_accepted_and_the_watched_rows_see_them(system: System) -> None:
+    """The control for the refusals below: the same requests, right, are accepted and do show up."""
+    scene = await make_scene(system)
+    for write in scene.writes():
+        before = await snapshot(system, write.watch)
+        status, body = await write.send(system, json=write.valid)
+        assert status in (200, 201), (write.name, status, body)
+        if write.path != "/auth/login":
+            assert await snapshot(system, write.watch) != before, f"{write.name}: the watch misses the write"
+
+
+async def test_malformed_json_is_refused_with_400_and_writes_nothing(system: System) -> None:
+    scene = await make_scene(system)
+    malformed = {
+        "cut off": b'{"body": "Hallo',
+        "single quotes": b"{'body': 'Hallo'}",
+        "empty": b"",
+        "two documents": b'{"a": 1}{"b": 2}',
+        "not UTF-8": b'{"body": "\xff\xfe"}',
+    }
+    for write in scene.writes():
+        for what, data in malformed.items():
+            await refuses_and_writes_nothing(
+                system, write, 400, what, data=data, headers={"Content-Type": "application/json"}
+            )
+
+
+async def test_a_body_not_sent_as_json_is_refused_with_415_and_writes_nothing(system: System) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        text = json.dumps(write.valid).encode()
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream"):
+            await refuses_and_writes_nothing(
+                system, write, 415, content_type, data=text, headers={"Content-Type": content_type}
+            )
+        await refuses_and_writes_nothing(system, write, 415, "form fields", data={"body": "Hallo"})
+
+
+async def test_missing_fields_are_named_in_a_422_and_nothing_is_written(system: System) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        error = await refuses_and_writes_nothing(system, write, 422, "empty object", json={})
+        assert named_fields(error) == write.required, (write.name, error)
+
+
+async def test_fields_of_the_wrong_type_are_named_in_a_422_and_nothing_is_written(system: System) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        error = await refuses_and_writes_nothing(system, write, 422, "wrong types", json=write.wrong_types)
+        assert named_fields(error) == write.wrongly_typed, (write.name, error)
+
+
+async def test_unknown_fields_are_refused_with_422_and_nothing_is_written(system: System) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        error = await refuses_and_writes_nothing(
+            system, write, 422, "extra field", json={**write.valid, "is_admin": True}
+        )
+        assert named_fields(error) == {"is_admin"}, (write.name, error)
+    [create_school] = [w for w in scene.writes() if w.service == "identity" and w.path == "/schools"]
+    sneaky = {**create_school.valid, "admin": {**create_school.valid["admin"], "role": "operator"}}
+    error = await refuses_and_writes_nothing(system, create_school, 422, "nested extra field", json=sneaky)
+    assert named_fields(error) == {"admin.role"}, error
+
+
+async def test_a_json_body_that_is_not_an_object_is_refused_with_422_and_nothing_is_written(
+    system: System,
+) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        values: list[Any] = [[], "Hallo", None, 42]
+        for value in values:
+            error = await refuses_and_writes_nothing(
+                system,
+                write,
+                422,
+                repr(value),
+                data=json.dumps(value),
+                headers={"Content-Type": "application/json"},
+            )
+            assert named_fields(error) == {"(body)"}, (write.name, error)
+
+
+async def slowly(data: bytes, piece: int = 16 * 1024) -> AsyncIterator[bytes]:
+    """The body in pieces without a Content-Length (chunked), as a client streaming it would send it."""
+    for start in range(0, len(data), piece):
+        yield data[start : start + piece]
+
+
+async def test_an_oversize_json_body_is_refused_with_413_and_nothing_is_written(system: System) -> None:
+    scene = await make_scene(system)
+    for write in scene.writes():
+        padded = json.dumps({**write.valid, "padding": "x" * MAX_BODY_BYTES}).encode()
+        assert len(padded) > MAX_BODY_BYTES
+        await refuses_and_writes_nothing(
+            system,
+            write,
+            413,
+            "with Content-Length",
+            data=padded,
+            headers={"Content-Type": "application/json"},
+        )
+        await refuses_and_writes_nothing(
+            system, write, 413, "chunked", data=slowly(padded), headers={"Content-Type": "application/json"}
+        )
+
+
+async def test_a_json_body_of_exactly_the_limit_is_read_and_validated(system: System) -> None:
+    scene = await make_scene(system)
+    [post] = [w for w in scene.writes() if w.service == "posts"]
+    body = json.dumps({"body": "x" * 5001}).encode()
+    body += b" " * (MAX_BODY_BYTES - len(body))
+    error = await refuses_and_writes_nothing(
+        system, post, 422, "exactly the limit", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert named_fields(error) == {"body"}
+
+
+# Tokens ------------------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+
+
+def assemble(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return ".".join(b64url(json.dumps(part).encode()) for part in (header, claims)) + "." + b64url(signature)
+
+
+class Tokens:
+    """Access tokens made with identity's real signing key, or deliberately wrong ones."""
+
+    def __init__(self, system: System) -> None:
+        settings = system.services["identity"].app[SETTINGS]
+        assert isinstance(settings, IdentitySettings)
+        self.key = load_signing_key(settings)
+        self.issuer = settings.token_issuer
+        self.signer = TokenSigner(self.key, issuer=self.issuer, ttl_seconds=900)
+
+    def issue(self, caller: Caller, clock: Callable[[], float] = time.time) -> str:
+        return TokenSigner(self.key, issuer=self.issuer, ttl_seconds=900, clock=clock).issue(caller)
+
+    def with_claims(self, caller: Caller, change: Callable[[dict[str, Any]], None]) -> str:
+        header, claims = unsigned(self.issue(caller))
+        change(claims)
+        return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": header["kid"]})
+
+
+def _without(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda claims: claims.pop(name)
+
+
+def _setting(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda claims: claims.__setitem__(name, value)
+
+
+def bad_authorization(kind: str, tokens: Tokens, caller: Caller) -> str:
+    """The Authorization header of one kind of bad credential for ``caller``."""
+    other_key = private_key_from_pem(generate_signing_key_pem())
+    good = tokens.issue(caller)
+    header, claims = unsigned(good)
+    if kind == "signed with another key":
+        return "Bearer " + TokenSigner(other_key, issuer=tokens.issuer, ttl_seconds=900).issue(caller)
+    if kind == "signed with another key under identity's kid":
+        return "Bearer " + jwt.encode(claims, other_key, algorithm="EdDSA", headers={"kid": header["kid"]})
+    if kind == "expired":
+        return "Bearer " + tokens.issue(caller, clock=lambda: time.time() - 3600)
+    if kind == "not valid yet":
+        return "Bearer " + tokens.issue(caller, clock=lambda: time.time() + 3600)
+    if kind == "alg none":
+        return "Bearer " + assemble({"alg": "none", "typ": "JWT", "kid": header["kid"]}, claims)
+    if kind == "HS256 keyed with the public key":
+        public = tokens.signer.jwks()["keys"][0]
+        signing_input = ".".join(
+            b64url(json.dumps(part).encode()) for part in ({"alg": "HS256", "kid": header["kid"]}, claims)
+        )
+        mac = hmac.new(json.dumps(public).encode(), signing_input.encode(), hashlib.sha256).digest()
+        return "Bearer " + signing_input + "." + b64url(mac)
+    if kind == "payload changed after signing":
+        forged = b64url(json.dumps({**claims, "role": "admin"}).encode())
+        head, _payload, signature = good.split(".")
+        return f"Bearer {head}.{forged}.{signature}"
+    if kind == "garbage":
+        return "Bearer not-a-token"
+    if kind == "three garbage parts":
+        return "Bearer aaa.bbb.ccc"
+    if kind == "empty bearer":
+        return "Bearer "
+    if kind == "basic credentials":
+        return "Basic " + base64.b64encode(f"{caller.person_id}:{PASSWORD}".encode()).decode()
+    if kind == "token without scheme":
+        return good
+    changes = {
+        "for another audience": _setting("aud", ["klaspost-elsewhere"]),
+        "from another issuer": _setting("iss", "someone-else"),
+        "not an access token": _setting("typ", "refresh"),
+        "without a role": _without("role"),
+        "with an unknown role": _setting("role", "operator"),
+        "without an expiry": _without("exp"),
+        "without a school": _without("sid"),
+        "with a subject that is no uuid": _setting("sub", "admin"),
+    }
+    return "Bearer " + tokens.with_claims(caller, changes[kind])
+
+
+BAD_CREDENTIALS = [
+    "signed with another key",
+    "signed with another key under identity's kid",
+    "expired",
+    "not valid yet",
+    "alg none",
+    "HS256 keyed with the public key",
+    "payload changed after signing",
+    "garbage",
+    "three garbage parts",
+    "empty bearer",
+    "basic credentials",
+    "token without scheme",
+    "for another audience",
+    "from another issuer",
+    "not an access token",
+    "without a role",
+    "with an unknown role",
+    "without an expiry",
+    "without a school",
+    "with a subject that is no uuid",
+]
+
+
+def who_am_i() -> list[tuple[str, str]]:
+    """One authenticated read per service."""
+    return [
+        ("identity", "/me"),
+        ("posts", "/feed"),
+        ("media", f"/photos/{uuid.uuid4()}"),
+        ("notifier", "/devices"),
+    ]
+
+
+async def test_a_token_made_like_the_bad_ones_but_right_is_accepted_by_every_service(system: System) -> None:
+    """The control for the test below: what makes those tokens fail is only what each kind changes."""
+    school = await make_school(system)
+    tokens = Tokens(system)
+    admin = Caller(person_id=school.admin.person_id, role="admin", school_id=school.school_id)
+    for good in (tokens.issue(admin), tokens.with_claims(admin, lambda claims: None)):
+        for service, path in who_am_i():
+            status, body = await system.call(
+                "GET", service, path, headers={"Authorization": f"Bearer {good}"}
+            )
+            assert status == (404 if service == "media" else 200), (service, status, body)
+
+
+@pytest.mark.parametrize("kind", BAD_CREDENTIALS)
+async def test_a_bad_access_token_is_refused_with_401_by_every_service(system: System, kind: str) -> None:
+    school = await make_school(system)
+    admin = Caller(person_id=school.admin.person_id, role="admin", school_id=school.school_id)
+    authorization = bad_authorization(kind, Tokens(system), admin)
+    for service, path in who_am_i():
+        assert system.http is not None
+        async with system.http.get(
+            system.url(service, path), headers={"Authorization": authorization}
+        ) as response:
+            body = await response.json()
+            refused(response.status, body, 401, f"{service} {kind}")
+            assert response.headers.get("WWW-Authenticate", "").startswith("Bearer"), (service, kind)
+
+
+async def test_a_forged_token_writes_nothing(system: System) -> None:
+    scene = await make_scene(system)
+    other_key = private_key_from_pem(generate_signing_key_pem())
+    tokens = Tokens(system)
+
+    def forge(person: Person, role: str) -> str:
+        caller = Caller(person_id=person.person_id, role=role, school_id=scene.school.school_id)  # type: ignore[arg-type]
+        return TokenSigner(other_key, issuer=tokens.issuer, ttl_seconds=900).issue(caller)
+
+    before = await snapshot(system, IDENTITY_ROWS + POSTS_ROWS + media_rows(scene.school.school_id))
+    status, body = await system.call(
+        "POST",
+        "identity",
+        f"/schools/{scene.school.school_id}/groups",
+        forge(scene.school.admin, "admin"),
+        json={"name": "Groep 9", "school_year": "2026-2027"},
+    )
+    refused(status, body, 401)
+    status, body = await system.call(
+        "POST", "posts", f"/groups/{scene.group}/posts", forge(scene.teacher, "teacher"), json={"body": "Nep"}
+    )
+    refused(status, body, 401)
+    status, body = await system.call(
+        "POST",
+        "media",
+        "/photos",
+        forge(scene.teacher, "teacher"),
+        data=png_bytes(16, 16),
+        headers={"Content-Type": "image/png"},
+    )
+    refused(status, body, 401)
+    assert await snapshot(system, IDENTITY_ROWS + POSTS_ROWS + media_rows(scene.school.school_id)) == before
+
+
+def authenticated_routes(system: System) -> list[tuple[str, str, str]]:
+    from shared.app import SPEC
+
+    found = []
+    for name, service in system.services.items():
+        for route in service.app[SPEC].routes:
+            if route.auth:
+                path = "/".join(str(uuid.uuid4()) if p.startswith("{") else p for p in route.path.split("/"))
+                found.append((name, route.method, path))
+    return found
+
+
+async def test_every_authenticated_endpoint_refuses_a_request_without_a_token_with_401(
+    system: System,
+) -> None:
+    routes = authenticated_routes(system)
+    assert len(routes) >= 12
+    before = await snapshot(
+        system, IDENTITY_ROWS + POSTS_ROWS + (("media", "SELECT count(*) FROM photos", ()),)
+    )
+    assert system.http is not None
+    for service, method, path in routes:
+        # A body that is wrong as well: the missing token must be what is reported.
+        async with system.http.request(method, system.url(service, path), json={}) as response:
+            body = await response.json()
+            refused(response.status, body, 401, f"{service} {method} {path}")
+            assert response.headers.get("WWW-Authenticate") == "Bearer", (service, method, path)
+    assert (
+        await snapshot(system, IDENTITY_ROWS + POSTS_ROWS + (("media", "SELECT count(*) FROM photos", ()),))
+        == before
+    )
+
+
+# Roles -------------------------------------------------------------------------------------------
+
+
+async def originals_in_storage(system: System, school_id: uuid.UUID) -> int:
+    def count() -> int:
+        listing = s3_client().list_objects(Bucket=system.buckets[0], Prefix=f"{school_id}/")
+        return len(listing.get("Contents", []))
+
+    return await asyncio.to_thread(count)
+
+
+async def test_a_guardian_cannot_upload_a_photo(system: System) -> None:
+    scene = await make_scene(system)
+    watch = media_rows(scene.school.school_id)
+    before = await snapshot(system, watch)
+    status, body = await system.call(
+        "POST",
+        "media",
+        "/photos",
+        scene.parent.token,
+        data=jpeg_with_gps(64, 48),
+        headers={"Content-Type": "image/jpeg"},
+    )
+    refused(status, body, 403)
+    assert await snapshot(system, watch) == before
+    assert await originals_in_storage(system, scene.school.school_id) == 0
+
+
+async def test_only_an_admin_of_the_school_creates_groups_and_adds_people(system: System) -> None:
+    scene = await make_scene(system)
+    other = await make_school(system, "Montessorischool De Boog")
+    sid = scene.school.school_id
+    before = await snapshot(system, IDENTITY_ROWS)
+    group = {"name": "Groep 7", "school_year": "2026-2027"}
+    person = {
+        "email": fresh_email("nieuw"),
+        "display_name": "Nieuw",
+        "role": "guardian",
+        "password": PASSWORD,
+    }
+    for token, expected in (
+        (scene.parent.token, (403, 404)),
+        (scene.teacher.token, (403, 404)),
+        (other.admin.token, (404,)),
+    ):
+        status, body = await system.call("POST", "identity", f"/schools/{sid}/groups", token, json=group)
+        assert status in expected, (status, body)
+        refused(status, body, status)
+        status, body = await system.call("POST", "identity", f"/schools/{sid}/people", token, json=person)
+        assert status in expected, (status, body)
+        refused(status, body, status)
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+async def test_only_an_admin_of_the_school_links_and_unlinks_members(system: System) -> None:
+    scene = await make_scene(system)
+    other = await make_school(system, "Montessorischool De Boog")
+    newcomer = await add_person(system, scene.school, "nieuw", "guardian")
+    before = await snapshot(system, IDENTITY_ROWS)
+    for method, person in (("PUT", newcomer), ("DELETE", scene.parent)):
+        path = f"/groups/{scene.group}/members/{person.person_id}"
+        for token in (scene.parent.token, scene.teacher.token):
+            status, body = await system.call(method, "identity", path, token)
+            refused(status, body, 403, f"{method} by a member")
+        status, body = await system.call(method, "identity", path, other.admin.token)
+        refused(status, body, 404, f"{method} by another school's admin")
+    status, body = await system.call(
+        "PUT",
+        "identity",
+        f"/groups/{scene.group}/members/{scene.school.admin.person_id}",
+        scene.school.admin.token,
+    )
+    error = refused(status, body, 422, "an admin as a member")
+    assert named_fields(error) == {"person_id"}
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+# Paths and methods -------------------------------------------------------------------------------
+
+
+async def test_ids_in_paths_that_are_no_uuid_give_404(system: System) -> None:
+    scene = await make_scene(system)
+    admin, teacher, parent = scene.school.admin.token, scene.teacher.token, scene.parent.token
+    some = uuid.uuid4()
+    requests: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        (
+            "POST",
+            "identity",
+            "/schools/not-a-uuid/people",
+            admin,
+            {
+                "json": {
+                    "email": fresh_email("x"),
+                    "display_name": "X",
+                    "role": "guardian",
+                    "password": PASSWORD,
+                }
+            },
+        ),
+        (
+            "POST",
+            "identity",
+            "/schools/123/groups",
+            admin,
+            {"json": {"name": "Groep 1", "school_year": "2026-2027"}},
+        ),
+        ("PUT", "identity", f"/groups/groep-4/members/{scene.parent.person_id}", admin, {}),
+        ("PUT", "identity", f"/groups/{scene.group}/members/ouder", admin, {}),
+        ("DELETE", "identity", "/groups/x/members/y", admin, {}),
+        ("POST", "posts", "/groups/groep-4/posts", teacher, {"json": {"body": "Hallo"}}),
+        ("GET", "posts", "/posts/1", parent, {}),
+        ("GET", "posts", f"/posts/{some}x", parent, {}),
+        ("GET", "media", "/photos/photo.jpg", parent, {}),
+        ("DELETE", "notifier", "/devices/telefoon", parent, {}),
+    ]
+    before = await snapshot(system, IDENTITY_ROWS + POSTS_ROWS)
+    for method, service, path, token, kwargs in requests:
+        status, body = await system.call(method, service, path, token, **kwargs)
+        refused(status, body, 404, f"{service} {method} {path}")
+    assert await snapshot(system, IDENTITY_ROWS + POSTS_ROWS) == before
+
+
+@pytest.mark.parametrize("service", ["identity", "posts", "media", "notifier"])
+async def test_an_unknown_endpoint_gives_404_in_the_error_shape(system: System, service: str) -> None:
+    for method, path in (
+        ("GET", "/does-not-exist"),
+        ("POST", "/v2/posts"),
+        ("GET", "/feed/"),
+        ("GET", "/admin"),
+    ):
+        status, body = await system.call(method, service, path)
+        refused(status, body, 404, f"{service} {method} {path}")
+
+
+WRONG_METHODS = [
+    ("identity", "GET", "/auth/login"),
+    ("identity", "PATCH", "/me"),
+    ("identity", "GET", "/schools"),
+    ("posts", "DELETE", "/feed"),
+    ("posts", "PUT", f"/posts/{uuid.uuid4()}"),
+    ("media", "GET", "/photos"),
+    ("media", "DELETE", f"/photos/{uuid.uuid4()}"),
+    ("notifier", "PUT", "/devices"),
+    ("notifier", "POST", "/push/vapid-public-key"),
+]
+
+
+async def test_a_wrong_method_gives_405_in_the_error_shape(system: System) -> None:
+    for service, method, path in WRONG_METHODS:
+        status, body = await system.call(method, service, path)
+        refused(status, body, 405, f"{service} {method} {path}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: shared/app.py error_middleware rebuilds the 405 as a new JSON response and drops "
+    "aiohttp's Allow header (RFC 9110 15.5.6: a 405 MUST carry Allow)",
+)
+async def test_a_405_names_the_allowed_methods(system: System) -> None:
+    assert system.http is not None
+    for service, method, path in WRONG_METHODS:
+        async with system.http.request(method, system.url(service, path)) as response:
+            assert response.status == 405
+            assert response.headers.get("Allow"), (service, method, path)
+
+
+# Photos ------------------------------------------------------------------------------------------
+
+
+async def test_an_oversize_photo_is_refused_with_413_and_nothing_is_stored(system: System) -> None:
+    scene = await make_scene(system)
+    watch = media_rows(scene.school.school_id)
+    photo = jpeg_with_gps(64, 48)
+    oversize = photo + bytes(PHOTO_MAX_BYTES + 1 - len(photo))
+    before = await snapshot(system, watch)
+    for what, data in (
+        ("with Content-Length", io.BytesIO(oversize)),
+        ("chunked", slowly(oversize, 256 * 1024)),
+    ):
+        status, body = await system.call(
+            "POST", "media", "/photos", scene.teacher.token, data=data, headers={"Content-Type": "image/jpeg"}
+        )
+        refused(status, body, 413, what)
+    assert await snapshot(system, watch) == before
+    assert await originals_in_storage(system, scene.school.school_id) == 0
+
+
+async def test_a_file_that_is_not_a_jpeg_png_or_webp_is_refused_with_415_and_nothing_is_stored(
+    system: System,
+) -> None:
+    scene = await make_scene(system)
+    watch = media_rows(scene.school.school_id)
+    files = {
+        "PDF as image/jpeg": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n", "image/jpeg"),
+        "HTML as image/png": (b"<html><script>alert(1)</script></html>", "image/png"),
+        "SVG": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "image/svg+xml"),
+        "GIF": (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif"),
+        "JSON": (b'{"photo": "cat.jpg"}', "application/json"),
+        "two bytes of JPEG": (b"\xff\xd8", "image/jpeg"),
+    }
+    before = await snapshot(system, watch)
+    for what, (data, content_type) in files.items():
+        status, body = await system.call(
+            "POST", "media", "/photos", scene.teacher.token, data=data, headers={"Content-Type": content_type}
+        )
+        refused(status, body, 415, what)
+    # A browser form: the bytes start with the multipart boundary, not with an image.
+    form = aiohttp.FormData()
+    form.add_field("photo", jpeg_with_gps(64, 48), filename="klas.jpg", content_type="image/jpeg")
+    status, body = await system.call("POST", "media", "/photos", scene.teacher.token, data=form)
+    refused(status, body, 415, "multipart form")
+    assert await snapshot(system, watch) == before
+    assert await originals_in_storage(system, scene.school.school_id) == 0
+
+
+async def test_an_empty_upload_is_refused_with_422_and_nothing_is_stored(system: System) -> None:
+    scene = await make_scene(system)
+    watch = media_rows(scene.school.school_id)
+    before = await snapshot(system, watch)
+    status, body = await system.call(
+        "POST", "media", "/photos", scene.teacher.token, data=b"", headers={"Content-Type": "image/jpeg"}
+    )
+    error = refused(status, body, 422)
+    assert named_fields(error) == {"(body)"}
+    assert await snapshot(system, watch) == before
+    assert await originals_in_storage(system, scene.school.school_id) == 0
+
+
+# The operator's endpoint and logging in ----------------------------------------------------------
+
+
+def new_school(email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+    return {
+        "name": "Basisschool De Regenboog",
+        "admin": {
+            "email": email or fresh_email("directie"),
+            "display_name": "Directie",
+            "password": password,
+        },
+    }
+
+
+async def test_creating_a_school_needs_the_operator_key(system: System) -> None:
+    before = await snapshot(system, IDENTITY_ROWS)
+    for headers in (
+        {},
+        {"X-Operator-Key": ""},
+        {"X-Operator-Key": "operator-test-key"},
+        {"X-Operator-Key": OPERATOR_KEY + "0"},
+        {"X-Operator-Key": OPERATOR_KEY.upper()},
+        {"X-Api-Key": OPERATOR_KEY},
+    ):
+        status, body = await system.call("POST", "identity", "/schools", json=new_school(), headers=headers)
+        refused(status, body, 401, repr(headers))
+    status, body = await system.call("POST", "identity", "/schools", OPERATOR_KEY, json=new_school())
+    refused(status, body, 401, "the operator key as a bearer token")
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+WEAK_PASSWORDS = ["password123", "Welkom01", "qwertyuiop", "kort"]
+
+
+async def test_a_weak_admin_password_is_refused_with_422_and_nothing_is_written(system: System) -> None:
+    before = await snapshot(system, IDENTITY_ROWS)
+    for password in WEAK_PASSWORDS:
+        status, body = await system.call(
+            "POST",
+            "identity",
+            "/schools",
+            json=new_school(password=password),
+            headers={"X-Operator-Key": OPERATOR_KEY},
+        )
+        error = refused(status, body, 422, password)
+        assert len(named_fields(error)) == 1, error
+    email = fresh_email("directie")
+    status, body = await system.call(
+        "POST",
+        "identity",
+        "/schools",
+        json=new_school(email, password=email),
+        headers={"X-Operator-Key": OPERATOR_KEY},
+    )
+    refused(status, body, 422, "the email address as password")
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: identity/api.py _new_password_hash names the field 'password' also when the password "
+    "is the nested admin.password of POST /schools",
+)
+async def test_the_refusal_of_a_weak_admin_password_names_admin_password(system: System) -> None:
+    status, body = await system.call(
+        "POST",
+        "identity",
+        "/schools",
+        json=new_school(password="password123"),
+        headers={"X-Operator-Key": OPERATOR_KEY},
+    )
+    assert named_fields(refused(status, body, 422)) == {"admin.password"}
+
+
+async def test_a_weak_password_for_a_new_person_is_refused_naming_password(system: System) -> None:
+    school = await make_school(system)
+    before = await snapshot(system, IDENTITY_ROWS)
+    status, body = await system.call(
+        "POST",
+        "identity",
+        f"/schools/{school.school_id}/people",
+        school.admin.token,
+        json={
+            "email": fresh_email("ouder"),
+            "display_name": "Ouder",
+            "role": "guardian",
+            "password": "password123",
+        },
+    )
+    assert named_fields(refused(status, body, 422)) == {"password"}
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+async def test_an_admin_email_that_already_has_an_account_is_refused_with_409_and_nothing_is_written(
+    system: System,
+) -> None:
+    school = await make_school(system)
+    before = await snapshot(system, IDENTITY_ROWS)
+    local, domain = school.admin.email.split("@")
+    for email in (school.admin.email, f"{local.upper()}@{domain.upper()}"):
+        status, body = await system.call(
+            "POST", "identity", "/schools", json=new_school(email), headers={"X-Operator-Key": OPERATOR_KEY}
+        )
+        refused(status, body, 409, email)
+    status, body = await system.call(
+        "POST",
+        "identity",
+        f"/schools/{school.school_id}/people",
+        school.admin.token,
+        json={"email": school.admin.email, "display_name": "Dubbel", "role": "teacher", "password": PASSWORD},
+    )
+    refused(status, body, 409, "a person with the admin's address")
+    assert await snapshot(system, IDENTITY_ROWS) == before
+
+
+async def wait_clear_of_window_edge(
+    system: System, window_seconds: int = 15 * 60, margin: float = 20.0
+) -> None:
+    """Failures are counted per fixed window: start the burst where it cannot straddle two windows."""
+    into: float = (
+        await system.services["identity"]
+        .app[POOL]
+        .fetchval("SELECT mod(extract(epoch FROM now())::numeric, $1::numeric)::float8", window_seconds)
+    )
+    if window_seconds - into < margin:
+        await asyncio.sleep(window_seconds - into + 1)
+
+
+async def test_a_wrong_password_and_an_unknown_address_are_refused_alike(system: System) -> None:
+    school = await make_school(system)
+    status, unknown = await system.call(
+        "POST",
+        "identity",
+        "/auth/login",
+        json={"email": fresh_email("niemand"), "password": "wrong horse battery"},
+    )
+    refused(status, unknown, 401, "an unknown address")
+    status, body = await system.call(
+        "POST",
+        "identity",
+        "/auth/login",
+        json={"email": school.admin.email, "password": "wrong horse battery"},
+    )
+    refused(status, body, 401, "a wrong password")
+    # Nothing in the answer tells whether the address has an account.
+    assert body == unknown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: identity/api.py login() calls store.count_failure inside "
+    "`async with pool.acquire() as conn, conn.transaction()` and raises Unauthorized in that same block, "
+    "so the transaction rolls back: login_failures never gets a row and the limit never trips",
+)
+async def test_ten_failed_logins_for_one_address_make_the_next_attempt_429(system: System) -> None:
+    school = await make_school(system)
+    bystander = await add_person(system, school, "ouder", "guardian")
+    await wait_clear_of_window_edge(system)
+    for attempt in range(10):
+        status, body = await system.call(
+            "POST",
+            "identity",
+            "/auth/login",
+            json={"email": school.admin.email, "password": f"wrong horse {attempt}"},
+        )
+        refused(status, body, 401, f"attempt {attempt + 1}")
+    status, body = await system.call(
+        "POST", "identity", "/auth/login", json={"email": school.admin.email, "password": PASSWORD}
+    )
+    refused(status, body, 429, "the right password after ten wrong ones")
+    status, body = await system.call(
+        "POST", "identity", "/auth/login", json={"email": school.admin.email.upper(), "password": PASSWORD}
+    )
+    refused(status, body, 429, "the same address in capitals")
+    # Only that address is held back, not everyone logging in from the same place.
+    status, body = await system.call(
+        "POST", "identity", "/auth/login", json={"email": bystander.email, "password": PASSWORD}
+    )
+    assert status == 200, body
