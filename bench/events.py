@@ -1,19 +1,24 @@
 """Event delivery next to the raw aio-pika ceilings, measured side by side in one run.
 
 Ours: commit → outbox → relay (publisher confirms) → RabbitMQ quorum queue → Consumer with inbox, whose
-handler does one small INSERT. Raw: aio-pika alone, persistent 1 KB messages through the same topic
-exchange into a quorum queue. Our messages are ~1 KB too. Everything runs in this one process and event
-loop, on a fresh database and vhost that are removed afterwards, even on error. Each figure is measured
-in every round, ours and raw interleaved so the machine's drift hits both alike; the table shows medians.
+handler does one small INSERT. Laid out as deployed: this process is the producing service (its request
+transactions and its relay), a child process is the consuming service. Raw: aio-pika alone, persistent
+1 KB messages through the same topic exchange into a quorum queue; our messages are ~1 KB too.
+
+Everything happens on a fresh database and vhost, removed afterwards even on error. Each figure is measured
+once per round, ours and raw interleaved so the machine's drift hits both alike; the table shows medians
+and the median of each round's own ratio.
 
     cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
-        .venv/bin/python bench/events.py [--events N] [--rounds R]
+        .venv/bin/python bench/events.py [--events N] [--rounds R] [--no-pool-reset]
 """
 
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -51,10 +56,15 @@ SCHOOL = uuid.UUID("00000000-0000-4000-8000-000000000001")
 EFFECTS_SQL = "CREATE TABLE effects (event_id uuid NOT NULL, sent double precision NOT NULL);\n"
 
 
+def now() -> float:
+    """CLOCK_MONOTONIC is one clock for every process on the machine: the consumer's child process too."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
 @register
 class Benchmarked(Event):
     type = "bench.benchmarked"
-    sent: float  # time.perf_counter() in this process, taken just before the producer's commit
+    sent: float  # now(), taken just before the producer's commit
     padding: str
 
 
@@ -68,79 +78,164 @@ async def benchmarked(conn: asyncpg.Connection, env: Envelope, event: Benchmarke
 
 def padding_for(size: int) -> str:
     """Padding that makes our message body `size` bytes, like the raw one."""
-    env = envelope(Benchmarked(sent=time.perf_counter(), padding=""), SCHOOL)
+    env = envelope(Benchmarked(sent=now(), padding=""), SCHOOL)
     return "x" * (size - len(to_message(env.model_dump(mode="json"), env.event_id).body))
 
 
 PADDING = padding_for(BODY_BYTES)
 
 
-class Probe:
-    """Counts handled events and collects their latencies until the expected number is reached."""
+async def no_reset(_conn: asyncpg.Connection) -> None:
+    """The what-if of --no-pool-reset: asyncpg still rolls back an open transaction, but sends no reset query."""
 
-    def __init__(self) -> None:
-        self.expect(0)
 
-    def expect(self, count: int) -> None:
-        self.left = count
-        self.latencies: list[float] = []
-        self.first = self.last = 0.0
-        self.done = asyncio.Event()
+def pool_options(pool_reset: bool) -> dict[str, Any]:
+    return {} if pool_reset else {"reset": no_reset}
+
+
+def percentile(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+@dataclass
+class Handled:
+    """What the consumer saw of `count` events: latency from commit to handler commit, first and last time."""
+
+    latencies: list[float] = field(default_factory=list)
+    first: float = 0.0
+    last: float = 0.0
 
     def record(self, sent: float) -> None:
-        now = time.perf_counter()
-        self.first = self.first or now
-        self.last = now
-        self.latencies.append(now - sent)
-        self.left -= 1
-        if self.left <= 0:
-            self.done.set()
+        self.last = now()
+        self.first = self.first or self.last
+        self.latencies.append(self.last - sent)
 
     def steady_rate(self) -> float:
-        """Rate from the first to the last event: what start-up costs does not count."""
+        """From the first to the last event: start-up costs do not count."""
         return (len(self.latencies) - 1) / (self.last - self.first)
+
+
+# The consuming service, in a child process: reads a count on stdin, answers "ready", then a JSON line
+# with what it saw once that many events are handled.
 
 
 class TimedConsumer(Consumer):
     """Our consumer, unchanged, that reports each first-time handling after its transaction committed."""
 
-    def __init__(self, pool: asyncpg.Pool, probe: Probe) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         super().__init__(SERVICE, pool, handlers, EXCHANGE, [1_000], PREFETCH, PUBLISH_TIMEOUT)
-        self.probe = probe
+        self.seen = Handled()
+        self.left = 0
+        self.done = asyncio.Event()
+
+    def expect(self, count: int) -> None:
+        self.seen, self.left, self.done = Handled(), count, asyncio.Event()
+        if count == 0:
+            self.done.set()
 
     async def _handle(self, env: Envelope, handler: Handler[Any], event: Event) -> bool:
         handled = await super()._handle(env, handler, event)
         if handled and isinstance(event, Benchmarked):
-            self.probe.record(event.sent)
+            self.seen.record(event.sent)
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
         return handled
+
+
+async def consuming_service(dsn: str, amqp_url: str, first_count: int, pool_reset: bool) -> None:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    pool = await create_pool(dsn, POOL_SIZE, **pool_options(pool_reset))
+    connection = await bus.connect(amqp_url, "bench-consumer")
+    consumer = TimedConsumer(pool)
+
+    async def report() -> None:
+        await consumer.done.wait()
+        print(json.dumps(consumer.seen.__dict__), flush=True)
+
+    consumer.expect(first_count)  # the backlog the relay left, consumed from the start
+    reporting = asyncio.create_task(report())
+    try:
+        await consumer.start(connection)
+        # Reading all along, so that the end of stdin (the parent is gone) ends this process at once.
+        async for line in reader:
+            await reporting
+            consumer.expect(int(line))
+            reporting = asyncio.create_task(report())
+            print("ready", flush=True)
+    finally:
+        reporting.cancel()
+        await connection.close()
+        await pool.close()
+
+
+class ConsumingService:
+    def __init__(self, infra: "Infra") -> None:
+        self.infra = infra
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, backlog: int) -> None:
+        args = ["--consuming-service", self.infra.dsn, self.infra.amqp_url, str(backlog)]
+        if not self.infra.pool_reset:
+            args.append("--no-pool-reset")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,  # a line holds every latency of a measurement
+        )
+
+    async def _line(self) -> str:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        async with asyncio.timeout(self.infra.time_limit):
+            line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the consuming service ended: {await self.process.wait()}")
+        return line.decode()
+
+    async def handled(self) -> Handled:
+        """What the consumer saw of the count it was told to expect (the backlog at first)."""
+        return Handled(**json.loads(await self._line()))
+
+    async def expect(self, count: int) -> None:
+        assert self.process is not None
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{count}\n".encode())
+        await self.process.stdin.drain()
+        if await self._line() != "ready\n":
+            raise RuntimeError("the consuming service did not get ready")
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+# The producing service, and the raw client, in this process.
 
 
 @dataclass
 class Infra:
     dsn: str
     amqp_url: str
-    pool: asyncpg.Pool  # the producing service's: its requests and its relay
-    consumer_pool: asyncpg.Pool  # the consuming service's
-    publisher: AbstractConnection
+    pool: asyncpg.Pool
     exchange: AbstractExchange
     raw: AbstractConnection
     raw_exchange: AbstractExchange
     time_limit: float
-
-
-@dataclass
-class Figures:
-    rates: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, name: str, value: float) -> None:
-        self.rates.setdefault(name, []).append(value)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.rates[name])
-
-
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+    pool_reset: bool
 
 
 async def paced(count: int, rate: float, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -154,18 +249,15 @@ async def paced(count: int, rate: float, send: Callable[[], Coroutine[Any, Any, 
     await asyncio.gather(*tasks)
 
 
-# Raw aio-pika.
-
-
 def raw_message(sent: float = 0.0) -> aio_pika.Message:
     return aio_pika.Message(
         f"{sent:.9f}".encode().ljust(BODY_BYTES), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
     )
 
 
-async def raw_publish(infra: Infra, count: int, batch: int) -> float:
-    """Publishing rate with confirms awaited `batch` at a time (1: one by one)."""
-    started = time.perf_counter()
+async def raw_publish(infra: Infra, count: int, batch: int) -> tuple[float, float]:
+    """Rate and CPU µs per message of publishing with confirms awaited `batch` at a time (1: one by one)."""
+    started, cpu = time.perf_counter(), time.process_time()
     for offset in range(0, count, batch):
         await asyncio.gather(
             *(
@@ -173,7 +265,7 @@ async def raw_publish(infra: Infra, count: int, batch: int) -> float:
                 for _ in range(min(batch, count - offset))
             )
         )
-    return count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), 1e6 * (time.process_time() - cpu) / count
 
 
 async def raw_consume(
@@ -192,7 +284,7 @@ async def raw_consume(
         try:
             on_message(message)
         except Exception as exc:
-            failed.append(exc)  # aio-pika would only log it; stop the measurement instead
+            failed.append(exc)  # aio-pika would only log it; end the measurement instead
             done.set()
         await message.ack()
         left -= 1
@@ -212,36 +304,29 @@ async def raw_consume(
 
 async def raw_consume_rate(infra: Infra, count: int) -> float:
     """The backlog the raw publishers left, drained; the rate from the first to the last message."""
-    seen: list[float] = []
-    await raw_consume(infra, count, lambda _m: seen.append(time.perf_counter()))
-    return (len(seen) - 1) / (seen[-1] - seen[0])
+    seen = Handled()
+    await raw_consume(infra, count, lambda _m: seen.record(0.0))
+    return seen.steady_rate()
 
 
 async def raw_latency(infra: Infra, count: int) -> list[float]:
-    latencies: list[float] = []
+    """From just before publishing to the consumer's receipt, at PACED_RATE."""
+    seen = Handled()
 
     async def send() -> None:
-        await infra.raw_exchange.publish(
-            raw_message(time.perf_counter()), routing_key=RAW_QUEUE, timeout=PUBLISH_TIMEOUT
-        )
+        await infra.raw_exchange.publish(raw_message(now()), routing_key=RAW_QUEUE, timeout=PUBLISH_TIMEOUT)
 
-    def received(message: AbstractIncomingMessage) -> None:
-        latencies.append(time.perf_counter() - float(message.body[:32]))
-
-    consuming = asyncio.create_task(raw_consume(infra, count, received))
+    consuming = asyncio.create_task(raw_consume(infra, count, lambda m: seen.record(float(m.body[:32]))))
     await asyncio.sleep(0.2)  # the consumer is attached
     await paced(count, PACED_RATE, send)
     await consuming
-    return latencies
-
-
-# Ours: shared.outbox, shared.drain and shared.consumer as the services wire them.
+    return seen.latencies
 
 
 async def emit(pool: asyncpg.Pool) -> None:
     """One request's transaction that publishes one event."""
     async with pool.acquire() as conn, conn.transaction():
-        await publish(conn, Benchmarked(sent=time.perf_counter(), padding=PADDING), SCHOOL)
+        await publish(conn, Benchmarked(sent=now(), padding=PADDING), SCHOOL)
 
 
 async def fill_outbox(pool: asyncpg.Pool, count: int) -> None:
@@ -249,31 +334,37 @@ async def fill_outbox(pool: asyncpg.Pool, count: int) -> None:
     for offset in range(0, count, 500):
         async with pool.acquire() as conn, conn.transaction():
             for _ in range(min(500, count - offset)):
-                await publish(conn, Benchmarked(sent=time.perf_counter(), padding=PADDING), SCHOOL)
+                await publish(conn, Benchmarked(sent=now(), padding=PADDING), SCHOOL)
 
 
-def relay_drainer(
-    infra: Infra, wrap: Callable[[Callable[[], Awaitable[int]]], Callable[[], Awaitable[int]]]
-) -> Drainer:
+Drain = Callable[[], Awaitable[int]]
+
+
+def relay_drainer(infra: Infra, wrap: Callable[[Drain], Drain] = lambda drain: drain) -> Drainer:
+    """The relay as shared.app wires it, the drain wrapped for timing."""
     relay = OutboxRelay(infra.pool, infra.exchange, RELAY_BATCH, PUBLISH_TIMEOUT)
     return Drainer("bench-outbox", infra.dsn, NOTIFY_CHANNEL, wrap(relay.drain), 5.0)
 
 
-async def relay_rate(infra: Infra, count: int) -> float:
-    """The relay's rate over a pre-filled outbox, from its first batch to the last one marked published."""
+async def relay_rate(infra: Infra, count: int) -> tuple[float, float]:
+    """Rate and CPU µs per event of the relay over a pre-filled outbox, from its first batch to the last
+    one marked published."""
     await fill_outbox(infra.pool, count)
     first = last = 0.0
+    cpu = 0.0
     sent = 0
     done = asyncio.Event()
 
-    def timed(drain: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+    def timed(drain: Drain) -> Drain:
         async def run() -> int:
-            nonlocal first, last, sent
-            first = first or time.perf_counter()
+            nonlocal first, last, cpu, sent
+            if not first:
+                first, cpu = time.perf_counter(), time.process_time()
             n = await drain()
             last = time.perf_counter()
             sent += n
             if sent >= count:
+                cpu = time.process_time() - cpu
                 done.set()
             return n
 
@@ -286,17 +377,12 @@ async def relay_rate(infra: Infra, count: int) -> float:
             await done.wait()
     finally:
         await drainer.stop()
-    return count / (last - first)
+    return count / (last - first), 1e6 * cpu / count
 
 
-async def wait(infra: Infra, probe: Probe) -> None:
-    async with asyncio.timeout(infra.time_limit):
-        await probe.done.wait()
-
-
-async def end_to_end(infra: Infra, probe: Probe, count: int) -> tuple[float, float]:
-    """PRODUCERS concurrent request transactions of one event each; returns (commit rate, handled rate)."""
-    probe.expect(count)
+async def end_to_end(infra: Infra, consumer: ConsumingService, count: int) -> tuple[float, Handled, float]:
+    """PRODUCERS concurrent request transactions of one event each: (commit rate, handled, started)."""
+    await consumer.expect(count)
     left = count
 
     async def producer() -> None:
@@ -305,75 +391,91 @@ async def end_to_end(infra: Infra, probe: Probe, count: int) -> tuple[float, flo
             left -= 1
             await emit(infra.pool)
 
-    started = time.perf_counter()
+    started = now()
     await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
-    committed = time.perf_counter()
-    await wait(infra, probe)
-    return count / (committed - started), count / (probe.last - started)
+    committed = now()
+    return count / (committed - started), await consumer.handled(), started
 
 
-async def ours_latency(infra: Infra, probe: Probe, count: int) -> list[float]:
-    probe.expect(count)
+async def ours_latency(infra: Infra, consumer: ConsumingService, count: int) -> list[float]:
+    await consumer.expect(count)
     await paced(count, PACED_RATE, lambda: emit(infra.pool))
-    await wait(infra, probe)
-    return probe.latencies
+    return (await consumer.handled()).latencies
 
 
-async def one_round(infra: Infra, count: int, figures: Figures) -> None:
+@dataclass
+class Figures:
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.values[name])
+
+    def paired_ratio(self, ours: str, raw: str) -> float:
+        """The median of each round's ratio: drift between rounds cancels out."""
+        return statistics.median(o / r for o, r in zip(self.values[ours], self.values[raw], strict=True))
+
+
+async def one_round(infra: Infra, count: int, figures: Figures, relay_first: bool) -> None:
     async with infra.pool.acquire() as conn:
         await conn.execute("TRUNCATE outbox, inbox, effects")
-    figures.add("raw publish 1", await raw_publish(infra, count, 1))
-    figures.add("raw publish batched", await raw_publish(infra, count, RAW_BATCH))
-    figures.add("ours relay", await relay_rate(infra, count))
+    rate, cpu = await raw_publish(infra, count, 1)
+    figures.add("raw publish one by one", rate)
+    for contender in ("ours", "raw") if relay_first else ("raw", "ours"):
+        rate, cpu = await (
+            relay_rate(infra, count) if contender == "ours" else raw_publish(infra, count, RAW_BATCH)
+        )
+        figures.add(f"{contender} publish batched", rate)
+        figures.add(f"{contender} publish cpu", cpu)
     figures.add("raw consume", await raw_consume_rate(infra, 2 * count))
 
-    probe = Probe()
-    probe.expect(count)
-    connection = await bus.connect(infra.amqp_url, "bench-consumer")
+    consumer = ConsumingService(infra)
+    await consumer.start(backlog=count)
     try:
-        await TimedConsumer(infra.consumer_pool, probe).start(connection)
-        await wait(infra, probe)  # the backlog the relay left
-        figures.add("ours consume", probe.steady_rate())
-        drainer = relay_drainer(infra, lambda drain: drain)
+        figures.add("ours consume", (await consumer.handled()).steady_rate())
+        drainer = relay_drainer(infra)
         await drainer.start()
         try:
-            committed, handled = await end_to_end(infra, probe, count)
-            figures.add("ours commit", committed)
-            figures.add("ours e2e", handled)
-            figures.add("ours e2e p50", percentile(probe.latencies, 50))
-            figures.add("ours e2e p99", percentile(probe.latencies, 99))
-            latencies = await ours_latency(infra, probe, PACED_EVENTS)
+            commits, handled, started = await end_to_end(infra, consumer, count)
+            figures.add("ours commits", commits)
+            figures.add("ours end to end", count / (handled.last - started))
+            figures.add("ours end to end p50", percentile(handled.latencies, 50))
+            figures.add("ours end to end p99", percentile(handled.latencies, 99))
+            latencies = await ours_latency(infra, consumer, PACED_EVENTS)
             figures.add("ours paced p50", percentile(latencies, 50))
             figures.add("ours paced p99", percentile(latencies, 99))
         finally:
             await drainer.stop()
     finally:
-        await connection.close()
+        await consumer.stop()
 
     latencies = await raw_latency(infra, PACED_EVENTS)
     figures.add("raw paced p50", percentile(latencies, 50))
     figures.add("raw paced p99", percentile(latencies, 99))
 
 
-ROWS = [
-    # figure, ours, raw, unit
-    ("publish, persistent 1 KB, confirms one by one", None, "raw publish 1", "msg/s"),
+# figure, ours, raw (the ratio is ours / raw), unit
+ROWS: list[tuple[str, str | None, str | None, str]] = [
+    ("publish, persistent 1 KB, confirms one by one", None, "raw publish one by one", "msg/s"),
     (
-        f"publish, confirms batched (relay batch {RELAY_BATCH} / gather {RAW_BATCH})",
-        "ours relay",
+        f"publish, confirms batched: relay (batch {RELAY_BATCH}) / gather of {RAW_BATCH}",
+        "ours publish batched",
         "raw publish batched",
         "msg/s",
     ),
+    ("  the same, CPU of this process per message", "ours publish cpu", "raw publish cpu", "µs"),
     (
-        f"consume from backlog, manual ack, prefetch {PREFETCH} (ours: inbox + INSERT)",
+        f"consume a backlog, manual ack, prefetch {PREFETCH}; ours: inbox + 1 INSERT",
         "ours consume",
         "raw consume",
         "msg/s",
     ),
-    (f"end to end, {PRODUCERS} producers, 1 event per transaction: commits", "ours commit", None, "ev/s"),
-    ("end to end: handled (raw: consume ceiling)", "ours e2e", "raw consume", "ev/s"),
-    ("end to end latency p50, commit → handler commit", "ours e2e p50", None, "ms"),
-    ("end to end latency p99", "ours e2e p99", None, "ms"),
+    (f"end to end, {PRODUCERS} producers, 1 event per transaction: committed", "ours commits", None, "ev/s"),
+    ("end to end: handled (raw: the consume ceiling)", "ours end to end", "raw consume", "ev/s"),
+    ("end to end latency p50, commit → handler committed", "ours end to end p50", None, "ms"),
+    ("end to end latency p99", "ours end to end p99", None, "ms"),
     (f"latency p50 at {PACED_RATE:.0f}/s (raw: publish → consume)", "ours paced p50", "raw paced p50", "ms"),
     (f"latency p99 at {PACED_RATE:.0f}/s", "ours paced p99", "raw paced p99", "ms"),
 ]
@@ -384,31 +486,26 @@ def show(value: float, unit: str) -> str:
 
 
 def table(figures: Figures) -> str:
+    width = max(len(f"{name} ({unit})") for name, _, _, unit in ROWS)
     lines = [
-        f"| {'figure':<78} | {'ours':>8} | {'raw':>8} | {'ratio':>5} |",
-        f"| {'-' * 78} | {'-' * 7}: | {'-' * 7}: | {'-' * 4}: |",
+        f"| {'figure':<{width}} | {'ours':>8} | {'raw':>8} | ratio |",
+        f"| {'-' * width} | {'-' * 7}: | {'-' * 7}: | ----: |",
     ]
     for name, ours, raw, unit in ROWS:
-        mine = figures.median(ours) if ours else None
-        theirs = figures.median(raw) if raw else None
-        ratio = f"{mine / theirs:.2f}" if mine is not None and theirs is not None else ""
-        lines.append(
-            f"| {name + f' ({unit})':<78} | {show(mine, unit) if mine is not None else '':>8} "
-            f"| {show(theirs, unit) if theirs is not None else '':>8} | {ratio:>5} |"
-        )
+        cells = [show(figures.median(key), unit) if key else "" for key in (ours, raw)]
+        ratio = f"{figures.paired_ratio(ours, raw):.2f}" if ours and raw else ""
+        lines.append(f"| {f'{name} ({unit})':<{width}} | {cells[0]:>8} | {cells[1]:>8} | {ratio:>5} |")
     return "\n".join(lines)
 
 
-async def connect(stack: contextlib.AsyncExitStack, time_limit: float) -> Infra:
+async def connect(stack: contextlib.AsyncExitStack, time_limit: float, pool_reset: bool) -> Infra:
     """A fresh database and vhost with our tables and queues; `stack` removes them again."""
     dsn = await create_database("bench_events")
     stack.push_async_callback(drop_database, dsn)
     amqp_url = await create_vhost()
     stack.push_async_callback(delete_vhost, amqp_url)
-    pool = await create_pool(dsn, POOL_SIZE)
+    pool = await create_pool(dsn, POOL_SIZE, **pool_options(pool_reset))
     stack.push_async_callback(pool.close)
-    consumer_pool = await create_pool(dsn, POOL_SIZE)
-    stack.push_async_callback(consumer_pool.close)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "001_effects.sql").write_text(EFFECTS_SQL)
         async with pool.acquire() as conn:
@@ -430,41 +527,47 @@ async def connect(stack: contextlib.AsyncExitStack, time_limit: float) -> Infra:
     raw_exchange = await bus.declare_exchange(raw_channel, EXCHANGE)
     queue = await raw_channel.declare_queue(RAW_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
     await queue.bind(raw_exchange, routing_key=RAW_QUEUE)
-    return Infra(dsn, amqp_url, pool, consumer_pool, publisher, exchange, raw, raw_exchange, time_limit)
+    return Infra(dsn, amqp_url, pool, exchange, raw, raw_exchange, time_limit, pool_reset)
 
 
-async def run(count: int, rounds: int) -> Figures:
+async def run(count: int, rounds: int, pool_reset: bool) -> Figures:
     figures = Figures()
     async with contextlib.AsyncExitStack() as stack:
-        infra = await connect(stack, time_limit=60 + count / 100)
+        infra = await connect(stack, time_limit=60 + count / 100, pool_reset=pool_reset)
         print(f"warm-up, then {rounds} rounds of {count} events of {BODY_BYTES} B", flush=True)
-        await one_round(infra, min(count, 500), Figures())
+        await one_round(infra, min(count, 500), Figures(), relay_first=True)
         for n in range(rounds):
-            await one_round(infra, count, figures)
-            done = ", ".join(f"{name} {show(v[-1], unit_of(name))}" for name, v in figures.rates.items())
+            await one_round(infra, count, figures, relay_first=n % 2 == 1)
+            done = ", ".join(f"{name} {show(v[-1], unit_of(name))}" for name, v in figures.values.items())
             print(f"round {n + 1}: {done}", flush=True)
     return figures
 
 
 def unit_of(name: str) -> str:
-    return "ms" if name.endswith(("p50", "p99")) else "/s"
+    return "ms" if name.endswith(("p50", "p99")) else ""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="Event delivery next to the raw aio-pika ceilings.")
     parser.add_argument("--events", type=int, default=5_000, help="events per measurement (500-50000)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, medians are shown (1-9)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the table shows medians (1-9)")
+    parser.add_argument(
+        "--no-pool-reset", action="store_true", help="what-if: asyncpg pools without the reset query"
+    )
+    parser.add_argument("--consuming-service", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.consuming_service:
+        dsn, amqp_url, backlog = args.consuming_service
+        asyncio.run(consuming_service(dsn, amqp_url, int(backlog), not args.no_pool_reset))
+        return
     count = min(max(args.events, 500), 50_000)
     rounds = min(max(args.rounds, 1), 9)
     started = time.perf_counter()
-    figures = asyncio.run(run(count, rounds))
-    print()
-    print(table(figures))
-    print(
-        f"\nrelay / raw batched publish: {figures.median('ours relay') / figures.median('raw publish batched'):.2f} "
-        f"(target 0.70); {time.perf_counter() - started:.0f} s"
-    )
+    figures = asyncio.run(run(count, rounds, not args.no_pool_reset))
+    ratio = figures.paired_ratio("ours publish batched", "raw publish batched")
+    print(f"\n{table(figures)}\n")
+    print(f"relay / raw batched publish: {ratio:.2f} (target 0.70: {'met' if ratio >= 0.70 else 'missed'})")
+    print(f"pool reset {'on' if not args.no_pool_reset else 'off'}; {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,28 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the body is not valid JSON", {"position": getattr(exc, "pos", None)}) from exc
+    except RecursionError as exc:
+        raise BadRequest("the body is nested too deeply") from exc
+    nul = _path_of_nul(data)
+    if nul is not None:
+        # PostgreSQL text cannot hold U+0000, and no person types it: refuse it here, for every field.
+        raise ValidationFailed(
+            "some fields are missing or invalid", [{"field": nul, "problem": "contains a NUL character"}]
+        )
     return validate(model, data)
+
+
+def _path_of_nul(data: Any, path: str = "") -> str | None:
+    if isinstance(data, str):
+        return (path or "(body)") if "\x00" in data else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key}".lstrip(".")
+        found = _path_of_nul(value, f"{path}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def read_query(request: web.Request, model: type[M]) -> M:

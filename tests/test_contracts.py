@@ -14,5 +14,7 @@ def test_every_registered_event_type_is_handled_by_some_service() -> None:
         for spec in (identity_spec(), posts_spec(), media_spec(), notifier_spec())
         for event_type in spec.handlers.by_type
     }
-    published = {event_type for event_type, _version in registered_types() if not event_type.startswith("test.")}
+    published = {
+        event_type for event_type, _version in registered_types() if not event_type.startswith("test.")
+    }
     assert published - handled == set()

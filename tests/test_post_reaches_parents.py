@@ -155,6 +155,10 @@ async def test_metrics_show_the_outbox_backlog_and_handled_events(system: System
     assert status == 200
     lines = text.decode().splitlines()
     assert any(line.startswith('klaspost_outbox_unsent{service="notifier"}') for line in lines)
-    handled = [line for line in lines if line.startswith('klaspost_events_total{service="notifier",outcome="handled"}')]
+    handled = [
+        line
+        for line in lines
+        if line.startswith('klaspost_events_total{service="notifier",outcome="handled"}')
+    ]
     assert handled
     assert int(handled[0].rsplit(" ", 1)[1]) >= 3  # at least the person, the group and the link

@@ -178,27 +178,27 @@ async def revoke_membership(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     command = await read_json(request, Login)
-    account_key, address_key = f"email:{command.email.lower()}", f"ip:{request.remote}"
+    keys = (f"email:{command.email.lower()}", f"ip:{request.remote}")
     pool = request.app[POOL]
+    # Every attempt is counted before the password is checked, atomically, so guesses sent at once
+    # cannot all slip in under the limit; a successful login takes its count back.
+    async with pool.acquire() as conn, conn.transaction():
+        account = await store.count_attempt(conn, keys[0], LOGIN_WINDOW_SECONDS)
+        address = await store.count_attempt(conn, keys[1], LOGIN_WINDOW_SECONDS)
+    if account > MAX_FAILURES_PER_ACCOUNT or address > MAX_FAILURES_PER_ADDRESS:
+        raise TooManyRequests("too many failed attempts; try again in 15 minutes")
     async with pool.acquire() as conn:
-        if (
-            await store.failures(conn, account_key, LOGIN_WINDOW_SECONDS) >= MAX_FAILURES_PER_ACCOUNT
-            or await store.failures(conn, address_key, LOGIN_WINDOW_SECONDS) >= MAX_FAILURES_PER_ADDRESS
-        ):
-            raise TooManyRequests("too many failed attempts; try again in 15 minutes")
         person = await store.person_for_login(conn, command.email)
     # Verify against a dummy hash for unknown addresses, so timing does not tell who has an account.
     ok, new_hash = await verify_password(
         person["password_hash"] if person and person["password_hash"] else DUMMY_HASH, command.password
     )
     if not ok or person is None:
-        async with pool.acquire() as conn, conn.transaction():
-            await store.count_failure(conn, account_key, LOGIN_WINDOW_SECONDS)
-            await store.count_failure(conn, address_key, LOGIN_WINDOW_SECONDS)
-        # Raised after the commit: the failures must count, or the limit would never trip.
         raise Unauthorized("the email address or password is wrong")
-    if new_hash:
-        async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        for key in keys:
+            await store.take_back_attempt(conn, key, LOGIN_WINDOW_SECONDS)
+        if new_hash:
             await store.set_password_hash(conn, person["person_id"], new_hash)
     signer = request.app[SIGNER]
     token = signer.issue(

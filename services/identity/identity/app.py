@@ -15,7 +15,7 @@ from identity.domain import (
     SchoolCreated,
     TokenView,
 )
-from identity.resources import SIGNER, signer
+from identity.resources import SIGNER, login_attempts_cleanup, signer
 from shared.app import SETTINGS, ServiceSpec
 from shared.consumer import Handlers
 from shared.http import Route
@@ -92,7 +92,7 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=Handlers(),
         migrations=Path(__file__).parent / "migrations",
-        contexts=[signer],
+        contexts=[signer, login_attempts_cleanup],
         verifier=lambda app: TokenVerifier(
             issuer=app[SETTINGS].token_issuer, audience=app[SETTINGS].token_audience, jwks=app[SIGNER].jwks()
         ),

@@ -2,13 +2,18 @@
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
+from identity import store
 from identity.settings import Settings
 from identity.tokens import TokenSigner
-from shared.app import SETTINGS
+from shared.app import POOL, SETTINGS
+from shared.jobs import PeriodicJob
 
 SIGNER = web.AppKey("signer", TokenSigner)
+# Windows older than a day say nothing about guessing now.
+LOGIN_ATTEMPTS_KEPT_SECONDS = 86_400
 
 
 async def signer(app: web.Application) -> AsyncIterator[None]:
@@ -16,3 +21,13 @@ async def signer(app: web.Application) -> AsyncIterator[None]:
     assert isinstance(settings, Settings)
     app[SIGNER] = TokenSigner.from_settings(settings)
     yield
+
+
+async def login_attempts_cleanup(app: web.Application) -> AsyncIterator[None]:
+    async def forget(conn: asyncpg.Connection) -> None:
+        await store.forget_attempts_before(conn, LOGIN_ATTEMPTS_KEPT_SECONDS)
+
+    job = PeriodicJob(app[POOL], "identity-login-attempts", app[SETTINGS].housekeeping_every_seconds, forget)
+    await job.start()
+    yield
+    await job.stop()

@@ -104,30 +104,31 @@ async def revoke(
     )
 
 
-async def count_failure(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:
-    """Record one failed login for ``key`` in the current window; return the window's count."""
+async def count_attempt(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:
+    """Count one login attempt for ``key`` (an address or a client IP) in the current window; return
+    the window's count, this attempt included."""
     count: int = await conn.fetchval(
-        """INSERT INTO login_failures (key, window_start, failures)
+        """INSERT INTO login_attempts (key, window_start, attempts)
            VALUES ($1, to_timestamp(floor(extract(epoch FROM now()) / $2) * $2), 1)
-           ON CONFLICT (key, window_start) DO UPDATE SET failures = login_failures.failures + 1
-           RETURNING failures""",
+           ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_attempts.attempts + 1
+           RETURNING attempts""",
         key,
         window_seconds,
     )
     return count
 
 
-async def failures(conn: asyncpg.Connection, key: str, window_seconds: int) -> int:
-    count: int | None = await conn.fetchval(
-        """SELECT failures FROM login_failures
+async def take_back_attempt(conn: asyncpg.Connection, key: str, window_seconds: int) -> None:
+    """A successful login is no failure: its attempt no longer counts against the limit."""
+    await conn.execute(
+        """UPDATE login_attempts SET attempts = greatest(attempts - 1, 0)
            WHERE key = $1 AND window_start = to_timestamp(floor(extract(epoch FROM now()) / $2) * $2)""",
         key,
         window_seconds,
     )
-    return count or 0
 
 
-async def forget_failures_before(conn: asyncpg.Connection, window_seconds: int) -> None:
+async def forget_attempts_before(conn: asyncpg.Connection, window_seconds: int) -> None:
     await conn.execute(
-        "DELETE FROM login_failures WHERE window_start < now() - $1 * interval '1 second'", window_seconds
+        "DELETE FROM login_attempts WHERE window_start < now() - $1 * interval '1 second'", window_seconds
     )

@@ -6,7 +6,6 @@ import io
 import uuid
 from typing import Any
 
-import pytest
 from PIL import Image
 
 from shared.app import POOL
@@ -123,17 +122,27 @@ async def test_an_uploaded_photo_is_seen_only_by_its_uploader_until_it_is_posted
         assert body["error"]["code"] == "not_found"
 
 
-async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: System) -> None:
-    _school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
-    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
-    group_2 = _school.groups["Groep 2"]
+async def shown_as(system: System, reader: Person, post_id: str, photo_id: str, status: str) -> None:
+    """Until the post, as ``reader`` reads it, shows the photo with ``status``."""
 
-    status, post = await post_with(system, teacher_b, group_2, photo_id)
+    async def shown() -> bool:
+        code, read = await system.call("GET", "posts", f"/posts/{post_id}", reader.token)
+        return code == 200 and read["photos"] == [{"photo_id": photo_id, "status": status}]
+
+    await eventually(shown, within=60, what=f"the post showing its photo {status}")
+
+
+async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: System) -> None:
+    school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
+    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+
+    status, post = await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
     # Posts cannot know whose photo it is; refusing it outright would be fine as well.
     assert status in (201, 422), post
     if status == 201:
         await handled_by_media(system, post["post_id"])
-        assert [p["status"] for p in post["photos"]] != ["ready"]
+        # Not "processing" for ever: the post says the photo will not be shown.
+        await shown_as(system, parent_2, post["post_id"], photo_id, "rejected")
 
     # The photo stays the uploader's own, unattached and unprocessed; nobody in Groep 2 can see it.
     row = await photo_row(system, photo_id)
@@ -146,44 +155,51 @@ async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: Sys
     assert view["variants"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: posts/posts/store.py insert_post writes post_photos rows for any photo id (no ownership "
-    "check) and post_photos.photo_id is UNIQUE: once teacher B names teacher A's photo in a post, A's own "
-    "post with it fails with UniqueViolation (500) and A can never publish that photo",
-)
 async def test_a_photo_named_in_someone_elses_post_can_still_be_posted_by_its_uploader(
     system: System,
 ) -> None:
-    school, teacher_a, parent_1, teacher_b, _parent_2 = await two_classes(system)
+    school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
     photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
-    await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
+    squat, squatted = await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
+    assert squat in (201, 422), squatted
+    if squat == 201:
+        await handled_by_media(system, squatted["post_id"])
 
     status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
     assert status == 201, post
+    await shown_as(system, parent_1, post["post_id"], photo_id, "ready")
+    assert await photo_status(system, parent_1, photo_id) == 200
+    assert await photo_status(system, parent_2, photo_id) == 404
+    if squat == 201:
+        # The photo being processed for A's post does not make B's post show it.
+        await shown_as(system, parent_2, squatted["post_id"], photo_id, "rejected")
 
-    async def visible() -> bool:
-        return await photo_status(system, parent_1, photo_id) == 200
 
-    await eventually(visible, what="the photo in teacher A's post")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: post_photos.photo_id is UNIQUE (posts migrations/001_posts.sql) and posts/api.py "
-    "create_post does not check it: a photo already in a post makes the next post naming it a "
-    "UniqueViolation, answered 500 instead of a 409/422",
-)
-async def test_a_photo_already_in_a_post_is_refused_for_a_second_post(system: System) -> None:
-    school, teacher_a, _parent_1, _teacher_b, _parent_2 = await two_classes(system)
+async def test_a_photo_already_in_a_post_is_not_shown_in_a_second_post(system: System) -> None:
+    school, teacher_a, parent_1, _teacher_b, parent_2 = await two_classes(system)
+    # Teacher A teaches Groep 2 as well, so a second post there is A's own to make.
+    status, body = await system.call(
+        "PUT",
+        "identity",
+        f"/groups/{school.groups['Groep 2']}/members/{teacher_a.person_id}",
+        school.admin.token,
+    )
+    assert status == 200, body
+    await wait_until_linked(system, teacher_a, school.groups["Groep 2"])
     photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
-    status, body = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
-    assert status == 201, body
-    posts = await system.services["posts"].app[POOL].fetchval("SELECT count(*) FROM posts")
-    status, body = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id, body="Nog eens")
-    assert status in (409, 422), body
-    assert body["error"]["code"] in ("conflict", "validation_failed")
-    assert await system.services["posts"].app[POOL].fetchval("SELECT count(*) FROM posts") == posts
+    status, first = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
+    assert status == 201, first
+    await shown_as(system, parent_1, first["post_id"], photo_id, "ready")
+
+    status, second = await post_with(system, teacher_a, school.groups["Groep 2"], photo_id, body="Nog eens")
+    assert status in (201, 409, 422), second
+    if status == 201:
+        await shown_as(system, parent_2, second["post_id"], photo_id, "rejected")
+    else:
+        assert second["error"]["code"] in ("conflict", "validation_failed")
+    # The photo belongs to the first post's group only.
+    assert await photo_status(system, parent_2, photo_id) == 404
+    await shown_as(system, parent_1, first["post_id"], photo_id, "ready")
 
 
 async def test_a_png_upload_is_processed_into_jpeg_variants(system: System) -> None:
@@ -226,12 +242,25 @@ async def test_a_png_upload_is_processed_into_jpeg_variants(system: System) -> N
             assert 400 <= response.status < 500
             assert not (await response.read()).startswith(b"\xff\xd8")
 
-    async def shown_ready() -> bool:
-        status, read = await system.call("GET", "posts", f"/posts/{post['post_id']}", parent_1.token)
-        return status == 200 and read["photos"] == [{"photo_id": photo_id, "status": "ready"}]
-
-    await eventually(shown_ready, what="the post showing its photo ready")
+    await shown_as(system, parent_1, post["post_id"], photo_id, "ready")
     assert await photo_status(system, parent_2, photo_id) == 404
+
+    async def all_events_sent() -> bool:
+        for service in ("posts", "media"):
+            unsent = (
+                await system.services[service]
+                .app[POOL]
+                .fetchval(
+                    "SELECT count(*) FROM outbox WHERE envelope->>'school_id' = $1 AND published_at IS NULL",
+                    str(school.school_id),
+                )
+            )
+            if unsent:
+                return False
+        return True
+
+    # Every event the upload, the post and the processing wrote reached the broker: none stuck.
+    await eventually(all_events_sent, within=5, what="every event of the photo published")
 
 
 async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) -> None:
@@ -242,38 +271,9 @@ async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) 
     status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
     assert status == 201, post
 
-    async def rejected() -> bool:
-        status, read = await system.call("GET", "posts", f"/posts/{post['post_id']}", parent_1.token)
-        return status == 200 and read["photos"] == [{"photo_id": photo_id, "status": "rejected"}]
-
-    await eventually(rejected, within=60, what="the post showing its photo rejected")
+    await shown_as(system, parent_1, post["post_id"], photo_id, "rejected")
     status, view = await system.call("GET", "media", f"/photos/{photo_id}", parent_1.token)
     assert status == 200
     assert view["status"] == "rejected"
     assert view["reason"]
     assert view["variants"] == []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: media/api.py upload_photo writes a media.photo_uploaded event that no service binds a "
-    "queue for; shared/outbox.py publishes with mandatory=True, gets NO_ROUTE and retries the row forever "
-    "(attempts grow, klaspost_outbox_unsent and oldest_seconds climb with every upload)",
-)
-async def test_an_upload_leaves_no_event_stuck_in_the_outbox(system: System) -> None:
-    school = await make_school(system)
-    teacher = await add_person(system, school, "juf", "teacher")
-    await upload(system, teacher, png_bytes(40, 30), "image/png")
-
-    async def all_sent() -> bool:
-        unsent = (
-            await system.services["media"]
-            .app[POOL]
-            .fetchval(
-                "SELECT count(*) FROM outbox WHERE envelope->>'school_id' = $1 AND published_at IS NULL",
-                str(school.school_id),
-            )
-        )
-        return bool(unsent == 0)
-
-    await eventually(all_sent, within=5, what="the upload's events published")

@@ -55,7 +55,7 @@ def endpoint_problem(endpoint: str, allowed_hosts: list[str]) -> str | None:
         return "not a push service URL"
     if not any(fnmatch.fnmatch(host, pattern) for pattern in allowed_hosts):
         return f"{host} is not a known push service"
-    if parts.scheme != "https" and host not in ("127.0.0.1", "localhost", "::1"):
+    if parts.scheme != "https" and (parts.scheme != "http" or host not in ("127.0.0.1", "localhost", "::1")):
         return "push endpoints must use https"
     return None
 

@@ -13,7 +13,8 @@ EXCERPT_LENGTH = 140
 
 
 class CreatePost(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Stripped before the length checks: trailing newlines do not count against the limit.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     body: str = Field(min_length=1, max_length=5000, description="The message, plain text.")
     photo_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_PHOTOS_PER_POST)

@@ -41,10 +41,11 @@ CREATE TABLE memberships (
     PRIMARY KEY (group_id, person_id)
 );
 
--- Failed logins per key (an address or a client IP) per window, for throttling guessing.
-CREATE TABLE login_failures (
+-- Login attempts per key (an address or a client IP) per window, for throttling guessing;
+-- a successful login takes its attempt back.
+CREATE TABLE login_attempts (
     key          text NOT NULL,
     window_start timestamptz NOT NULL,
-    failures     int NOT NULL,
+    attempts     int NOT NULL,
     PRIMARY KEY (key, window_start)
 );
