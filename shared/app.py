@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
@@ -58,6 +59,16 @@ CONSUMER = web.AppKey("consumer", Consumer)
 RELAY = web.AppKey("relay", Drainer)
 SPEC = web.AppKey("spec", ServiceSpec)
 AUTH = web.AppKey("auth", Middleware)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_of(app: web.Application, kind: type[S]) -> S:
+    """The app's settings as the service's own Settings class."""
+    settings = app[SETTINGS]
+    assert isinstance(settings, kind)
+    return settings
 
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings) -> web.Application:

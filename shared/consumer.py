@@ -171,17 +171,10 @@ class Consumer:
         self, message: AbstractIncomingMessage, queue: str, attempt: int, error: str
     ) -> None:
         assert self._channel is not None
-        headers = dict(message.headers)
-        headers.update({ATTEMPT_HEADER: attempt, "x-klaspost-last-error": error[:1000]})
-        headers.setdefault("x-klaspost-routing-key", message.routing_key)
-        copy = aio_pika.Message(
-            body=message.body,
-            headers=headers,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            correlation_id=message.correlation_id,
+        copy = persistent_copy(
+            message,
+            {ATTEMPT_HEADER: attempt, "x-klaspost-last-error": error[:1000]},
+            {"x-klaspost-routing-key": message.routing_key},
         )
         # Confirmed before the original is acked: if this fails the original is redelivered instead.
         await self._channel.default_exchange.publish(copy, routing_key=queue, timeout=self._publish_timeout)
@@ -192,6 +185,22 @@ class Consumer:
         except ChannelInvalidStateError:
             # The channel died after our commit: the broker redelivers and the inbox makes it a no-op.
             log.warning("ack lost with the channel", extra={"message_id": message.message_id})
+
+
+def persistent_copy(
+    message: AbstractIncomingMessage, headers: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> aio_pika.Message:
+    """The same event as a new persistent message, with ``headers`` set and ``defaults`` where unset."""
+    merged = {**(defaults or {}), **dict(message.headers), **headers}
+    return aio_pika.Message(
+        body=message.body,
+        headers=merged,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        correlation_id=message.correlation_id,
+    )
 
 
 def attempts_of(message: AbstractIncomingMessage) -> int:

@@ -17,7 +17,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.bus import QueueNames
-from shared.consumer import ATTEMPT_HEADER, parked_summary
+from shared.consumer import ATTEMPT_HEADER, parked_summary, persistent_copy
 
 
 async def _take(
@@ -53,18 +53,8 @@ async def replay(
         for message in await _take(channel, names.parked, limit):
             if message_ids is not None and message.message_id not in message_ids:
                 continue
-            headers = dict(message.headers)
-            headers[ATTEMPT_HEADER] = 0
             await channel.default_exchange.publish(
-                aio_pika.Message(
-                    body=message.body,
-                    headers=headers,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=message.message_id,
-                    type=message.type,
-                    correlation_id=message.correlation_id,
-                ),
+                persistent_copy(message, {ATTEMPT_HEADER: 0}),
                 routing_key=names.main,
                 timeout=10,
             )

@@ -2,6 +2,7 @@
 registers the routes and generates ``/openapi.json``, so the document cannot drift from the code."""
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -9,7 +10,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,6 +71,14 @@ def _path_of_nul(data: Any, path: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def path_id(request: web.Request, name: str) -> uuid.UUID:
+    """A UUID from the path; anything else is an id that cannot exist, so 404 like an unknown one."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"no such {name.removesuffix('_id')}") from None
 
 
 def read_query(request: web.Request, model: type[M]) -> M:

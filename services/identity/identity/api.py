@@ -26,19 +26,12 @@ from identity.domain import (
 from identity.passwords import DUMMY_HASH, check_password_policy, hash_password, verify_password
 from identity.resources import SIGNER
 from identity.settings import Settings
-from shared.app import POOL, SETTINGS
+from shared.app import POOL, settings_of
 from shared.contracts import GroupCreated, MembershipGranted, MembershipRevoked, PersonRegistered, Role
 from shared.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
-from shared.http import json_response, read_json
+from shared.http import json_response, path_id, read_json
 from shared.outbox import publish
 from shared.tokens import Caller, require_caller
-
-
-def _uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"no such {name.removesuffix('_id')}") from None
 
 
 def _require_admin_of(request: web.Request, school_id: uuid.UUID) -> Caller:
@@ -83,8 +76,7 @@ async def _register(
 
 async def create_school(request: web.Request) -> web.Response:
     """For the operator: a new school and its first admin."""
-    settings = request.app[SETTINGS]
-    assert isinstance(settings, Settings)
+    settings = settings_of(request.app, Settings)
     key = settings.operator_api_key.get_secret_value() if settings.operator_api_key else None
     # Its own header: the Authorization header is for access tokens, checked by the auth middleware.
     given = request.headers.get("X-Operator-Key", "").encode()
@@ -100,7 +92,7 @@ async def create_school(request: web.Request) -> web.Response:
 
 
 async def add_person(request: web.Request) -> web.Response:
-    school_id = _uuid(request, "school_id")
+    school_id = path_id(request, "school_id")
     _require_admin_of(request, school_id)
     command = await read_json(request, AddPerson)
     password_hash = await _new_password_hash(command)
@@ -113,7 +105,7 @@ async def add_person(request: web.Request) -> web.Response:
 
 
 async def create_group(request: web.Request) -> web.Response:
-    school_id = _uuid(request, "school_id")
+    school_id = path_id(request, "school_id")
     _require_admin_of(request, school_id)
     command = await read_json(request, CreateGroup)
     group_id = uuid.uuid4()
@@ -136,7 +128,7 @@ async def create_group(request: web.Request) -> web.Response:
 async def _group_and_person(
     request: web.Request, conn: asyncpg.Connection
 ) -> tuple[uuid.UUID, uuid.UUID, str, uuid.UUID]:
-    group_id, person_id = _uuid(request, "group_id"), _uuid(request, "person_id")
+    group_id, person_id = path_id(request, "group_id"), path_id(request, "person_id")
     caller = require_caller(request, "admin")
     group = await store.group(conn, group_id)
     if group is None or group["school_id"] != caller.school_id:

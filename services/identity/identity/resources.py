@@ -8,7 +8,7 @@ from aiohttp import web
 from identity import store
 from identity.settings import Settings
 from identity.tokens import TokenSigner
-from shared.app import POOL, SETTINGS
+from shared.app import POOL, SETTINGS, settings_of
 from shared.jobs import PeriodicJob
 
 SIGNER = web.AppKey("signer", TokenSigner)
@@ -17,8 +17,7 @@ LOGIN_ATTEMPTS_KEPT_SECONDS = 86_400
 
 
 async def signer(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    assert isinstance(settings, Settings)
+    settings = settings_of(app, Settings)
     app[SIGNER] = TokenSigner.from_settings(settings)
     yield
 

@@ -12,9 +12,9 @@ from media.imaging import sniff_image_type
 from media.resources import STORAGE
 from media.settings import Settings
 from media.storage import original_key
-from shared.app import POOL, SETTINGS
+from shared.app import POOL, settings_of
 from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from shared.http import json_response
+from shared.http import json_response, path_id
 from shared.tokens import require_caller
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
@@ -22,16 +22,10 @@ _CHUNK = 256 * 1024
 _SNIFF = 32
 
 
-def _settings(request: web.Request) -> Settings:
-    settings = request.app[SETTINGS]
-    assert isinstance(settings, Settings)
-    return settings
-
-
 async def upload_photo(request: web.Request) -> web.Response:
     """Stream the body to a temporary file (bounded memory), check it is an image, store the original."""
     caller = require_caller(request, "teacher")
-    limit = _settings(request).photo_max_bytes
+    limit = settings_of(request.app, Settings).photo_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
     with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
@@ -64,16 +58,13 @@ async def upload_photo(request: web.Request) -> web.Response:
 async def get_photo(request: web.Request) -> web.Response:
     """Short-lived links to the processed variants, for the uploader and the photo's group only."""
     caller = require_caller(request)
-    try:
-        photo_id = uuid.UUID(request.match_info["photo_id"])
-    except ValueError:
-        raise NotFound("no such photo") from None
+    photo_id = path_id(request, "photo_id")
     async with request.app[POOL].acquire() as conn:
         photo = await store.visible_photo(conn, photo_id, caller.person_id)
         if photo is None:
             raise NotFound("no such photo")
         rows = await store.variants(conn, photo_id) if photo["status"] == "ready" else []
-    ttl = _settings(request).photo_url_ttl_seconds
+    ttl = settings_of(request.app, Settings).photo_url_ttl_seconds
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     storage = request.app[STORAGE]
     links = [

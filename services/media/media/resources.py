@@ -8,7 +8,7 @@ from media.imaging import PhotoProcessor
 from media.processing import NOTIFY_CHANNEL, PhotoPipeline
 from media.settings import Settings
 from media.storage import PhotoStorage
-from shared.app import POOL, SETTINGS
+from shared.app import POOL, settings_of
 from shared.drain import Drainer
 
 STORAGE = web.AppKey("storage", PhotoStorage)
@@ -16,8 +16,7 @@ PIPELINE = web.AppKey("pipeline", Drainer)
 
 
 async def storage(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    assert isinstance(settings, Settings)
+    settings = settings_of(app, Settings)
     photo_storage = PhotoStorage(settings)
     await photo_storage.ensure_buckets()
     app[STORAGE] = photo_storage
@@ -26,8 +25,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
 
 
 async def pipeline(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    assert isinstance(settings, Settings)
+    settings = settings_of(app, Settings)
     processor = PhotoProcessor(settings.processing_workers)
     photos = PhotoPipeline(app[POOL], app[STORAGE], processor, settings)
     drainer = Drainer(

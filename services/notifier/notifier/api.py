@@ -9,16 +9,10 @@ from aiohttp import web
 from notifier import store
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
 from notifier.settings import Settings
-from shared.app import POOL, SETTINGS
+from shared.app import POOL, settings_of
 from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
-from shared.http import json_response, read_json
+from shared.http import json_response, path_id, read_json
 from shared.tokens import require_caller
-
-
-def _settings(request: web.Request) -> Settings:
-    settings = request.app[SETTINGS]
-    assert isinstance(settings, Settings)
-    return settings
 
 
 def _view(row: asyncpg.Record) -> DeviceView:
@@ -32,7 +26,7 @@ def _view(row: asyncpg.Record) -> DeviceView:
 
 async def vapid_key(request: web.Request) -> web.Response:
     """The applicationServerKey a browser subscribes with."""
-    key = _settings(request).vapid_public_key
+    key = settings_of(request.app, Settings).vapid_public_key
     if not key:
         raise ServiceUnavailable("Web Push is not configured on this server")
     return json_response(VapidKey(application_server_key=key))
@@ -41,7 +35,9 @@ async def vapid_key(request: web.Request) -> web.Response:
 async def register_device(request: web.Request) -> web.Response:
     caller = require_caller(request)
     command = await read_json(request, RegisterDevice)
-    problem = endpoint_problem(command.subscription.endpoint, _settings(request).push_allowed_hosts)
+    problem = endpoint_problem(
+        command.subscription.endpoint, settings_of(request.app, Settings).push_allowed_hosts
+    )
     if problem:
         raise ValidationFailed(
             "this push subscription is not accepted", [{"field": "subscription.endpoint", "problem": problem}]
@@ -67,10 +63,7 @@ async def list_devices(request: web.Request) -> web.Response:
 
 async def delete_device(request: web.Request) -> web.Response:
     caller = require_caller(request)
-    try:
-        device_id = uuid.UUID(request.match_info["device_id"])
-    except ValueError:
-        raise NotFound("no such device") from None
+    device_id = path_id(request, "device_id")
     async with request.app[POOL].acquire() as conn:
         if not await store.delete_device(conn, device_id, caller.person_id):
             raise NotFound("no such device")

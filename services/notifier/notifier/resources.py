@@ -8,15 +8,14 @@ from notifier.delivery import NOTIFY_CHANNEL, Deliverer
 from notifier.mailer import Mailer
 from notifier.settings import Settings
 from notifier.webpush import WebPushSender
-from shared.app import HTTP, POOL, SETTINGS
+from shared.app import HTTP, POOL, settings_of
 from shared.drain import Drainer
 
 DELIVERIES = web.AppKey("deliveries", Drainer)
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    assert isinstance(settings, Settings)
+    settings = settings_of(app, Settings)
     # Without VAPID keys the service still mails; push deliveries wait until keys are configured.
     push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
     deliverer = Deliverer(app[POOL], Mailer(settings), push, settings)

@@ -10,21 +10,14 @@ from shared import membership_copy
 from shared.app import POOL
 from shared.contracts import PostPublished
 from shared.errors import Forbidden, NotFound
-from shared.http import json_response, read_json, read_query
+from shared.http import json_response, path_id, read_json, read_query
 from shared.outbox import publish
 from shared.tokens import require_caller
 
 
-def _uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"no such {name.removesuffix('_id')}") from None
-
-
 async def create_post(request: web.Request) -> web.Response:
     caller = require_caller(request)
-    group_id = _uuid(request, "group_id")
+    group_id = path_id(request, "group_id")
     command = await read_json(request, CreatePost)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         role = await membership_copy.role_in(conn, group_id, caller.person_id)
@@ -55,7 +48,7 @@ async def create_post(request: web.Request) -> web.Response:
 
 async def get_post(request: web.Request) -> web.Response:
     caller = require_caller(request)
-    post_id = _uuid(request, "post_id")
+    post_id = path_id(request, "post_id")
     async with request.app[POOL].acquire() as conn:
         view = await store.visible_post(conn, post_id, caller.person_id)
     if view is None:
