@@ -1,19 +1,35 @@
 """Start a service as a process: ``python -m posts`` and friends end up here."""
 
+import asyncio
+import logging
+import signal
+
 from aiohttp import web
 
 from shared.app import ServiceSpec, create_app
 from shared.logs import setup_logging
 from shared.settings import ServiceSettings
 
+log = logging.getLogger(__name__)
+
+
+async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Serve until SIGTERM or SIGINT. Unlike ``web.run_app``, what was opened before a failed start-up
+    (an HTTP session, a pool) is closed too, so a service that cannot start says only why."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(create_app(spec, settings), access_log=None, shutdown_timeout=10)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("listening", extra={"host": settings.http_host, "port": settings.http_port})
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
 
 def run(spec: ServiceSpec, settings: ServiceSettings) -> None:
     setup_logging(spec.name, settings.log_level, settings.log_json)
-    web.run_app(
-        create_app(spec, settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-    )
+    asyncio.run(serve(spec, settings))
