@@ -10,13 +10,15 @@ once per round, ours and raw interleaved so the machine's drift hits both alike;
 and the median of each round's own ratio.
 
     cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
-        .venv/bin/python bench/events.py [--events N] [--rounds R] [--no-pool-reset]
+        .venv/bin/python bench/events.py [--events N] [--rounds R]
+        [--relay-batch B] [--prefetch P] [--pool-size S] [--no-pool-reset]
 """
 
 import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from shared.drain import Drainer
 from shared.envelope import Envelope, Event, envelope, register
 from shared.migrations import migrate
 from shared.outbox import NOTIFY_CHANNEL, OutboxRelay, publish, to_message
+from shared.settings import ServiceSettings
 from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database
 
 EXCHANGE = "klaspost.events"
@@ -45,9 +48,7 @@ SERVICE = "benchsvc"
 RAW_QUEUE = "bench.raw"
 BODY_BYTES = 1024
 RAW_BATCH = 100  # the ceiling's gather size
-RELAY_BATCH = 200  # settings.outbox_batch
-PREFETCH = 100
-POOL_SIZE = 10
+RAW_PREFETCH = 100
 PRODUCERS = 8
 PACED_RATE = 50.0
 PACED_EVENTS = 150
@@ -89,8 +90,22 @@ async def no_reset(_conn: asyncpg.Connection) -> None:
     """The what-if of --no-pool-reset: asyncpg still rolls back an open transaction, but sends no reset query."""
 
 
-def pool_options(pool_reset: bool) -> dict[str, Any]:
-    return {} if pool_reset else {"reset": no_reset}
+@dataclass(frozen=True)
+class Knobs:
+    """Our public tuning knobs (settings.outbox_batch, .prefetch, .db_pool_size) and one what-if."""
+
+    relay_batch: int = ServiceSettings.model_fields["outbox_batch"].default
+    prefetch: int = 100
+    pool_size: int = 10
+    pool_reset: bool = True
+
+    async def pool(self, dsn: str) -> asyncpg.Pool:
+        return await create_pool(dsn, self.pool_size, **({} if self.pool_reset else {"reset": no_reset}))
+
+    def args(self) -> list[str]:
+        args = ["--relay-batch", str(self.relay_batch), "--prefetch", str(self.prefetch)]
+        args += ["--pool-size", str(self.pool_size)]
+        return args if self.pool_reset else [*args, "--no-pool-reset"]
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -122,8 +137,8 @@ class Handled:
 class TimedConsumer(Consumer):
     """Our consumer, unchanged, that reports each first-time handling after its transaction committed."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(SERVICE, pool, handlers, EXCHANGE, [1_000], PREFETCH, PUBLISH_TIMEOUT)
+    def __init__(self, pool: asyncpg.Pool, prefetch: int) -> None:
+        super().__init__(SERVICE, pool, handlers, EXCHANGE, [1_000], prefetch, PUBLISH_TIMEOUT)
         self.seen = Handled()
         self.left = 0
         self.done = asyncio.Event()
@@ -143,13 +158,13 @@ class TimedConsumer(Consumer):
         return handled
 
 
-async def consuming_service(dsn: str, amqp_url: str, first_count: int, pool_reset: bool) -> None:
+async def consuming_service(dsn: str, amqp_url: str, first_count: int, knobs: Knobs) -> None:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    pool = await create_pool(dsn, POOL_SIZE, **pool_options(pool_reset))
+    pool = await knobs.pool(dsn)
     connection = await bus.connect(amqp_url, "bench-consumer")
-    consumer = TimedConsumer(pool)
+    consumer = TimedConsumer(pool, knobs.prefetch)
 
     async def report() -> None:
         await consumer.done.wait()
@@ -177,9 +192,13 @@ class ConsumingService:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, backlog: int) -> None:
-        args = ["--consuming-service", self.infra.dsn, self.infra.amqp_url, str(backlog)]
-        if not self.infra.pool_reset:
-            args.append("--no-pool-reset")
+        args = [
+            "--consuming-service",
+            self.infra.dsn,
+            self.infra.amqp_url,
+            str(backlog),
+            *self.infra.knobs.args(),
+        ]
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -235,7 +254,7 @@ class Infra:
     raw: AbstractConnection
     raw_exchange: AbstractExchange
     time_limit: float
-    pool_reset: bool
+    knobs: Knobs
 
 
 async def paced(count: int, rate: float, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -271,9 +290,9 @@ async def raw_publish(infra: Infra, count: int, batch: int) -> tuple[float, floa
 async def raw_consume(
     infra: Infra, count: int, on_message: Callable[[AbstractIncomingMessage], None]
 ) -> None:
-    """Consumes `count` messages from the raw queue, manual ack, our prefetch, on a channel of its own."""
+    """Consumes `count` messages from the raw queue, manual ack, on a channel of its own."""
     channel = await infra.raw.channel()
-    await channel.set_qos(prefetch_count=PREFETCH)
+    await channel.set_qos(prefetch_count=RAW_PREFETCH)
     queue = await channel.get_queue(RAW_QUEUE)
     done = asyncio.Event()
     left = count
@@ -342,7 +361,7 @@ Drain = Callable[[], Awaitable[int]]
 
 def relay_drainer(infra: Infra, wrap: Callable[[Drain], Drain] = lambda drain: drain) -> Drainer:
     """The relay as shared.app wires it, the drain wrapped for timing."""
-    relay = OutboxRelay(infra.pool, infra.exchange, RELAY_BATCH, PUBLISH_TIMEOUT)
+    relay = OutboxRelay(infra.pool, infra.exchange, infra.knobs.relay_batch, PUBLISH_TIMEOUT)
     return Drainer("bench-outbox", infra.dsn, NOTIFY_CHANNEL, wrap(relay.drain), 5.0)
 
 
@@ -421,7 +440,7 @@ class Figures:
 async def one_round(infra: Infra, count: int, figures: Figures, relay_first: bool) -> None:
     async with infra.pool.acquire() as conn:
         await conn.execute("TRUNCATE outbox, inbox, effects")
-    rate, cpu = await raw_publish(infra, count, 1)
+    rate, _ = await raw_publish(infra, count, 1)
     figures.add("raw publish one by one", rate)
     for contender in ("ours", "raw") if relay_first else ("raw", "ours"):
         rate, cpu = await (
@@ -456,55 +475,66 @@ async def one_round(infra: Infra, count: int, figures: Figures, relay_first: boo
     figures.add("raw paced p99", percentile(latencies, 99))
 
 
-# figure, ours, raw (the ratio is ours / raw), unit
-ROWS: list[tuple[str, str | None, str | None, str]] = [
-    ("publish, persistent 1 KB, confirms one by one", None, "raw publish one by one", "msg/s"),
-    (
-        f"publish, confirms batched: relay (batch {RELAY_BATCH}) / gather of {RAW_BATCH}",
-        "ours publish batched",
-        "raw publish batched",
-        "msg/s",
-    ),
-    ("  the same, CPU of this process per message", "ours publish cpu", "raw publish cpu", "µs"),
-    (
-        f"consume a backlog, manual ack, prefetch {PREFETCH}; ours: inbox + 1 INSERT",
-        "ours consume",
-        "raw consume",
-        "msg/s",
-    ),
-    (f"end to end, {PRODUCERS} producers, 1 event per transaction: committed", "ours commits", None, "ev/s"),
-    ("end to end: handled (raw: the consume ceiling)", "ours end to end", "raw consume", "ev/s"),
-    ("end to end latency p50, commit → handler committed", "ours end to end p50", None, "ms"),
-    ("end to end latency p99", "ours end to end p99", None, "ms"),
-    (f"latency p50 at {PACED_RATE:.0f}/s (raw: publish → consume)", "ours paced p50", "raw paced p50", "ms"),
-    (f"latency p99 at {PACED_RATE:.0f}/s", "ours paced p99", "raw paced p99", "ms"),
-]
+def rows(knobs: Knobs) -> list[tuple[str, str | None, str | None, str]]:
+    """figure, ours, raw (the ratio is ours / raw), unit"""
+    return [
+        ("publish, persistent 1 KB, confirms one by one", None, "raw publish one by one", "msg/s"),
+        (
+            f"publish, confirms batched: relay (batch {knobs.relay_batch}) / gather of {RAW_BATCH}",
+            "ours publish batched",
+            "raw publish batched",
+            "msg/s",
+        ),
+        ("  the same, CPU of this process per message", "ours publish cpu", "raw publish cpu", "µs"),
+        (
+            f"consume a backlog, manual ack, prefetch {knobs.prefetch} / {RAW_PREFETCH}; ours: inbox + 1 INSERT",
+            "ours consume",
+            "raw consume",
+            "msg/s",
+        ),
+        (
+            f"end to end, {PRODUCERS} producers, 1 event per transaction: committed",
+            "ours commits",
+            None,
+            "ev/s",
+        ),
+        ("end to end: handled (raw: the consume ceiling)", "ours end to end", "raw consume", "ev/s"),
+        ("end to end latency p50, commit → handler committed", "ours end to end p50", None, "ms"),
+        ("end to end latency p99", "ours end to end p99", None, "ms"),
+        (
+            f"latency p50 at {PACED_RATE:.0f}/s (raw: publish → consume)",
+            "ours paced p50",
+            "raw paced p50",
+            "ms",
+        ),
+        (f"latency p99 at {PACED_RATE:.0f}/s", "ours paced p99", "raw paced p99", "ms"),
+    ]
 
 
 def show(value: float, unit: str) -> str:
     return f"{value * 1000:.1f}" if unit == "ms" else f"{value:,.0f}"
 
 
-def table(figures: Figures) -> str:
-    width = max(len(f"{name} ({unit})") for name, _, _, unit in ROWS)
+def table(figures: Figures, knobs: Knobs) -> str:
+    width = max(len(f"{name} ({unit})") for name, _, _, unit in rows(knobs))
     lines = [
         f"| {'figure':<{width}} | {'ours':>8} | {'raw':>8} | ratio |",
         f"| {'-' * width} | {'-' * 7}: | {'-' * 7}: | ----: |",
     ]
-    for name, ours, raw, unit in ROWS:
+    for name, ours, raw, unit in rows(knobs):
         cells = [show(figures.median(key), unit) if key else "" for key in (ours, raw)]
         ratio = f"{figures.paired_ratio(ours, raw):.2f}" if ours and raw else ""
         lines.append(f"| {f'{name} ({unit})':<{width}} | {cells[0]:>8} | {cells[1]:>8} | {ratio:>5} |")
     return "\n".join(lines)
 
 
-async def connect(stack: contextlib.AsyncExitStack, time_limit: float, pool_reset: bool) -> Infra:
+async def connect(stack: contextlib.AsyncExitStack, time_limit: float, knobs: Knobs) -> Infra:
     """A fresh database and vhost with our tables and queues; `stack` removes them again."""
     dsn = await create_database("bench_events")
     stack.push_async_callback(drop_database, dsn)
     amqp_url = await create_vhost()
     stack.push_async_callback(delete_vhost, amqp_url)
-    pool = await create_pool(dsn, POOL_SIZE, **pool_options(pool_reset))
+    pool = await knobs.pool(dsn)
     stack.push_async_callback(pool.close)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "001_effects.sql").write_text(EFFECTS_SQL)
@@ -527,13 +557,17 @@ async def connect(stack: contextlib.AsyncExitStack, time_limit: float, pool_rese
     raw_exchange = await bus.declare_exchange(raw_channel, EXCHANGE)
     queue = await raw_channel.declare_queue(RAW_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
     await queue.bind(raw_exchange, routing_key=RAW_QUEUE)
-    return Infra(dsn, amqp_url, pool, exchange, raw, raw_exchange, time_limit, pool_reset)
+    return Infra(dsn, amqp_url, pool, exchange, raw, raw_exchange, time_limit, knobs)
 
 
-async def run(count: int, rounds: int, pool_reset: bool) -> Figures:
+async def run(count: int, rounds: int, knobs: Knobs) -> Figures:
     figures = Figures()
+    task = asyncio.current_task()
+    assert task is not None
+    # SIGTERM, like Ctrl-C, cancels the run, so that the database, vhost and child process go too.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     async with contextlib.AsyncExitStack() as stack:
-        infra = await connect(stack, time_limit=60 + count / 100, pool_reset=pool_reset)
+        infra = await connect(stack, time_limit=60 + count / 100, knobs=knobs)
         print(f"warm-up, then {rounds} rounds of {count} events of {BODY_BYTES} B", flush=True)
         await one_round(infra, min(count, 500), Figures(), relay_first=True)
         for n in range(rounds):
@@ -551,23 +585,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Event delivery next to the raw aio-pika ceilings.")
     parser.add_argument("--events", type=int, default=5_000, help="events per measurement (500-50000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the table shows medians (1-9)")
+    parser.add_argument("--relay-batch", type=int, default=Knobs.relay_batch, help="OutboxRelay batch")
+    parser.add_argument("--prefetch", type=int, default=Knobs.prefetch, help="our consumer's prefetch")
+    parser.add_argument(
+        "--pool-size", type=int, default=Knobs.pool_size, help="asyncpg pool size, each service"
+    )
     parser.add_argument(
         "--no-pool-reset", action="store_true", help="what-if: asyncpg pools without the reset query"
     )
     parser.add_argument("--consuming-service", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    knobs = Knobs(args.relay_batch, args.prefetch, args.pool_size, not args.no_pool_reset)
     if args.consuming_service:
         dsn, amqp_url, backlog = args.consuming_service
-        asyncio.run(consuming_service(dsn, amqp_url, int(backlog), not args.no_pool_reset))
+        asyncio.run(consuming_service(dsn, amqp_url, int(backlog), knobs))
         return
     count = min(max(args.events, 500), 50_000)
     rounds = min(max(args.rounds, 1), 9)
     started = time.perf_counter()
-    figures = asyncio.run(run(count, rounds, not args.no_pool_reset))
+    try:
+        figures = asyncio.run(run(count, rounds, knobs))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        sys.exit("stopped; the database and vhost are removed")
     ratio = figures.paired_ratio("ours publish batched", "raw publish batched")
-    print(f"\n{table(figures)}\n")
+    print(f"\n{table(figures, knobs)}\n")
     print(f"relay / raw batched publish: {ratio:.2f} (target 0.70: {'met' if ratio >= 0.70 else 'missed'})")
-    print(f"pool reset {'on' if not args.no_pool_reset else 'off'}; {time.perf_counter() - started:.0f} s")
+    print(f"{knobs}; {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     prefetch: int = 32
     retry_delays_ms: list[int] = [1_000, 10_000, 60_000]
     outbox_sweep_seconds: float = 5.0
-    outbox_batch: int = 200
+    outbox_batch: int = 500
     publish_timeout_seconds: float = 10.0
     outbox_retention_days: int = 7
     inbox_retention_days: int = 30
