@@ -1,0 +1,99 @@
+"""The middlewares every service runs: correlation ids on requests, one JSON shape for errors."""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from shared.errors import AppError
+from shared.logs import correlation_id
+
+log = logging.getLogger(__name__)
+
+
+# Polled every few seconds by orchestrators: logging each would drown the lines that matter.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@web.middleware
+async def correlation_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Take the caller's X-Correlation-Id (or make one); it rides along into every event and log line."""
+    incoming = request.headers.get("X-Correlation-Id", "")
+    cid = (
+        incoming
+        if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
+        else uuid.uuid4().hex
+    )
+    token = correlation_id.set(cid)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+        response.headers["X-Correlation-Id"] = cid
+        return response
+    finally:
+        if request.path not in _PROBES:
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        correlation_id.reset(token)
+
+
+def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error leaves in one JSON shape; unexpected ones as a 500 without internals."""
+    try:
+        return await handler(request)
+    except AppError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return web.json_response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "error")
+        message = {404: "no such endpoint", 405: "method not allowed for this endpoint"}.get(
+            exc.status, exc.reason
+        )
+        if exc.status == 413:
+            message = "the body is too large for this endpoint"
+        # Keep what the exception says beyond the body, such as the Allow header of a 405.
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        return web.json_response(error_body(code, message), status=exc.status, headers=headers)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return web.json_response(error_body("internal", "something went wrong on our side"), status=500)
