@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import aiohttp
 import asyncpg
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -51,9 +51,7 @@ SETTINGS = web.AppKey("settings", ServiceSettings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 PUBLISHER = web.AppKey("publisher", AbstractRobustConnection)
-EXCHANGE = web.AppKey("exchange", AbstractExchange)
 CONSUMER = web.AppKey("consumer", Consumer)
-RELAY = web.AppKey("relay", Drainer)
 SPEC = web.AppKey("spec", ServiceSpec)
 AUTH = web.AppKey("auth", Middleware)
 
@@ -136,7 +134,7 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         relay.drain,
         settings.outbox_sweep_seconds,
     )
-    app[PUBLISHER], app[EXCHANGE], app[RELAY] = publisher, exchange, drainer
+    app[PUBLISHER] = publisher
     consumer_connection: AbstractRobustConnection | None = None
     if spec.handlers.by_type:
         consumer_connection = await bus.connect(settings.amqp_url, f"{spec.name}-consumer")

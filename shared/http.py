@@ -98,18 +98,10 @@ def validate(model: type[M], data: Any) -> M:
         ) from exc
 
 
-def json_response(
-    model: BaseModel | list[BaseModel] | dict[str, Any],
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    if isinstance(model, BaseModel):
-        text = model.model_dump_json()
-    elif isinstance(model, list):
-        text = "[" + ",".join(m.model_dump_json() for m in model) + "]"
-    else:
-        text = json.dumps(model, default=str)
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json", headers=headers
+    )
 
 
 ERROR_SCHEMA: dict[str, Any] = {

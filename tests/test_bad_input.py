@@ -27,10 +27,9 @@ from shared.testing.school import (
     PASSWORD,
     Person,
     School,
-    add_group,
     add_person,
+    make_class,
     make_school,
-    wait_until_linked,
 )
 from shared.testing.system import OPERATOR_KEY, System
 from shared.tokens import Caller
@@ -237,12 +236,7 @@ class Scene:
 
 
 async def make_scene(system: System) -> Scene:
-    school = await make_school(system)
-    group = await add_group(system, school, "Groep 4")
-    teacher = await add_person(system, school, "juf", "teacher", "Groep 4")
-    parent = await add_person(system, school, "ouder", "guardian", "Groep 4")
-    for person in (teacher, parent):
-        await wait_until_linked(system, person, group)
+    school, group, teacher, parent = await make_class(system, "Groep 4")
     status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
     assert status == 200, body
     return Scene(school, group, teacher, parent, system.push.subscribe(body["application_server_key"]))

@@ -6,30 +6,19 @@ import logging
 import pytest
 
 from shared.testing.images import png_bytes
-from shared.testing.school import add_group, add_person, make_school, wait_until_linked
+from shared.testing.school import (
+    make_class,
+    upload_photo,
+)
 from shared.testing.system import System, eventually
 
 
 async def test_the_correlation_id_of_a_post_reaches_the_logs_of_media_and_the_notifier(
     system: System, caplog: pytest.LogCaptureFixture
 ) -> None:
-    school = await make_school(system)
-    group = await add_group(system, school, "Groep 7")
-    teacher = await add_person(system, school, "juf", "teacher", "Groep 7")
-    parent = await add_person(system, school, "ouder", "guardian", "Groep 7")
-    await wait_until_linked(system, teacher, group)
-    await wait_until_linked(system, parent, group)
+    _school, group, teacher, _parent = await make_class(system, "Groep 7")
     caplog.set_level(logging.INFO)
-    status, uploaded = await system.call(
-        "POST",
-        "media",
-        "/photos",
-        teacher.token,
-        data=png_bytes(64, 48),
-        headers={"Content-Type": "image/png"},
-    )
-    assert status == 201, uploaded
-    photo_id = uploaded["photo_id"]
+    photo_id = (await upload_photo(system, teacher, png_bytes(64, 48), "image/png"))["photo_id"]
 
     status, post = await system.call(
         "POST",

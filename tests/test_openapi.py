@@ -12,7 +12,7 @@ import pytest
 
 from shared.app import SPEC
 from shared.testing.images import png_bytes
-from shared.testing.school import PASSWORD, add_group, add_person, make_school, wait_until_linked
+from shared.testing.school import PASSWORD, make_class
 from shared.testing.system import System
 
 SERVICES = ["identity", "posts", "media", "notifier"]
@@ -346,12 +346,7 @@ class Answers:
 
 
 async def test_every_answer_matches_its_documented_schema(system: System) -> None:
-    school = await make_school(system)
-    group = await add_group(system, school, "Groep 6")
-    teacher = await add_person(system, school, "meester", "teacher", "Groep 6")
-    parent = await add_person(system, school, "ouder", "guardian", "Groep 6")
-    for person in (teacher, parent):
-        await wait_until_linked(system, person, group)
+    school, group, teacher, parent = await make_class(system, "Groep 6")
     answers = Answers(system)
     ids = {"school_id": school.school_id, "group_id": group, "person_id": parent.person_id}
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, metadata_report
-from shared.testing.school import Person, add_group, add_person, make_school, wait_until_linked
+from shared.testing.school import Person, add_group, add_person, make_school, upload_photo, wait_until_linked
 from shared.testing.system import System, eventually
 
 
@@ -41,11 +41,7 @@ async def test_a_post_with_a_photo_reaches_each_parent_of_the_group_once_and_no_
 
     photo = jpeg_with_gps(1600, 1200, orientation=6)
     assert metadata_report(photo)["gps"]
-    status, uploaded = await system.call(
-        "POST", "media", "/photos", teacher.token, data=photo, headers={"Content-Type": "image/jpeg"}
-    )
-    assert status == 201, uploaded
-    photo_id = uploaded["photo_id"]
+    photo_id = (await upload_photo(system, teacher, photo, "image/jpeg"))["photo_id"]
 
     status, post = await system.call(
         "POST",

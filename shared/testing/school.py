@@ -3,6 +3,7 @@
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.app import POOL
 from shared.testing.system import OPERATOR_KEY, System, eventually
@@ -109,3 +110,22 @@ async def wait_until_linked(system: System, person: Person, group_id: uuid.UUID)
         return True
 
     await eventually(linked, what="membership copied to every service")
+
+
+async def make_class(system: System, group_name: str) -> tuple[School, uuid.UUID, Person, Person]:
+    """A new school with one group, its teacher and one parent, linked in every service's copy."""
+    school = await make_school(system)
+    group = await add_group(system, school, group_name)
+    teacher = await add_person(system, school, "juf", "teacher", group_name)
+    parent = await add_person(system, school, "ouder", "guardian", group_name)
+    for person in (teacher, parent):
+        await wait_until_linked(system, person, group)
+    return school, group, teacher, parent
+
+
+async def upload_photo(system: System, teacher: Person, data: bytes, content_type: str) -> dict[str, Any]:
+    status, body = await system.call(
+        "POST", "media", "/photos", teacher.token, data=data, headers={"Content-Type": content_type}
+    )
+    assert status == 201, body
+    return dict(body)

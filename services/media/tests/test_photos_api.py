@@ -10,16 +10,16 @@ from PIL import Image
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, png_bytes
-from shared.testing.school import Person, School, add_group, add_person, make_school, wait_until_linked
+from shared.testing.school import (
+    Person,
+    School,
+    add_group,
+    add_person,
+    make_school,
+    upload_photo,
+    wait_until_linked,
+)
 from shared.testing.system import System, eventually
-
-
-async def upload(system: System, teacher: Person, data: bytes, content_type: str) -> dict[str, Any]:
-    status, body = await system.call(
-        "POST", "media", "/photos", teacher.token, data=data, headers={"Content-Type": content_type}
-    )
-    assert status == 201, body
-    return dict(body)
 
 
 async def photo_status(system: System, person: Person, photo_id: str) -> int:
@@ -95,7 +95,7 @@ async def test_an_uploaded_photo_is_seen_only_by_its_uploader_until_it_is_posted
     await wait_until_linked(system, colleague, school.groups["Groep 1"])
 
     data = jpeg_with_gps(800, 600)
-    uploaded = await upload(system, teacher_a, data, "image/jpeg")
+    uploaded = await upload_photo(system, teacher_a, data, "image/jpeg")
     photo_id = uploaded["photo_id"]
     assert uploaded == {
         "photo_id": photo_id,
@@ -134,7 +134,7 @@ async def shown_as(system: System, reader: Person, post_id: str, photo_id: str, 
 
 async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: System) -> None:
     school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
-    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    photo_id = (await upload_photo(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
 
     status, post = await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
     # Posts cannot know whose photo it is; refusing it outright would be fine as well.
@@ -159,7 +159,7 @@ async def test_a_photo_named_in_someone_elses_post_can_still_be_posted_by_its_up
     system: System,
 ) -> None:
     school, teacher_a, parent_1, teacher_b, parent_2 = await two_classes(system)
-    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    photo_id = (await upload_photo(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
     squat, squatted = await post_with(system, teacher_b, school.groups["Groep 2"], photo_id)
     assert squat in (201, 422), squatted
     if squat == 201:
@@ -186,7 +186,7 @@ async def test_a_photo_already_in_a_post_is_not_shown_in_a_second_post(system: S
     )
     assert status == 200, body
     await wait_until_linked(system, teacher_a, school.groups["Groep 2"])
-    photo_id = (await upload(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
+    photo_id = (await upload_photo(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
     status, first = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
     assert status == 201, first
     await shown_as(system, parent_1, first["post_id"], photo_id, "ready")
@@ -206,7 +206,7 @@ async def test_a_png_upload_is_processed_into_jpeg_variants(system: System) -> N
     school, teacher_a, parent_1, _teacher_b, parent_2 = await two_classes(system)
     # Half-transparent red: JPEG has no alpha, so the variants must come out flattened.
     data = png_bytes(1600, 1200, colour=(255, 0, 0, 128), mode="RGBA")
-    uploaded = await upload(system, teacher_a, data, "image/png")
+    uploaded = await upload_photo(system, teacher_a, data, "image/png")
     assert uploaded["content_type"] == "image/png"
     photo_id = uploaded["photo_id"]
     status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
@@ -267,7 +267,7 @@ async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) 
     school, teacher_a, parent_1, _teacher_b, _parent_2 = await two_classes(system)
     # The first bytes say PNG, so the upload is taken; decoding it later fails.
     damaged = png_bytes(200, 100)[:64] + bytes(200)
-    photo_id = (await upload(system, teacher_a, damaged, "image/png"))["photo_id"]
+    photo_id = (await upload_photo(system, teacher_a, damaged, "image/png"))["photo_id"]
     status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
     assert status == 201, post
 

@@ -9,7 +9,13 @@ from typing import Any
 import asyncpg
 
 from shared.app import POOL
-from shared.testing.school import Person, School, add_group, add_person, make_school, wait_until_linked
+from shared.testing.school import (
+    Person,
+    School,
+    add_person,
+    make_class,
+    make_school,
+)
 from shared.testing.system import System, eventually
 
 
@@ -39,12 +45,7 @@ def pool(system: System) -> asyncpg.Pool:
 
 
 async def class_with_parent(system: System) -> tuple[School, uuid.UUID, Person, Person]:
-    school = await make_school(system)
-    group = await add_group(system, school, "Groep 2")
-    teacher = await add_person(system, school, "juf", "teacher", "Groep 2")
-    parent = await add_person(system, school, "ouder", "guardian", "Groep 2")
-    for person in (teacher, parent):
-        await wait_until_linked(system, person, group)
+    school, group, teacher, parent = await make_class(system, "Groep 2")
 
     async def known() -> bool:
         return bool(
