@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.testing.system import System, start_system, stop_system
+from tests.harness.system import System, start_system, stop_system
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,8 @@ from identity.tokens import TokenSigner, generate_signing_key_pem, load_signing_
 from shared.app import POOL, SETTINGS, SPEC
 from shared.testing.images import jpeg_with_gps, png_bytes
 from shared.testing.infra import s3_client
-from shared.testing.school import (
+from shared.tokens import Caller
+from tests.harness.school import (
     PASSWORD,
     Person,
     School,
@@ -31,8 +32,7 @@ from shared.testing.school import (
     make_class,
     make_school,
 )
-from shared.testing.system import OPERATOR_KEY, System
-from shared.tokens import Caller
+from tests.harness.system import OPERATOR_KEY, System
 
 CODES = {
     400: "bad_request",

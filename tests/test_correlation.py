@@ -6,11 +6,11 @@ import logging
 import pytest
 
 from shared.testing.images import png_bytes
-from shared.testing.school import (
+from tests.harness.school import (
     make_class,
     upload_photo,
 )
-from shared.testing.system import System, eventually
+from tests.harness.system import System, eventually
 
 
 async def test_the_correlation_id_of_a_post_reaches_the_logs_of_media_and_the_notifier(

@@ -12,8 +12,8 @@ import pytest
 
 from shared.app import SPEC
 from shared.testing.images import png_bytes
-from shared.testing.school import PASSWORD, make_class
-from shared.testing.system import System
+from tests.harness.school import PASSWORD, make_class
+from tests.harness.system import System
 
 SERVICES = ["identity", "posts", "media", "notifier"]
 OPERATIONAL = {"/healthz", "/readyz", "/metrics", "/openapi.json"}

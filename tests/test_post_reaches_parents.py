@@ -10,8 +10,8 @@ import aiohttp
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, metadata_report
-from shared.testing.school import Person, add_group, add_person, make_school, upload_photo, wait_until_linked
-from shared.testing.system import System, eventually
+from tests.harness.school import Person, add_group, add_person, make_school, upload_photo, wait_until_linked
+from tests.harness.system import System, eventually
 
 
 async def register_push(system: System, person: Person) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, png_bytes
-from shared.testing.school import (
+from tests.harness.school import (
     Person,
     School,
     add_group,
@@ -19,7 +19,7 @@ from shared.testing.school import (
     upload_photo,
     wait_until_linked,
 )
-from shared.testing.system import System, eventually
+from tests.harness.system import System, eventually
 
 
 async def photo_status(system: System, person: Person, photo_id: str) -> int:

@@ -9,14 +9,14 @@ from typing import Any
 import asyncpg
 
 from shared.app import POOL
-from shared.testing.school import (
+from tests.harness.school import (
     Person,
     School,
     add_person,
     make_class,
     make_school,
 )
-from shared.testing.system import System, eventually
+from tests.harness.system import System, eventually
 
 
 async def subscribe(system: System) -> dict[str, Any]:

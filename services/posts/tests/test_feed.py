@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.app import POOL
-from shared.testing.school import Person, School, add_group, add_person, make_school, wait_until_linked
-from shared.testing.system import System, eventually
+from tests.harness.school import Person, School, add_group, add_person, make_school, wait_until_linked
+from tests.harness.system import System, eventually
 
 
 async def post(system: System, teacher: Person, group: uuid.UUID, body: str) -> dict[str, Any]:

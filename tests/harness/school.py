@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.app import POOL
-from shared.testing.system import OPERATOR_KEY, System, eventually
+from tests.harness.system import OPERATOR_KEY, System, eventually
 
 PASSWORD = "correct horse battery staple"
 
