@@ -4,46 +4,69 @@ Routing key = event type. Types are named in the past tense after what happened.
 """
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
 from shared.envelope import Event, register
 
-Role = Literal["admin", "teacher", "guardian"]
 Locale = Literal["nl", "en"]
+MemberRole = Literal["teacher", "guardian"]
 
 
 @register
-class PersonRegistered(Event):
-    """A person got an account at a school. The notifier keeps the contact address from it."""
+class AccountChanged(Event):
+    """An account was made or its contact details changed. One account per email address across the
+    deployment; the notifier keeps the address, name and language from it. ``revision`` grows with
+    every change, so a copy never lets an older event overwrite a newer one."""
 
-    type = "identity.person_registered"
+    type = "identity.account_changed"
     person_id: uuid.UUID
-    school_id: uuid.UUID
-    role: Role
-    display_name: str
     email: str
+    display_name: str
     locale: Locale = "nl"
+    revision: int
 
 
 @register
-class GroupCreated(Event):
-    type = "identity.group_created"
+class SchoolChanged(Event):
+    """A school was made or its name, time zone or settings changed (last writer wins by revision)."""
+
+    type = "identity.school_changed"
+    school_id: uuid.UUID
+    name: str
+    time_zone: str = Field(description="IANA name, e.g. Europe/Amsterdam")
+    locale: Locale = "nl"
+    max_posts_per_day: int
+    min_posts_per_week: int
+    digest_time: str = Field(description="local time HH:MM")
+    photo_retention_days: int
+    share_notice: str
+    revision: int
+
+
+@register
+class GroupChanged(Event):
+    """A group (stamgroep) of one school year was made or renamed (newest ``revision`` wins)."""
+
+    type = "identity.group_changed"
     group_id: uuid.UUID
     school_id: uuid.UUID
     name: str
     school_year: str
+    revision: int
 
 
 @register
 class MembershipGranted(Event):
-    """A teacher teaches a group, or a guardian follows it, for the group's school year."""
+    """A teacher teaches a group, or a guardian follows it through a child placed there, in the
+    school's current year. Identity derives memberships; no other service decides them."""
 
     type = "identity.membership_granted"
     group_id: uuid.UUID
     person_id: uuid.UUID
-    role: Literal["teacher", "guardian"]
+    role: MemberRole
     # Grows with every change of any membership: a copy applies an event only if it is newer than
     # what it holds, so a grant and a revoke handled out of order cannot leave a revoked parent in.
     revision: int
@@ -54,8 +77,43 @@ class MembershipRevoked(Event):
     type = "identity.membership_revoked"
     group_id: uuid.UUID
     person_id: uuid.UUID
-    role: Literal["teacher", "guardian"]
+    role: MemberRole
     revision: int
+
+
+@register
+class InvitationIssued(Event):
+    """A guardian of a placed child is invited (or reminded) by email with a single-use access code
+    (seed rule 2). The code is secret: the outbox drops it once sent, the notifier once mailed."""
+
+    type = "identity.invitation_issued"
+    secret_fields = frozenset({"access_code"})
+    invitation_id: uuid.UUID
+    school_id: uuid.UUID
+    email: str
+    locale: Locale = "nl"
+    school_name: str
+    child_name: str = Field(description="the child's given name, to say whom the code is for")
+    access_code: str = ""
+    expires_at: datetime
+    reminder: int = Field(default=0, description="0 for the invitation, n for its n-th reminder")
+
+
+@register
+class PasswordResetRequested(Event):
+    """Someone asked to (re)set the password of an account: a single-use link by email. Also sent
+    when staff are added to a school and have no password yet (``purpose="welcome"``)."""
+
+    type = "identity.password_reset_requested"
+    secret_fields = frozenset({"reset_token"})
+    request_id: uuid.UUID
+    person_id: uuid.UUID
+    email: str
+    locale: Locale = "nl"
+    purpose: Literal["reset", "welcome"] = "reset"
+    school_name: str | None = None
+    reset_token: str = ""
+    expires_at: datetime
 
 
 @register

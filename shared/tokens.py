@@ -11,15 +11,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast, get_args
+from typing import Any, Final
 
 import aiohttp
 import jwt
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from shared.contracts import Role
-from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -35,16 +34,16 @@ MIN_REFRESH_SECONDS: Final = 30.0
 MAX_KEYS_AGE_SECONDS: Final = 600.0
 FETCH_TIMEOUT: Final = aiohttp.ClientTimeout(total=5)
 
-_ROLES: Final = frozenset(get_args(Role))
-
-
 @dataclass(frozen=True)
 class Caller:
-    """Who is making the request, as stated by a verified access token."""
+    """Who is making the request, as stated by a verified access token: an account, nothing more.
+
+    A token says who you are, never what you may do: one account can be a teacher at one school, a
+    parent at two and an admin of a third. Each service decides per request from its own data —
+    identity from its staff and guardianship tables, the others from their membership copies.
+    """
 
     person_id: uuid.UUID
-    role: Role
-    school_id: uuid.UUID
 
 
 CALLER: Final = web.RequestKey("caller", Caller)
@@ -192,14 +191,7 @@ def _usable_keys(jwks: Mapping[str, Any]) -> dict[str, jwt.PyJWK]:
 def _caller_from(claims: Mapping[str, Any]) -> Caller:
     if claims.get("typ") != ACCESS_TOKEN_TYPE:
         raise Unauthorized("not an access token")
-    role = claims.get("role")
-    if role not in _ROLES:
-        raise Unauthorized("access token lacks a valid 'role' claim")
-    return Caller(
-        person_id=_uuid_claim(claims, "sub"),
-        role=cast(Role, role),
-        school_id=_uuid_claim(claims, "sid"),
-    )
+    return Caller(person_id=_uuid_claim(claims, "sub"))
 
 
 def _uuid_claim(claims: Mapping[str, Any], name: str) -> uuid.UUID:
@@ -237,11 +229,9 @@ def auth_middleware(verifier: TokenVerifier) -> Middleware:
     return authenticate
 
 
-def require_caller(request: web.Request, *roles: Role) -> Caller:
-    """The request's caller; with roles given, the caller must have one of them."""
+def require_caller(request: web.Request) -> Caller:
+    """The request's caller: 401 without a valid access token."""
     caller: Caller | None = request.get(CALLER)
     if caller is None:
         raise Unauthorized("an access token is required")
-    if roles and caller.role not in roles:
-        raise Forbidden("your role may not do this")
     return caller

@@ -1,31 +1,56 @@
-"""Identity: the routes and the pieces that make the service."""
+"""Identity: the routes and the pieces that make the service. The one place that lists them."""
 
 from pathlib import Path
 
-from identity import api
-from identity.domain import (
-    AddPerson,
+from identity.accounts import api as accounts
+from identity.accounts.domain import Me, UpdateMe
+from identity.families import api as families
+from identity.families.domain import (
+    ChildQuery,
+    ChildView,
+    CreateChild,
+    GuardianView,
+    Leave,
+    NewGuardian,
+    Place,
+    PlacementView,
+    UpdateChild,
+)
+from identity.invitations import api as invitations
+from identity.invitations.domain import InvitationSent, InvitationsLaunched, Redeem, Redeemed
+from identity.login import api as login
+from identity.login.domain import Jwks, Login, SetPassword, TokenView
+from identity.resources import SIGNER, login_attempts_cleanup, signer
+from identity.schools import api as schools
+from identity.schools.api import GroupList, RoleQuery, SchoolYearList
+from identity.schools.domain import (
+    AddStaff,
     CreateGroup,
     CreateSchool,
+    CreateSchoolYear,
+    GroupQuery,
     GroupView,
-    Jwks,
-    Login,
-    MembershipView,
-    PersonView,
+    RenameGroup,
     SchoolCreated,
-    TokenView,
+    SchoolSettings,
+    SchoolView,
+    SchoolYearView,
+    StaffView,
+    TeachingView,
 )
-from identity.resources import SIGNER, login_attempts_cleanup, signer
+from identity.schools.years import year_switch_job
 from shared.app import SETTINGS, ServiceSpec
 from shared.consumer import Handlers
 from shared.http import Route
+from shared.pagination import Page, PageQuery
 from shared.tokens import TokenVerifier
 
 routes = [
+    # Schools and their settings.
     Route(
         "POST",
         "/schools",
-        api.create_school,
+        schools.create_school,
         "The operator creates a school and its first admin",
         body=CreateSchool,
         response=SchoolCreated,
@@ -33,51 +58,218 @@ routes = [
         auth="operator",
     ),
     Route(
+        "GET", "/schools/{school_id}", schools.get_school, "A school and its settings", response=SchoolView
+    ),
+    Route(
+        "PATCH",
+        "/schools/{school_id}",
+        schools.update_school,
+        "Change a school's name, time zone or settings",
+        body=SchoolSettings,
+        response=SchoolView,
+    ),
+    # School years and groups.
+    Route(
         "POST",
-        "/schools/{school_id}/people",
-        api.add_person,
-        "An admin adds a teacher or guardian",
-        body=AddPerson,
-        response=PersonView,
+        "/schools/{school_id}/school-years",
+        schools.create_school_year,
+        "Add a school year",
+        body=CreateSchoolYear,
+        response=SchoolYearView,
         status=201,
+    ),
+    Route(
+        "GET",
+        "/schools/{school_id}/school-years",
+        schools.list_school_years,
+        "The school's years",
+        response=SchoolYearList,
     ),
     Route(
         "POST",
         "/schools/{school_id}/groups",
-        api.create_group,
-        "An admin creates a group for a school year",
+        schools.create_group,
+        "Add a group to a school year",
         body=CreateGroup,
         response=GroupView,
         status=201,
     ),
     Route(
+        "GET",
+        "/schools/{school_id}/groups",
+        schools.list_groups,
+        "The groups of a school year",
+        query=GroupQuery,
+        response=GroupList,
+    ),
+    Route("GET", "/groups/{group_id}", schools.get_group, "One group", response=GroupView),
+    Route(
+        "PATCH",
+        "/groups/{group_id}",
+        schools.rename_group,
+        "Rename a group",
+        body=RenameGroup,
+        response=GroupView,
+    ),
+    Route(
         "PUT",
-        "/groups/{group_id}/members/{person_id}",
-        api.grant_membership,
-        "An admin links a teacher or guardian to a group",
-        response=MembershipView,
+        "/groups/{group_id}/teachers/{person_id}",
+        schools.assign_teacher,
+        "A teacher of the school teaches the group",
+        response=TeachingView,
     ),
     Route(
         "DELETE",
-        "/groups/{group_id}/members/{person_id}",
-        api.revoke_membership,
-        "An admin ends a person's link to a group",
+        "/groups/{group_id}/teachers/{person_id}",
+        schools.end_teacher,
+        "The teacher no longer teaches the group",
+        status=204,
+    ),
+    # Staff.
+    Route(
+        "POST",
+        "/schools/{school_id}/staff",
+        schools.add_staff,
+        "Give someone an admin or teacher role",
+        body=AddStaff,
+        response=StaffView,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/schools/{school_id}/staff",
+        schools.list_staff,
+        "The school's staff",
+        query=PageQuery,
+        response=Page[StaffView],
+    ),
+    Route(
+        "DELETE",
+        "/schools/{school_id}/staff/{person_id}",
+        schools.remove_staff,
+        "Take a staff role away",
+        query=RoleQuery,
+        status=204,
+    ),
+    # Children, placements, guardians.
+    Route(
+        "POST",
+        "/schools/{school_id}/children",
+        families.create_child,
+        "Add a child (and place it)",
+        body=CreateChild,
+        response=ChildView,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/schools/{school_id}/children",
+        families.list_children,
+        "The school's children",
+        query=ChildQuery,
+        response=Page[ChildView],
+    ),
+    Route("GET", "/children/{child_id}", families.get_child, "One child with guardians", response=ChildView),
+    Route(
+        "PATCH",
+        "/children/{child_id}",
+        families.update_child,
+        "Change a child's details (photo consent)",
+        body=UpdateChild,
+        response=ChildView,
+    ),
+    Route(
+        "PUT",
+        "/children/{child_id}/placement",
+        families.place_child,
+        "Place the child in a group for that group's school year",
+        body=Place,
+        response=PlacementView,
+    ),
+    Route(
+        "POST",
+        "/children/{child_id}/leave",
+        families.leave_school,
+        "The child leaves the school",
+        body=Leave,
+        response=ChildView,
+    ),
+    Route(
+        "POST",
+        "/children/{child_id}/guardians",
+        families.add_guardian,
+        "Add a guardian; they are invited",
+        body=NewGuardian,
+        response=GuardianView,
+        status=201,
+    ),
+    Route(
+        "DELETE",
+        "/guardianships/{guardianship_id}",
+        families.remove_guardian,
+        "Remove a guardian",
+        status=204,
+    ),
+    # Invitations and access codes.
+    Route(
+        "POST",
+        "/schools/{school_id}/invitations",
+        invitations.launch,
+        "Invite every guardian of the school who is not linked yet",
+        response=InvitationsLaunched,
+    ),
+    Route(
+        "POST",
+        "/guardianships/{guardianship_id}/invitation",
+        invitations.resend,
+        "Send a new access code (the old one stops working)",
+        response=InvitationSent,
+        status=201,
+    ),
+    Route(
+        "DELETE",
+        "/guardianships/{guardianship_id}/invitation",
+        invitations.revoke,
+        "Revoke the open access code",
         status=204,
     ),
     Route(
         "POST",
+        "/access-codes/redeem",
+        invitations.redeem,
+        "Link to a child with an access code",
+        body=Redeem,
+        response=Redeemed,
+        status=201,
+        auth="optional",
+    ),
+    # Login and the caller's account.
+    Route(
+        "POST",
         "/auth/login",
-        api.login,
+        login.login,
         "Log in with email and password for an access token",
         body=Login,
         response=TokenView,
         auth="none",
     ),
-    Route("GET", "/me", api.me, "The caller's own account", response=PersonView),
+    Route(
+        "POST",
+        "/auth/password",
+        login.set_password,
+        "Set a password with the token from a reset or welcome mail",
+        body=SetPassword,
+        response=TokenView,
+        auth="none",
+    ),
+    Route("GET", "/me", accounts.me, "The caller's account and roles", response=Me),
+    Route(
+        "PATCH", "/me", accounts.update_me, "Change the caller's name or language", body=UpdateMe, response=Me
+    ),
     Route(
         "GET",
         "/.well-known/jwks.json",
-        api.jwks,
+        login.jwks,
         "Public keys that verify access tokens",
         response=Jwks,
         auth="none",
@@ -92,7 +284,7 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=Handlers(),
         migrations=Path(__file__).parent / "migrations",
-        contexts=[signer, login_attempts_cleanup],
+        contexts=[signer, login_attempts_cleanup, year_switch_job],
         verifier=lambda app: TokenVerifier(
             issuer=app[SETTINGS].token_issuer, audience=app[SETTINGS].token_audience, jwks=app[SIGNER].jwks()
         ),

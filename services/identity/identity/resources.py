@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from identity import store
+from identity.login import store
 from identity.settings import Settings
 from identity.tokens import TokenSigner
 from shared.app import POOL, SETTINGS, settings_of

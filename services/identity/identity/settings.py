@@ -13,3 +13,6 @@ class Settings(ServiceSettings):
     token_ttl_seconds: int = 900
     # Bearer key for the operator's school-creation endpoint; unset disables the endpoint.
     operator_api_key: SecretStr | None = None
+    # How often the school-year switch checks each school's local date (seconds): a switch happens
+    # at most this long after local midnight.
+    school_year_check_seconds: float = 30.0

@@ -73,8 +73,6 @@ class TokenSigner:
             "exp": now + self.ttl_seconds,
             "jti": secrets.token_urlsafe(16),
             "typ": ACCESS_TOKEN_TYPE,
-            "role": caller.role,
-            "sid": str(caller.school_id),
         }
         return jwt.encode(claims, self._private_key, algorithm=ALGORITHM, headers={"kid": self.kid})
 

@@ -12,8 +12,9 @@ from media.imaging import sniff_image_type
 from media.resources import STORAGE
 from media.settings import Settings
 from media.storage import original_key
+from shared import membership_copy
 from shared.app import POOL, settings_of
-from shared.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.errors import Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.http import json_response, path_id
 from shared.tokens import require_caller
 
@@ -23,8 +24,17 @@ _SNIFF = 32
 
 
 async def upload_photo(request: web.Request) -> web.Response:
-    """Stream the body to a temporary file (bounded memory), check it is an image, store the original."""
-    caller = require_caller(request, "teacher")
+    """Stream the body to a temporary file (bounded memory), check it is an image, store the original
+    for a group the caller teaches (404 for a group they do not belong to, 403 for a guardian)."""
+    caller = require_caller(request)
+    group_id = path_id(request, "group_id")
+    async with request.app[POOL].acquire() as conn:
+        role = await membership_copy.role_in(conn, group_id, caller.person_id)
+        school_id = await store.school_of_group(conn, group_id)
+    if role is None or school_id is None:
+        raise NotFound("no such group")
+    if role != "teacher":
+        raise Forbidden("only the group's teachers can upload photos")
     limit = settings_of(request.app, Settings).photo_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
@@ -44,11 +54,11 @@ async def upload_photo(request: web.Request) -> web.Response:
         if content_type is None:
             raise UnsupportedMediaType("only JPEG, PNG or WebP photos can be uploaded")
         photo_id = uuid.uuid4()
-        key = original_key(caller.school_id, photo_id)
+        key = original_key(school_id, photo_id)
         spool.seek(0)
         await request.app[STORAGE].put_original(key, spool, content_type)
     async with request.app[POOL].acquire() as conn:
-        await store.insert_photo(conn, photo_id, caller.school_id, caller.person_id, content_type, size, key)
+        await store.insert_photo(conn, photo_id, school_id, group_id, caller.person_id, content_type, size, key)
     return json_response(
         PhotoUploaded(photo_id=photo_id, status="uploaded", size_bytes=size, content_type=content_type),
         status=201,

@@ -12,12 +12,14 @@ from shared.http import Route
 routes = [
     Route(
         "POST",
-        "/photos",
+        "/groups/{group_id}/photos",
         api.upload_photo,
-        "A teacher uploads a photo (the raw image as the body)",
+        "A teacher uploads a photo for a group they teach (the raw image as the body)",
         response=PhotoUploaded,
         status=201,
         raw_body=api.ACCEPTED_TYPES,
+        # Guardians may not upload; an empty body names no photo.
+        errors=(403, 422),
     ),
     Route(
         "GET",

@@ -8,7 +8,7 @@ import asyncpg
 from media import store
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
-from shared.contracts import PhotoRejected, PostPublished
+from shared.contracts import GroupChanged, PhotoRejected, PostPublished
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 from shared.outbox import publish
@@ -16,6 +16,12 @@ from shared.outbox import publish
 log = logging.getLogger(__name__)
 handlers = Handlers()
 keep_membership_copy(handlers)
+
+
+@handlers.on(GroupChanged)
+async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupChanged) -> None:
+    # Which school a group's photos belong to: storage keys and retention are per school.
+    await store.upsert_group(conn, event.group_id, event.school_id, event.revision)
 
 
 @handlers.on(PostPublished)

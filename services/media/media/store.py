@@ -11,16 +11,18 @@ async def insert_photo(
     conn: asyncpg.Connection,
     photo_id: uuid.UUID,
     school_id: uuid.UUID,
+    group_id: uuid.UUID,
     uploader_id: uuid.UUID,
     content_type: str,
     size_bytes: int,
     original_key: str,
 ) -> None:
     await conn.execute(
-        """INSERT INTO photos (photo_id, school_id, uploader_id, content_type, size_bytes, original_key)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """INSERT INTO photos (photo_id, school_id, group_id, uploader_id, content_type, size_bytes, original_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         photo_id,
         school_id,
+        group_id,
         uploader_id,
         content_type,
         size_bytes,
@@ -123,4 +125,20 @@ async def release(conn: asyncpg.Connection, photo_id: uuid.UUID, retry_in_second
         "UPDATE photos SET claimed_until = now() + $2 * interval '1 second' WHERE photo_id = $1",
         photo_id,
         retry_in_seconds,
+    )
+
+
+async def school_of_group(conn: asyncpg.Connection, group_id: uuid.UUID) -> uuid.UUID | None:
+    school_id: uuid.UUID | None = await conn.fetchval("SELECT school_id FROM groups WHERE group_id = $1", group_id)
+    return school_id
+
+
+async def upsert_group(conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, revision: int) -> None:
+    await conn.execute(
+        """INSERT INTO groups (group_id, school_id, revision) VALUES ($1, $2, $3)
+           ON CONFLICT (group_id) DO UPDATE SET school_id = EXCLUDED.school_id, revision = EXCLUDED.revision
+             WHERE groups.revision < EXCLUDED.revision""",
+        group_id,
+        school_id,
+        revision,
     )

@@ -1,0 +1,101 @@
+"""Invitations: issuing access codes by email (through the notifier, by event) and redeeming them."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from identity.invitations import codes
+from shared.contracts import InvitationIssued
+from shared.outbox import publish
+
+
+async def issue(conn: asyncpg.Connection, guardianship_id: uuid.UUID, reminder: int = 0) -> uuid.UUID | None:
+    """A new code for the guardianship, mailed by the notifier; any earlier open code stops working.
+
+    None when there is nothing to invite (already linked, or the child left). The clear code lives
+    only in the event, which the outbox strips once sent.
+    """
+    row = await conn.fetchrow(
+        """SELECT gs.guardianship_id, gs.email, gs.school_id, s.name AS school_name, s.locale,
+                  s.access_code_days, c.given_name,
+                  (SELECT a.locale FROM accounts a WHERE lower(a.email) = lower(gs.email)) AS account_locale
+           FROM guardianships gs JOIN children c USING (child_id) JOIN schools s ON s.school_id = gs.school_id
+           WHERE gs.guardianship_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL""",
+        guardianship_id,
+    )
+    if row is None:
+        return None
+    await conn.execute(
+        """UPDATE access_codes SET revoked_at = now()
+           WHERE guardianship_id = $1 AND used_at IS NULL AND revoked_at IS NULL""",
+        guardianship_id,
+    )
+    code = codes.new_code()
+    code_id = uuid.uuid4()
+    expires_at = datetime.now(UTC) + timedelta(days=row["access_code_days"])
+    await conn.execute(
+        """INSERT INTO access_codes (code_id, guardianship_id, prefix, code_hash, expires_at, reminders_sent)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        code_id,
+        guardianship_id,
+        codes.prefix(code),
+        codes.code_hash(code),
+        expires_at,
+        reminder,
+    )
+    event = InvitationIssued(
+        invitation_id=code_id,
+        school_id=row["school_id"],
+        email=row["email"],
+        locale=row["account_locale"] or row["locale"],
+        school_name=row["school_name"],
+        child_name=row["given_name"],
+        access_code=code,
+        expires_at=expires_at,
+        reminder=reminder,
+    )
+    await publish(conn, event, row["school_id"])
+    return code_id
+
+
+async def invite_pending_of_child(conn: asyncpg.Connection, child_id: uuid.UUID) -> int:
+    """Invite the child's guardians that have no account linked and no open code, if the school has
+    started inviting and the child is placed in its current or a coming year (a child placed
+    mid-year, or a guardian added later, is invited at once)."""
+    rows = await conn.fetch(
+        """SELECT gs.guardianship_id FROM guardianships gs
+           JOIN children c USING (child_id) JOIN schools s ON s.school_id = c.school_id
+           WHERE gs.child_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL
+             AND s.invitations_launched_at IS NOT NULL
+             AND EXISTS (SELECT 1 FROM placements p JOIN school_years y USING (school_year_id)
+                         WHERE p.child_id = c.child_id AND y.ends_on >= (now() AT TIME ZONE s.time_zone)::date)
+             AND NOT EXISTS (SELECT 1 FROM access_codes ac WHERE ac.guardianship_id = gs.guardianship_id
+                             AND ac.used_at IS NULL AND ac.revoked_at IS NULL AND ac.expires_at > now())""",
+        child_id,
+    )
+    for row in rows:
+        await issue(conn, row["guardianship_id"])
+    return len(rows)
+
+
+async def find_code(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
+    """The code's row with its guardianship, locked for redeeming; None when no such code exists."""
+    return await conn.fetchrow(
+        """SELECT ac.code_id, ac.expires_at, ac.used_at, ac.revoked_at, gs.guardianship_id, gs.child_id,
+                  gs.school_id, gs.email, gs.person_id AS linked_person_id, c.left_on
+           FROM access_codes ac JOIN guardianships gs USING (guardianship_id) JOIN children c USING (child_id)
+           WHERE ac.code_hash = $1 FOR UPDATE OF ac, gs""",
+        codes.code_hash(code),
+    )
+
+
+async def use_code(
+    conn: asyncpg.Connection, code_id: uuid.UUID, guardianship_id: uuid.UUID, person_id: uuid.UUID
+) -> None:
+    await conn.execute("UPDATE access_codes SET used_at = now() WHERE code_id = $1", code_id)
+    await conn.execute(
+        "UPDATE guardianships SET person_id = $2, linked_at = now() WHERE guardianship_id = $1",
+        guardianship_id,
+        person_id,
+    )
