@@ -5,13 +5,16 @@ from typing import Any
 
 
 class AppError(Exception):
+    """``retry_after`` (seconds) becomes a Retry-After header: give it with 429 and 503 when known."""
+
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(self, message: str, details: Any = None, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.retry_after = retry_after
 
 
 class BadRequest(AppError):

@@ -63,6 +63,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -74,7 +75,9 @@ async def error_middleware(
     try:
         return await handler(request)
     except AppError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return web.json_response(
             error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
         )

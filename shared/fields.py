@@ -1,0 +1,187 @@
+"""Field types whose JSON Schema states exactly what their validation accepts, so that the OpenAPI
+documents, the clients generated from them and fuzzers agree with the servers.
+
+Every pattern here is plain ECMA-262 that Python's ``re`` reads the same way.
+"""
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import email_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+# What str.strip() removes: the characters for which str.isspace() holds.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    """Text a person types, as ``Annotated[str, Trimmed(max_length)]``: surrounding whitespace is
+    trimmed (``str.strip``), then 1 to ``max_length`` characters must remain; NUL is refused anywhere
+    (PostgreSQL text cannot hold it). The schema says the same with a pattern, since ``maxLength``
+    would count the whitespace that is trimmed.
+
+    Raises ValueError (a 422 through shared.http.validate) naming the rule that failed.
+    """
+
+    max_length: int
+
+    @property
+    def pattern(self) -> str:
+        visible = f"[^{WHITESPACE}\\x00]"
+        if self.max_length == 1:
+            return f"^[{WHITESPACE}]*{visible}[{WHITESPACE}]*$"
+        return f"^[{WHITESPACE}]*{visible}(?:[^\\x00]{{0,{self.max_length - 2}}}{visible})?[{WHITESPACE}]*$"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(minLength=1, pattern=self.pattern)
+        return json_schema
+
+    def _check(self, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        value = value.strip()
+        if not value:
+            raise ValueError("is empty")
+        if len(value) > self.max_length:
+            raise ValueError(f"is longer than {self.max_length} characters")
+        return value
+
+
+@dataclass(frozen=True)
+class Matches:
+    """``Annotated[str, Matches(pattern, problem)]``: the whole text must match ``pattern``, which the
+    schema states; a mismatch raises ValueError saying ``problem`` rather than quoting the pattern.
+
+    The pattern is anchored (``^...$``) and matched whole: Python's ``$`` would also match before a
+    final newline, ECMA-262's does not.
+    """
+
+    pattern: str
+    problem: str
+
+    def __post_init__(self) -> None:
+        if not (self.pattern.startswith("^") and self.pattern.endswith("$")):
+            raise ValueError(f"anchor the pattern with ^ and $: {self.pattern}")
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        compiled = re.compile(self.pattern)
+
+        def check(value: str) -> str:
+            if not compiled.fullmatch(value):
+                raise ValueError(self.problem)
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = self.pattern
+        return json_schema
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _canonical_uuid(value: Any) -> Any:
+    # pydantic would also take 32 bare hex digits, {braces} and urn:uuid:, which format "uuid" does not.
+    if isinstance(value, str) and not _UUID.fullmatch(value):
+        raise ValueError("not a UUID in its 8-4-4-4-12 form")
+    return value
+
+
+Uuid = Annotated[uuid.UUID, BeforeValidator(_canonical_uuid)]
+"""A UUID as JSON Schema's format "uuid" has it: 36 characters, hex digits in 8-4-4-4-12 groups."""
+
+
+def is_uuid_text(text: str) -> bool:
+    """Whether ``text`` is a UUID in the form ``Uuid`` and the documents' format "uuid" take."""
+    return _UUID.fullmatch(text) is not None
+
+
+def _decimal(value: Any) -> Any:
+    # pydantic would also read " 20", "+20", "2_0" and "20.0" as 20, which no JSON Schema integer is.
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value):
+        raise ValueError("not a whole number")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_decimal)]
+"""An integer query parameter: its text is decimal digits, with a minus sign if negative."""
+
+
+SPECIAL_USE_DOMAINS = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+EMAIL_PATTERN = (
+    f"^(?=[^@]{{1,64}}@)"
+    f"(?![^@]*@(?:[^@]*\\.)?(?:{'|'.join(_any_case(d) for d in SPECIAL_USE_DOMAINS)})$)"
+    f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*@(?:{_LABEL}\\.)+{_TOP_LABEL}$"
+)
+
+
+def _valid_email(value: str) -> str:
+    if not value.isascii():
+        raise ValueError("write the address in ASCII, an internationalised domain in its xn-- form")
+    try:
+        checked = email_validator.validate_email(
+            value,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"not an email address we can send to: {exc}") from None
+    return str(checked.ascii_email)
+
+
+class _EmailJsonSchema:
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(
+            format="email",
+            maxLength=254,
+            pattern=EMAIL_PATTERN,
+            description=(
+                "An address mail can be delivered to: ASCII (an internationalised domain in its xn-- "
+                "form), no quoted local part, no IP address, no surrounding spaces, a domain with a "
+                f"dot and not a special-use one ({', '.join(SPECIAL_USE_DOMAINS)})."
+            ),
+        )
+        return json_schema
+
+
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=False), AfterValidator(_valid_email), _EmailJsonSchema()
+]
+"""An email address people can be mailed at, normalised (domain in lower case); what is refused, the
+schema says too. Surrounding spaces are refused rather than trimmed, whatever the model's config."""
