@@ -13,6 +13,7 @@ import email
 import email.policy
 import errno
 import ipaddress
+import re
 import socket
 import ssl
 import tempfile
@@ -22,6 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
+from urllib.parse import unquote
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ReceivedMail", "SmtpSink"]
+__all__ = ["ReceivedMail", "SmtpSink", "link_secret"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,25 @@ class ReceivedMail:
     login: str | None  # the AUTH user name; None when the client did not authenticate
     tls: bool  # the message came over a STARTTLS-upgraded connection
 
+    @property
+    def text(self) -> str:
+        """The plain-text part (the whole body of a single-part text message), with \\n line ends."""
+        part = self.message.get_body(("plain",))
+        if part is None:
+            raise ValueError("the mail has no text/plain part")
+        content: str = cast(EmailMessage, part).get_content()
+        return content.replace("\r\n", "\n")
+
+
+def link_secret(mail: ReceivedMail, name: str) -> str:
+    """The secret a mail's link carries in its URL fragment: ``link_secret(mail, "code")`` reads the
+    access code from ``.../invite#code=...``, ``link_secret(mail, "token")`` the token from
+    ``.../reset-password#token=...``. Raises ValueError when the text part has no such link."""
+    found = re.search(rf"#{re.escape(name)}=([^\s&#<>\"']+)", mail.text)
+    if found is None:
+        raise ValueError(f"no link with #{name}= in the mail")
+    return unquote(found.group(1))
+
 
 class SmtpSink:
     """Accepts and keeps every message; ``refuse_domain`` makes recipients at a domain fail."""
@@ -49,8 +70,15 @@ class SmtpSink:
     host = "127.0.0.1"
 
     def __init__(
-        self, *, starttls: bool = False, username: str | None = None, password: str | None = None
+        self,
+        *,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        smtputf8: bool = False,
     ) -> None:
+        """``smtputf8``: offer SMTPUTF8 (RFC 6531), so addresses with a UTF-8 local part are taken;
+        off by default, like many relays."""
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         self.messages: list[ReceivedMail] = []
@@ -61,6 +89,7 @@ class SmtpSink:
         self._server_tls: ssl.SSLContext | None = None
         if starttls:
             self._cert_pem, self._server_tls = _self_signed_tls()
+        self._smtputf8 = smtputf8
         self._controller: Controller | None = None
         self._port: int | None = None
 
@@ -101,6 +130,7 @@ class SmtpSink:
                 authenticator=handler.authenticate if self._credentials else None,
                 # Without TLS, AUTH is allowed in the clear: it is a test on the loopback interface.
                 auth_require_tls=self._server_tls is not None,
+                enable_SMTPUTF8=self._smtputf8,
             )
             try:
                 controller.start()

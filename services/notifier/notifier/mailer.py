@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender
 
 from notifier.delivery_errors import DeliveryFailed
 from notifier.settings import Settings
@@ -20,20 +21,25 @@ class Mailer:
         self._tls_context = tls_context
 
     async def send(self, msg: EmailMessage) -> None:
+        """Hand msg to the relay. Raises DeliveryFailed, permanent when a retry cannot help: the relay
+        refused with a 5xx, or an address needs SMTPUTF8 (RFC 6531) and the relay does not offer it."""
         s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            # Explicit False: aiosmtplib's default upgrades opportunistically, which breaks on
+            # servers with a certificate we cannot verify when TLS was not asked for.
+            start_tls=s.smtp_starttls,
+            tls_context=self._tls_context,
+            timeout=s.smtp_timeout_seconds,
+        )
         try:
-            refused, _ = await aiosmtplib.send(
-                msg,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                # Explicit False: aiosmtplib's default upgrades opportunistically, which breaks on
-                # servers with a certificate we cannot verify when TLS was not asked for.
-                start_tls=s.smtp_starttls,
-                tls_context=self._tls_context,
-                timeout=s.smtp_timeout_seconds,
-            )
+            async with client:
+                if _needs_smtputf8(msg):
+                    await _require_smtputf8(client)
+                refused, _ = await client.send_message(msg)
         except aiosmtplib.SMTPException as exc:
             raise _classify(exc) from exc
         except (OSError, TimeoutError) as exc:
@@ -41,6 +47,23 @@ class Mailer:
         if refused:
             # Some recipients took it, so a retry would send them a duplicate.
             raise DeliveryFailed(True, f"recipients refused: {_describe(refused)}")
+
+
+def _needs_smtputf8(msg: EmailMessage) -> bool:
+    # International domains are sent as A-labels (see compose.recipient); a UTF-8 local part cannot be.
+    addresses = [extract_sender(msg) or "", *extract_recipients(msg)]
+    return not all(address.isascii() for address in addresses)
+
+
+async def _require_smtputf8(client: aiosmtplib.SMTP) -> None:
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    if not client.supports_extension("smtputf8"):
+        raise DeliveryFailed(
+            True,
+            "the address has non-ASCII characters before the @, and the mail server does not "
+            "offer SMTPUTF8 to deliver it",
+        )
 
 
 _REFUSALS = (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError)

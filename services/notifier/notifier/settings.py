@@ -9,6 +9,8 @@ class Settings(ServiceSettings):
     http_port: int = 8084
     token_audience: str = "klaspost-notifier"
     public_base_url: str = "http://127.0.0.1:8080"
+    # Dates in mails are shown in the school's time zone; this one when the school is not known (yet).
+    default_time_zone: str = "Europe/Amsterdam"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_username: str | None = None

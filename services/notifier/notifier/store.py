@@ -1,6 +1,7 @@
 """Notifier's SQL."""
 
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -8,30 +9,90 @@ from notifier.domain import CLAIM_SECONDS
 
 
 async def upsert_person(
-    conn: asyncpg.Connection, person_id: uuid.UUID, school_id: uuid.UUID, email: str, name: str, locale: str
+    conn: asyncpg.Connection, person_id: uuid.UUID, email: str, name: str, locale: str, revision: int
 ) -> None:
+    """Keep an account's contact details, unless the copy already holds a newer revision."""
     await conn.execute(
-        """INSERT INTO people (person_id, school_id, email, display_name, locale) VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO people (person_id, email, display_name, locale, revision) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (person_id) DO UPDATE SET email = EXCLUDED.email, display_name = EXCLUDED.display_name,
-             locale = EXCLUDED.locale""",
+             locale = EXCLUDED.locale, revision = EXCLUDED.revision
+           WHERE people.revision < EXCLUDED.revision""",
         person_id,
-        school_id,
         email,
         name,
         locale,
+        revision,
+    )
+
+
+async def upsert_school(
+    conn: asyncpg.Connection, school_id: uuid.UUID, name: str, time_zone: str, locale: str, revision: int
+) -> None:
+    """Keep a school's name, time zone and language, unless the copy already holds a newer revision."""
+    await conn.execute(
+        """INSERT INTO schools (school_id, name, time_zone, locale, revision) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (school_id) DO UPDATE SET name = EXCLUDED.name, time_zone = EXCLUDED.time_zone,
+             locale = EXCLUDED.locale, revision = EXCLUDED.revision
+           WHERE schools.revision < EXCLUDED.revision""",
+        school_id,
+        name,
+        time_zone,
+        locale,
+        revision,
     )
 
 
 async def upsert_group(
-    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str
+    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, revision: int
 ) -> None:
+    """Keep a group's name, unless the copy already holds a newer revision."""
     await conn.execute(
-        """INSERT INTO groups (group_id, school_id, name) VALUES ($1, $2, $3)
-           ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name""",
+        """INSERT INTO groups (group_id, school_id, name, revision) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name,
+             revision = EXCLUDED.revision
+           WHERE groups.revision < EXCLUDED.revision""",
         group_id,
         school_id,
         name,
+        revision,
     )
+
+
+async def queue_mail(
+    conn: asyncpg.Connection,
+    mail_id: uuid.UUID,
+    kind: str,
+    to_email: str,
+    locale: str,
+    context: dict[str, Any],
+    secret: str,
+    school_id: uuid.UUID | None,
+    person_id: uuid.UUID | None,
+    correlation_id: str | None,
+) -> bool:
+    """Record a one-off mail; True when it now waits to be sent. False when a mail of this id
+    exists already (a redelivered event), or when there is no secret to send: that row is kept as
+    failed, for an operator to see."""
+    status, error = ("pending", None) if secret else ("failed", "the event carried no code or token")
+    created = await conn.fetchval(
+        """INSERT INTO mails (mail_id, kind, to_email, locale, context, secret, school_id, person_id,
+                              correlation_id, status, last_error)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           ON CONFLICT (mail_id) DO NOTHING
+           RETURNING status = 'pending'""",
+        mail_id,
+        kind,
+        to_email,
+        locale,
+        context,
+        secret or None,
+        school_id,
+        person_id,
+        correlation_id,
+        status,
+        error,
+    )
+    return bool(created)
 
 
 async def register_device(
@@ -154,6 +215,52 @@ async def retry_later(conn: asyncpg.Connection, delivery_id: uuid.UUID, seconds:
         """UPDATE deliveries SET next_attempt_at = now() + $2 * interval '1 second', last_error = $3
            WHERE delivery_id = $1""",
         delivery_id,
+        seconds,
+        error,
+    )
+
+
+async def claim_mails(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Due pending mails, each claimed for CLAIM_SECONDS, with the reader's name and the school's
+    time zone when the copies have them."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """UPDATE mails m SET next_attempt_at = now() + $2 * interval '1 second', attempts = m.attempts + 1
+           WHERE m.mail_id IN (
+                 SELECT mail_id FROM mails
+                 WHERE status = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING m.mail_id, m.kind, m.to_email, m.locale, m.context, m.secret, m.attempts, m.correlation_id,
+                     (SELECT display_name FROM people WHERE person_id = m.person_id) AS display_name,
+                     (SELECT time_zone FROM schools WHERE school_id = m.school_id) AS time_zone""",
+        limit,
+        CLAIM_SECONDS,
+    )
+    return rows
+
+
+async def mark_mail_sent(conn: asyncpg.Connection, mail_id: uuid.UUID) -> None:
+    """Sent: the secret goes in the same statement, so no sent mail keeps its code or token."""
+    await conn.execute(
+        """UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
+           WHERE mail_id = $1""",
+        mail_id,
+    )
+
+
+async def mark_mail_failed(conn: asyncpg.Connection, mail_id: uuid.UUID, error: str) -> None:
+    """Given up on: the secret goes too (identity can issue a new code or link)."""
+    await conn.execute(
+        "UPDATE mails SET status = 'failed', secret = NULL, last_error = $2 WHERE mail_id = $1",
+        mail_id,
+        error,
+    )
+
+
+async def retry_mail_later(conn: asyncpg.Connection, mail_id: uuid.UUID, seconds: float, error: str) -> None:
+    await conn.execute(
+        """UPDATE mails SET next_attempt_at = now() + $2 * interval '1 second', last_error = $3
+           WHERE mail_id = $1 AND status = 'pending'""",
+        mail_id,
         seconds,
         error,
     )

@@ -188,3 +188,30 @@ async def test_a_server_that_never_answers_is_a_temporary_failure_within_the_tim
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_an_international_domain_travels_as_its_ascii_form(sink):
+    await Mailer(settings_for(sink.port)).send(new_post(to="ada@bücher.test"))
+
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("ada@xn--bcher-kva.test",)
+    assert mail.message["To"].addresses[0].addr_spec == "ada@xn--bcher-kva.test"
+    assert b"xn--bcher-kva.test" in mail.raw
+
+
+async def test_a_non_ascii_local_part_fails_for_good_at_a_relay_without_smtputf8(sink):
+    with pytest.raises(DeliveryFailed, match="SMTPUTF8") as failure:
+        await Mailer(settings_for(sink.port)).send(new_post(to="ünï@ouders.test"))
+
+    assert failure.value.permanent
+    assert sink.messages == []
+
+
+async def test_a_non_ascii_local_part_is_delivered_by_a_relay_with_smtputf8():
+    async with SmtpSink(smtputf8=True) as sink:
+        await Mailer(settings_for(sink.port)).send(new_post(to="ünï@bücher.test"))
+
+        [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("ünï@xn--bcher-kva.test",)
+    # In UTF-8 in the header itself (RFC 6532), which the email package's byte parser cannot read back.
+    assert "<ünï@xn--bcher-kva.test>".encode() in mail.raw

@@ -8,12 +8,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from notifier.compose import resolve_locale
 from notifier.messages import (
     MAX_PUSH_PAYLOAD_BYTES,
     encode_push_payload,
     new_post_email,
     new_post_push,
-    resolve_locale,
 )
 
 MAIL_FROM = "Klaspost <noreply@klaspost.test>"
@@ -92,10 +92,26 @@ def test_a_group_name_with_a_line_break_cannot_inject_headers():
     assert msg["Subject"] == "Nieuw bericht in Groep 3B Bcc: everyone@example.test"
 
 
-@pytest.mark.parametrize("address", ["", "no domain", "a@b@c", "ünï@example.test"])
+@pytest.mark.parametrize(
+    "address", ["", "no domain", "a@b@c", "ada@☃.test", "ada@bü cher.test", "ada@" + "ü" * 70 + ".test"]
+)
 def test_an_unusable_address_is_a_value_error(address):
     with pytest.raises(ValueError, match="mail address"):
         an_email(recipient_email=address)
+
+
+def test_an_international_domain_is_addressed_in_its_ascii_form():
+    msg = an_email(recipient_email=" Ada@Bücher.Test ")
+
+    assert msg["To"].addresses[0].addr_spec == "Ada@xn--bcher-kva.test"
+    assert msg["To"].addresses[0].display_name == "Ada de Vries"
+
+
+def test_a_non_ascii_local_part_is_kept_for_a_relay_that_takes_it():
+    msg = an_email(recipient_email="ünï@bücher.test")
+
+    assert msg["To"].addresses[0].username == "ünï"
+    assert msg["To"].addresses[0].domain == "xn--bcher-kva.test"
 
 
 def test_a_non_web_post_url_is_refused():
