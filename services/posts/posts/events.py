@@ -5,7 +5,7 @@ import asyncpg
 
 from posts import store
 from shared.consumer import Handlers
-from shared.contracts import GroupCreated, PhotoProcessed, PhotoRejected
+from shared.contracts import GroupChanged, PhotoProcessed, PhotoRejected
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
@@ -13,9 +13,11 @@ handlers = Handlers()
 keep_membership_copy(handlers)
 
 
-@handlers.on(GroupCreated)
-async def group_created(conn: asyncpg.Connection, _env: Envelope, event: GroupCreated) -> None:
-    await store.upsert_group(conn, event.group_id, event.school_id, event.name, event.school_year)
+@handlers.on(GroupChanged)
+async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupChanged) -> None:
+    await store.upsert_group(
+        conn, event.group_id, event.school_id, event.name, event.school_year, event.revision
+    )
 
 
 @handlers.on(PhotoProcessed)

@@ -87,15 +87,19 @@ async def feed(
 
 
 async def upsert_group(
-    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, year: str
+    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, year: str, revision: int
 ) -> None:
+    """Keep a group's name and school year, unless the copy already holds a newer revision."""
     await conn.execute(
-        """INSERT INTO groups (group_id, school_id, name, school_year) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name, school_year = EXCLUDED.school_year""",
+        """INSERT INTO groups (group_id, school_id, name, school_year, revision) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name,
+             school_year = EXCLUDED.school_year, revision = EXCLUDED.revision
+           WHERE groups.revision < EXCLUDED.revision""",
         group_id,
         school_id,
         name,
         year,
+        revision,
     )
 
 
