@@ -89,6 +89,14 @@ def test_the_invitation_shows_the_code_in_groups_and_carries_it_in_the_links_fra
     assert "geldig tot maandag 14 december 2099 om 17:00." in text
 
 
+def test_an_identity_code_keeps_its_hyphens_in_the_link_and_its_groups_in_the_text():
+    msg = a_mail(code="KD7M-3QXZ-PA4R-9TNF")
+
+    text = msg.get_body(("plain",)).get_content()
+    assert "    KD7M-3QXZ-PA4R-9TNF\n" in text
+    assert "https://klaspost.test/invite#code=KD7M-3QXZ-PA4R-9TNF\n" in text
+
+
 def test_the_reset_link_carries_the_token_in_its_fragment():
     msg = a_mail("password_reset", "en", code="t0k-en_x")
 
@@ -101,6 +109,7 @@ def test_the_reset_link_carries_the_token_in_its_fragment():
 @pytest.mark.parametrize(
     ("code", "groups"),
     [
+        ("KD7M-3QXZ-PA4R-9TNF", ["KD7M", "3QXZ", "PA4R", "9TNF"]),  # as identity makes them
         ("K7QM3XPDWN9R", ["K7QM", "3XPD", "WN9R"]),
         ("k7qm-3xpd-wn9r", ["k7qm", "3xpd", "wn9r"]),
         ("K7QM 3XPD WN", ["K7QM", "3XPD", "WN"]),
