@@ -21,6 +21,8 @@ from identity.invitations.domain import InvitationSent, InvitationsLaunched, Red
 from identity.login import api as login
 from identity.login.domain import Jwks, Login, SetPassword, TokenView
 from identity.resources import SIGNER, login_attempts_cleanup, signer
+from identity.rollover import api as rollover
+from identity.rollover.domain import Promote, PromotionPlan
 from identity.schools import api as schools
 from identity.schools.api import GroupList, RoleQuery, SchoolYearList
 from identity.schools.domain import (
@@ -84,6 +86,15 @@ routes = [
         schools.list_school_years,
         "The school's years",
         response=SchoolYearList,
+    ),
+    Route(
+        "POST",
+        "/school-years/{school_year_id}/promotion",
+        rollover.promote_groups,
+        "Prepare this year from an earlier one: its groups move up a grade with their children",
+        body=Promote,
+        response=PromotionPlan,
+        errors=(409,),
     ),
     Route(
         "POST",

@@ -1,7 +1,7 @@
 """Schools, school years, groups, staff and teaching: SQL."""
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -120,19 +120,27 @@ async def school_year_by_name(
     )
 
 
-async def refresh_current_year(conn: asyncpg.Connection, school_id: uuid.UUID) -> bool:
-    """Make the year that holds today's local date (school's time zone) the current one, and derive
-    the memberships anew when that changes (seed rule 3). True when it changed."""
+async def refresh_current_year(
+    conn: asyncpg.Connection, school_id: uuid.UUID, at: datetime | None = None
+) -> bool:
+    """Make the year that holds the school's local date at ``at`` (default now) the current one, and
+    derive the memberships anew when that changes (seed rule 3). True when it changed.
+
+    Dates are local and inclusive: a year is current from 00:00 of its starts_on until 24:00 of its
+    ends_on in the school's time zone. Between two years (a summer holiday without a year) no year is
+    current, so access to the old year's groups ends after its ends_on and the new groups open on the
+    new year's first day.
+    """
     changed = await conn.fetchval(
-        """WITH today AS (SELECT (now() AT TIME ZONE time_zone)::date AS d FROM schools WHERE school_id = $1)
-           UPDATE schools s SET current_year_id = (
-               SELECT y.school_year_id FROM school_years y, today
-               WHERE y.school_id = $1 AND today.d BETWEEN y.starts_on AND y.ends_on)
-           WHERE s.school_id = $1 AND s.current_year_id IS DISTINCT FROM (
-               SELECT y.school_year_id FROM school_years y, today
-               WHERE y.school_id = $1 AND today.d BETWEEN y.starts_on AND y.ends_on)
+        """WITH today AS (SELECT (coalesce($2, now()) AT TIME ZONE time_zone)::date AS d
+                          FROM schools WHERE school_id = $1),
+                year AS (SELECT (SELECT y.school_year_id FROM school_years y, today
+                                 WHERE y.school_id = $1 AND today.d BETWEEN y.starts_on AND y.ends_on) AS id)
+           UPDATE schools s SET current_year_id = year.id FROM year
+           WHERE s.school_id = $1 AND s.current_year_id IS DISTINCT FROM year.id
            RETURNING true""",
         school_id,
+        at,
     )
     if changed:
         await memberships.derive(conn, school_id)
