@@ -89,7 +89,7 @@ async def make_school(system: System, name: str = "OJBS De Lichtstraat") -> Scho
     status, body = await system.call(
         "POST", "identity", f"/schools/{school.school_id}/invitations", admin.token
     )
-    assert status == 200, body
+    assert status == 202, body
     return school
 
 

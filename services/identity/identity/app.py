@@ -4,6 +4,8 @@ from pathlib import Path
 
 from identity.accounts import api as accounts
 from identity.accounts.domain import Me, UpdateMe
+from identity.adoption import api as adoption
+from identity.adoption.domain import Adoption, AdoptionQuery
 from identity.families import api as families
 from identity.families.domain import (
     ChildQuery,
@@ -17,7 +19,8 @@ from identity.families.domain import (
     UpdateChild,
 )
 from identity.invitations import api as invitations
-from identity.invitations.domain import InvitationSent, InvitationsLaunched, Redeem, Redeemed
+from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
+from identity.invitations.jobs import invitation_jobs
 from identity.login import api as login
 from identity.login.domain import Jwks, Login, SetPassword, TokenView
 from identity.resources import SIGNER, login_attempts_cleanup, signer
@@ -226,8 +229,16 @@ routes = [
         "POST",
         "/schools/{school_id}/invitations",
         invitations.launch,
-        "Invite every guardian of the school who is not linked yet",
-        response=InvitationsLaunched,
+        "Launch day: invite every guardian of the school who is not linked yet, in the background",
+        response=LaunchView,
+        status=202,
+    ),
+    Route(
+        "GET",
+        "/invitation-launches/{launch_id}",
+        invitations.get_launch,
+        "How far a launch has come",
+        response=LaunchView,
     ),
     Route(
         "POST",
@@ -253,6 +264,16 @@ routes = [
         response=Redeemed,
         status=201,
         auth="optional",
+        errors=(409, 429),
+    ),
+    # Adoption (seed rule 10).
+    Route(
+        "GET",
+        "/schools/{school_id}/adoption",
+        adoption.adoption,
+        "Families reached per group and for the school (JSON, or CSV with Accept: text/csv or format=csv)",
+        query=AdoptionQuery,
+        response=Adoption,
     ),
     # Login and the caller's account.
     Route(
@@ -295,7 +316,7 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=Handlers(),
         migrations=Path(__file__).parent / "migrations",
-        contexts=[signer, login_attempts_cleanup, year_switch_job],
+        contexts=[signer, login_attempts_cleanup, year_switch_job, invitation_jobs],
         verifier=lambda app: TokenVerifier(
             issuer=app[SETTINGS].token_issuer, audience=app[SETTINGS].token_audience, jwks=app[SIGNER].jwks()
         ),

@@ -16,3 +16,8 @@ class Settings(ServiceSettings):
     # How often the school-year switch checks each school's local date (seconds): a switch happens
     # at most this long after local midnight.
     school_year_check_seconds: float = 30.0
+    # How often pending invitations are checked for a reminder (seconds); the days between reminders
+    # and their number are school settings.
+    invitation_reminders_every_seconds: float = 900.0
+    # How often a launch whose replica stopped is looked for and finished (seconds).
+    invitation_launch_resume_seconds: float = 15.0

@@ -2,13 +2,14 @@
 
 from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
 from identity import memberships
 from identity.access import require_admin, require_admin_of
 from identity.accounts.store import account_by_email, ensure_account
-from identity.invitations import codes, store
-from identity.invitations.domain import InvitationSent, InvitationsLaunched, Redeem, Redeemed
+from identity.invitations import codes, launches, store, throttle
+from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
 from identity.passwords import check_password_policy, hash_password
 from identity.resources import SIGNER
 from shared.app import POOL
@@ -16,19 +17,55 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.http import json_response, path_id, read_json
 from shared.tokens import CALLER, Caller, require_caller
 
-REFUSED = "this access code is not valid"
+INVALID = "this access code is not valid; check it against the email (16 letters and digits)"
+USED = "this access code has been used already; log in instead"
+REPLACED = "this access code was replaced by a newer one; use the code from the latest email"
+WITHDRAWN = "this access code was withdrawn by the school; ask the school for a new one"
+NO_LONGER = "this access code no longer gives access; ask the school if you think it should"
+EXPIRED = "this access code has expired; ask the school for a new one"
 
 
 def _refuse(reason: str) -> ValidationFailed:
     return ValidationFailed(reason, [{"field": "code", "problem": reason}])
 
 
+async def _refusal(conn: asyncpg.Connection, found: asyncpg.Record | None) -> str | None:
+    """Why the code cannot be redeemed, one clear reason (None when it can). Nothing here says more
+    about a code than its holder knows from the email already."""
+    if found is None:
+        return INVALID
+    if found["used_at"] is not None or found["linked_person_id"] is not None:
+        return USED
+    if found["left_on"] is not None:
+        return NO_LONGER
+    if found["revoked_at"] is not None:
+        replaced = await store.has_newer_code(conn, found["code_id"], found["guardianship_id"])
+        return REPLACED if replaced else WITHDRAWN
+    if found["expires_at"] <= datetime.now(UTC):
+        return EXPIRED
+    return None
+
+
 async def redeem(request: web.Request) -> web.Response:
-    """Link a guardian to that one child: a new account, or the logged-in one."""
+    """Link a guardian to that one child: a new account, or the logged-in one (seed rule 2).
+
+    Every attempt is counted per client address, code prefix and account before the code is checked
+    (429 with Retry-After over a limit); a right code takes its count back. The code is never logged:
+    it travels in the body, and the request log holds the path only.
+    """
     command = await read_json(request, Redeem)
     caller: Caller | None = request.get(CALLER)
-    if codes.canonical(command.code) is None:
-        raise _refuse(REFUSED)
+    canonical = codes.canonical(command.code)
+    counters = throttle.keys(
+        throttle.client_address(request),
+        canonical[: codes.PREFIX_LENGTH] if canonical else None,
+        caller.person_id if caller else None,
+    )
+    pool = request.app[POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await throttle.count_attempt(conn, counters)
+    if canonical is None:
+        raise _refuse(INVALID)
     password_hash = None
     if caller is None:
         missing = [f for f in ("display_name", "password") if getattr(command, f) is None]
@@ -44,18 +81,12 @@ async def redeem(request: web.Request) -> web.Response:
                 "the password is not accepted", [{"field": "password", "problem": problem}]
             )
         password_hash = await hash_password(command.password)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        found = await store.find_code(conn, command.code)
-        if found is None:
-            raise _refuse(REFUSED)
-        if found["used_at"] is not None or found["linked_person_id"] is not None:
-            raise _refuse("this access code has been used already; log in instead")
-        if found["revoked_at"] is not None:
-            raise _refuse("this access code was replaced by a newer one; use the code from the latest email")
-        if found["left_on"] is not None:
-            raise _refuse(REFUSED)
-        if found["expires_at"] <= datetime.now(UTC):
-            raise _refuse("this access code has expired; ask the school for a new one")
+    async with pool.acquire() as conn, conn.transaction():
+        found = await store.find_code(conn, canonical)
+        refusal = await _refusal(conn, found)
+        if refusal is not None:
+            raise _refuse(refusal)
+        assert found is not None
         if caller is not None:
             person_id, created = caller.person_id, False
         else:
@@ -70,6 +101,7 @@ async def redeem(request: web.Request) -> web.Response:
             )
         await store.use_code(conn, found["code_id"], found["guardianship_id"], person_id)
         await memberships.derive(conn, found["school_id"], [person_id])
+        await throttle.take_back(conn, counters)
     token = request.app[SIGNER].issue(Caller(person_id=person_id)) if created else None
     return json_response(
         Redeemed(
@@ -95,6 +127,7 @@ async def resend(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
+    """Withdraw the guardian's open code (it stops working; no reminders follow); 404 if none."""
     guardianship_id = path_id(request, "guardianship_id")
     caller = require_caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -110,20 +143,30 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 async def launch(request: web.Request) -> web.Response:
-    """Invite every guardian of the school's placed children who has no account linked and no open
-    code, each once, and from now on invite new ones as they are added (seed: one launch day)."""
+    """Start the school's launch day (or answer the one running): every guardian of a placed child
+    who has no account linked and no open code is invited, each once, in the background; from then
+    on new guardians are invited as they are added (seed: one launch day). 202 with the launch to
+    follow at its Location."""
     school_id = path_id(request, "school_id")
     caller = require_caller(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    pool = request.app[POOL]
+    async with pool.acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
-        await conn.execute(
-            "UPDATE schools SET invitations_launched_at = coalesce(invitations_launched_at, now()) WHERE school_id = $1",
-            school_id,
+        row = await launches.start(conn, school_id)
+    launches.work_off_soon(request.app, pool, row["launch_id"])
+    return json_response(
+        LaunchView.model_validate(dict(row)),
+        status=202,
+        headers={"Location": f"/invitation-launches/{row['launch_id']}"},
+    )
+
+
+async def get_launch(request: web.Request) -> web.Response:
+    """How far a launch has come: follow it until ``status`` is ``done``."""
+    launch_id = path_id(request, "launch_id")
+    async with request.app[POOL].acquire() as conn:
+        await require_admin_of(
+            conn, require_caller(request), "invitation_launches", "launch_id", launch_id, "launch"
         )
-        children = await conn.fetch(
-            "SELECT child_id FROM children WHERE school_id = $1 AND left_on IS NULL", school_id
-        )
-        invited = 0
-        for row in children:
-            invited += await store.invite_pending_of_child(conn, row["child_id"])
-    return json_response(InvitationsLaunched(school_id=school_id, invited=invited))
+        row = await launches.launch(conn, launch_id)
+    return json_response(LaunchView.model_validate(dict(row)))  # type: ignore[arg-type]

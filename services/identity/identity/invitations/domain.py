@@ -1,6 +1,8 @@
 """Invitations and access codes: the shapes of redeeming and inviting."""
 
 import uuid
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,8 +33,16 @@ class InvitationSent(BaseModel):
     status: str = "invited"
 
 
-class InvitationsLaunched(BaseModel):
+class LaunchView(BaseModel):
+    """A school's launch day, worked off in the background: follow it with GET until ``status`` is
+    ``done``. ``total`` may still change while it runs (children placed or leaving meanwhile); when
+    done it equals ``invited + skipped``."""
+
+    launch_id: uuid.UUID
     school_id: uuid.UUID
-    invited: int = Field(
-        description="Guardians invited now (each once; linked ones and open codes are skipped)."
-    )
+    status: Literal["running", "done"]
+    total: int = Field(description="Guardians of placed children the launch goes through.")
+    invited: int = Field(description="Guardians invited by this launch (each once).")
+    skipped: int = Field(description="Guardians already linked or holding an open code, or whose child left.")
+    started_at: datetime
+    finished_at: datetime | None

@@ -21,7 +21,8 @@ async def issue(conn: asyncpg.Connection, guardianship_id: uuid.UUID, reminder: 
                   s.access_code_days, c.given_name,
                   (SELECT a.locale FROM accounts a WHERE lower(a.email) = lower(gs.email)) AS account_locale
            FROM guardianships gs JOIN children c USING (child_id) JOIN schools s ON s.school_id = gs.school_id
-           WHERE gs.guardianship_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL""",
+           WHERE gs.guardianship_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL
+           FOR UPDATE OF gs""",
         guardianship_id,
     )
     if row is None:
@@ -59,24 +60,52 @@ async def issue(conn: asyncpg.Connection, guardianship_id: uuid.UUID, reminder: 
     return code_id
 
 
+# A guardianship whose child is placed in the school's current or a coming year and has not left.
+_PLACED = """c.left_on IS NULL
+    AND EXISTS (SELECT 1 FROM placements p JOIN school_years y USING (school_year_id)
+                WHERE p.child_id = c.child_id AND y.ends_on >= (now() AT TIME ZONE s.time_zone)::date)"""
+# A code that still works: neither used nor revoked, and not expired.
+OPEN_CODE = "ac.used_at IS NULL AND ac.revoked_at IS NULL AND ac.expires_at > now()"
+
+
+# An invitation an admin withdrew: the latest code, revoked unused. It stays withdrawn until an
+# admin re-sends (a launch or a placement does not undo it; nor do reminders follow it).
+_WITHDRAWN = """ac.revoked_at IS NOT NULL AND ac.used_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM access_codes later
+                    WHERE later.guardianship_id = ac.guardianship_id AND later.created_at > ac.created_at)"""
+
+
+async def pending_among(conn: asyncpg.Connection, guardianship_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of ``guardianship_ids`` (locked by the caller) that are to be invited: not linked, the
+    child placed and not left, the school launched, no open code and no withdrawn invitation (a code
+    that expired unused does not stop a new invitation). Read after the locks, so two
+    transactions inviting the same guardian cannot both see "no open code"."""
+    rows = await conn.fetch(
+        f"""SELECT gs.guardianship_id FROM guardianships gs
+            JOIN children c USING (child_id) JOIN schools s ON s.school_id = c.school_id
+            WHERE gs.guardianship_id = ANY($1) AND gs.person_id IS NULL AND {_PLACED}
+              AND s.invitations_launched_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM access_codes ac
+                              WHERE ac.guardianship_id = gs.guardianship_id AND ({OPEN_CODE} OR {_WITHDRAWN}))
+            ORDER BY gs.guardianship_id""",  # noqa: S608 - constants, no input
+        guardianship_ids,
+    )
+    return [r["guardianship_id"] for r in rows]
+
+
 async def invite_pending_of_child(conn: asyncpg.Connection, child_id: uuid.UUID) -> int:
     """Invite the child's guardians that have no account linked and no open code, if the school has
     started inviting and the child is placed in its current or a coming year (a child placed
-    mid-year, or a guardian added later, is invited at once)."""
-    rows = await conn.fetch(
-        """SELECT gs.guardianship_id FROM guardianships gs
-           JOIN children c USING (child_id) JOIN schools s ON s.school_id = c.school_id
-           WHERE gs.child_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL
-             AND s.invitations_launched_at IS NOT NULL
-             AND EXISTS (SELECT 1 FROM placements p JOIN school_years y USING (school_year_id)
-                         WHERE p.child_id = c.child_id AND y.ends_on >= (now() AT TIME ZONE s.time_zone)::date)
-             AND NOT EXISTS (SELECT 1 FROM access_codes ac WHERE ac.guardianship_id = gs.guardianship_id
-                             AND ac.used_at IS NULL AND ac.revoked_at IS NULL AND ac.expires_at > now())""",
+    mid-year, or a guardian added later, is invited at once). Returns how many were invited."""
+    locked = await conn.fetch(
+        """SELECT guardianship_id FROM guardianships WHERE child_id = $1
+           ORDER BY guardianship_id FOR UPDATE""",
         child_id,
     )
-    for row in rows:
-        await issue(conn, row["guardianship_id"])
-    return len(rows)
+    pending = await pending_among(conn, [r["guardianship_id"] for r in locked])
+    for guardianship_id in pending:
+        await issue(conn, guardianship_id)
+    return len(pending)
 
 
 async def find_code(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
@@ -90,9 +119,24 @@ async def find_code(conn: asyncpg.Connection, code: str) -> asyncpg.Record | Non
     )
 
 
+async def has_newer_code(conn: asyncpg.Connection, code_id: uuid.UUID, guardianship_id: uuid.UUID) -> bool:
+    """Whether a later code was issued to the guardianship (the code was replaced, not withdrawn)."""
+    return bool(
+        await conn.fetchval(
+            """SELECT true FROM access_codes
+               WHERE guardianship_id = $2 AND code_id <> $1
+                 AND created_at >= (SELECT created_at FROM access_codes WHERE code_id = $1)
+               LIMIT 1""",
+            code_id,
+            guardianship_id,
+        )
+    )
+
+
 async def use_code(
     conn: asyncpg.Connection, code_id: uuid.UUID, guardianship_id: uuid.UUID, person_id: uuid.UUID
 ) -> None:
+    """Mark the code used and link the guardianship to the account (seed rule 2)."""
     await conn.execute("UPDATE access_codes SET used_at = now() WHERE code_id = $1", code_id)
     await conn.execute(
         "UPDATE guardianships SET person_id = $2, linked_at = now() WHERE guardianship_id = $1",

@@ -1,0 +1,1 @@
+"""Adoption: how many families a school has reached (seed rule 10)."""
