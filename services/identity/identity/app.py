@@ -18,6 +18,9 @@ from identity.families.domain import (
     PlacementView,
     UpdateChild,
 )
+from identity.imports import api as imports
+from identity.imports.domain import ImportQuery, ImportView
+from identity.imports.runner import import_jobs
 from identity.invitations import api as invitations
 from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
 from identity.invitations.jobs import invitation_jobs
@@ -164,6 +167,26 @@ routes = [
         "Take a staff role away",
         query=RoleQuery,
         status=204,
+    ),
+    # Class-list import (issue 5).
+    Route(
+        "POST",
+        "/schools/{school_id}/imports",
+        imports.start_import,
+        "Import a class list (CSV from ParnasSys, Esis or Magister): a dry run by default, then apply",
+        query=ImportQuery,
+        response=ImportView,
+        status=202,
+        raw_body=imports.ACCEPTED_TYPES,
+        # A file that cannot be read, or an apply of bad rows without skip_invalid.
+        errors=(422,),
+    ),
+    Route(
+        "GET",
+        "/imports/{import_id}",
+        imports.get_import,
+        "An import's progress and outcome",
+        response=ImportView,
     ),
     # Children, placements, guardians.
     Route(
@@ -316,7 +339,7 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=Handlers(),
         migrations=Path(__file__).parent / "migrations",
-        contexts=[signer, login_attempts_cleanup, year_switch_job, invitation_jobs],
+        contexts=[signer, login_attempts_cleanup, year_switch_job, invitation_jobs, import_jobs],
         verifier=lambda app: TokenVerifier(
             issuer=app[SETTINGS].token_issuer, audience=app[SETTINGS].token_audience, jwks=app[SIGNER].jwks()
         ),
