@@ -92,10 +92,7 @@ async def run_batch(conn: asyncpg.Connection, launch_id: uuid.UUID) -> bool:
         )
         return False
     ids = [r["guardianship_id"] for r in rows]
-    invited = 0
-    for guardianship_id in await store.pending_among(conn, ids):
-        if await store.issue(conn, guardianship_id) is not None:
-            invited += 1
+    invited = len(await store.issue_many(conn, [(g, 0) for g in await store.pending_among(conn, ids)]))
     await conn.execute(
         """UPDATE invitation_launches SET cursor = $2, invited = invited + $3, skipped = skipped + $4,
                   total = greatest(total, invited + skipped + $3 + $4), updated_at = now()

@@ -40,13 +40,13 @@ async def send_due_reminders(conn: asyncpg.Connection) -> int:
     """Issue the next reminder to every guardian due one, in the caller's transaction; returns how
     many went out. The periodic job runs it once across replicas."""
     due = await conn.fetch(_DUE, PER_RUN)
-    sent = 0
-    for row in due:
-        # Read again now that the guardianship is locked: a re-send may have replaced the code.
-        still_open = await conn.fetchval(
-            "SELECT true FROM access_codes WHERE code_id = $1 AND used_at IS NULL AND revoked_at IS NULL",
-            row["code_id"],
-        )
-        if still_open and await store.issue(conn, row["guardianship_id"], row["reminders_sent"] + 1):
-            sent += 1
-    return sent
+    # Read again now that the guardianships are locked: a re-send may have replaced a code meanwhile.
+    still_open = await conn.fetch(
+        "SELECT code_id FROM access_codes WHERE code_id = ANY($1) AND used_at IS NULL AND revoked_at IS NULL",
+        [r["code_id"] for r in due],
+    )
+    open_ids = {r["code_id"] for r in still_open}
+    issued = await store.issue_many(
+        conn, [(r["guardianship_id"], r["reminders_sent"] + 1) for r in due if r["code_id"] in open_ids]
+    )
+    return len(issued)

@@ -1,13 +1,16 @@
 """Invitations: issuing access codes by email (through the notifier, by event) and redeeming them."""
 
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from identity.invitations import codes
 from shared.contracts import InvitationIssued
-from shared.outbox import publish
+from shared.envelope import Event
+from shared.outbox import publish_many
 
 
 async def issue(conn: asyncpg.Connection, guardianship_id: uuid.UUID, reminder: int = 0) -> uuid.UUID | None:
@@ -16,48 +19,66 @@ async def issue(conn: asyncpg.Connection, guardianship_id: uuid.UUID, reminder: 
     None when there is nothing to invite (already linked, or the child left). The clear code lives
     only in the event, which the outbox strips once sent.
     """
-    row = await conn.fetchrow(
+    issued = await issue_many(conn, [(guardianship_id, reminder)])
+    return issued.get(guardianship_id)
+
+
+async def issue_many(
+    conn: asyncpg.Connection, invitations: Sequence[tuple[uuid.UUID, int]]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """``issue`` for many (guardianship_id, reminder number) pairs in a few round trips (a launch day
+    invites a whole school). Returns the new code_id per guardianship invited; those with nothing to
+    invite are left out. The guardianships are locked in id order."""
+    reminder_of = dict(invitations)
+    rows = await conn.fetch(
         """SELECT gs.guardianship_id, gs.email, gs.school_id, s.name AS school_name, s.locale,
                   s.access_code_days, c.given_name,
                   (SELECT a.locale FROM accounts a WHERE lower(a.email) = lower(gs.email)) AS account_locale
            FROM guardianships gs JOIN children c USING (child_id) JOIN schools s ON s.school_id = gs.school_id
-           WHERE gs.guardianship_id = $1 AND gs.person_id IS NULL AND c.left_on IS NULL
+           WHERE gs.guardianship_id = ANY($1) AND gs.person_id IS NULL AND c.left_on IS NULL
+           ORDER BY gs.guardianship_id
            FOR UPDATE OF gs""",
-        guardianship_id,
+        list(reminder_of),
     )
-    if row is None:
-        return None
+    if not rows:
+        return {}
+    ids = [r["guardianship_id"] for r in rows]
     await conn.execute(
         """UPDATE access_codes SET revoked_at = now()
-           WHERE guardianship_id = $1 AND used_at IS NULL AND revoked_at IS NULL""",
-        guardianship_id,
+           WHERE guardianship_id = ANY($1) AND used_at IS NULL AND revoked_at IS NULL""",
+        ids,
     )
-    code = codes.new_code()
-    code_id = uuid.uuid4()
-    expires_at = datetime.now(UTC) + timedelta(days=row["access_code_days"])
-    await conn.execute(
+    now = datetime.now(UTC)
+    events: dict[uuid.UUID, list[Event]] = defaultdict(list)
+    inserts = []
+    for row in rows:
+        code, code_id = codes.new_code(), uuid.uuid4()
+        expires_at = now + timedelta(days=row["access_code_days"])
+        reminder = reminder_of[row["guardianship_id"]]
+        inserts.append(
+            (code_id, row["guardianship_id"], codes.prefix(code), codes.code_hash(code), expires_at, reminder)
+        )
+        events[row["school_id"]].append(
+            InvitationIssued(
+                invitation_id=code_id,
+                school_id=row["school_id"],
+                email=row["email"],
+                locale=row["account_locale"] or row["locale"],
+                school_name=row["school_name"],
+                child_name=row["given_name"],
+                access_code=code,
+                expires_at=expires_at,
+                reminder=reminder,
+            )
+        )
+    await conn.executemany(
         """INSERT INTO access_codes (code_id, guardianship_id, prefix, code_hash, expires_at, reminders_sent)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        code_id,
-        guardianship_id,
-        codes.prefix(code),
-        codes.code_hash(code),
-        expires_at,
-        reminder,
+        inserts,
     )
-    event = InvitationIssued(
-        invitation_id=code_id,
-        school_id=row["school_id"],
-        email=row["email"],
-        locale=row["account_locale"] or row["locale"],
-        school_name=row["school_name"],
-        child_name=row["given_name"],
-        access_code=code,
-        expires_at=expires_at,
-        reminder=reminder,
-    )
-    await publish(conn, event, row["school_id"])
-    return code_id
+    for school_id, school_events in events.items():
+        await publish_many(conn, school_events, school_id)
+    return {guardianship_id: code_id for code_id, guardianship_id, *_ in inserts}
 
 
 # A guardianship whose child is placed in the school's current or a coming year and has not left.
@@ -103,9 +124,7 @@ async def invite_pending_of_child(conn: asyncpg.Connection, child_id: uuid.UUID)
         child_id,
     )
     pending = await pending_among(conn, [r["guardianship_id"] for r in locked])
-    for guardianship_id in pending:
-        await issue(conn, guardianship_id)
-    return len(pending)
+    return len(await issue_many(conn, [(g, 0) for g in pending]))
 
 
 async def find_code(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
