@@ -25,8 +25,8 @@ from identity.invitations import api as invitations
 from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
 from identity.invitations.jobs import invitation_jobs
 from identity.login import api as login
-from identity.login.domain import Jwks, Login, SetPassword, TokenView
-from identity.resources import SIGNER, login_attempts_cleanup, signer
+from identity.login.domain import Jwks, Login, Refresh, RequestReset, ResetRequested, SetPassword, TokenView
+from identity.resources import SIGNER, login_cleanup, signer
 from identity.rollover import api as rollover
 from identity.rollover.domain import Promote, PromotionPlan
 from identity.schools import api as schools
@@ -303,19 +303,51 @@ routes = [
         "POST",
         "/auth/login",
         login.login,
-        "Log in with email and password for an access token",
+        "Log in with email and password for an access token and a refresh token",
         body=Login,
         response=TokenView,
         auth="none",
+        errors=(401, 429),
+    ),
+    Route(
+        "POST",
+        "/auth/refresh",
+        login.refresh_tokens,
+        "Trade a refresh token for a new access token and the next refresh token",
+        body=Refresh,
+        response=TokenView,
+        auth="none",
+        errors=(401,),
+    ),
+    Route(
+        "POST",
+        "/auth/logout",
+        login.logout,
+        "End the login a refresh token belongs to",
+        body=Refresh,
+        status=204,
+        auth="none",
+    ),
+    Route(
+        "POST",
+        "/auth/password-reset",
+        login.request_reset,
+        "Have a link to set the password mailed to an address, if it has an account",
+        body=RequestReset,
+        response=ResetRequested,
+        status=202,
+        auth="none",
+        errors=(429,),
     ),
     Route(
         "POST",
         "/auth/password",
         login.set_password,
-        "Set a password with the token from a reset or welcome mail",
+        "Set a password with the token from a reset or welcome mail; ends the account's other logins",
         body=SetPassword,
         response=TokenView,
         auth="none",
+        errors=(401, 429),
     ),
     Route("GET", "/me", accounts.me, "The caller's account and roles", response=Me),
     Route(
@@ -339,7 +371,7 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=Handlers(),
         migrations=Path(__file__).parent / "migrations",
-        contexts=[signer, login_attempts_cleanup, year_switch_job, invitation_jobs, import_jobs],
+        contexts=[signer, login_cleanup, year_switch_job, invitation_jobs, import_jobs],
         verifier=lambda app: TokenVerifier(
             issuer=app[SETTINGS].token_issuer, audience=app[SETTINGS].token_audience, jwks=app[SIGNER].jwks()
         ),

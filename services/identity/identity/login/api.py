@@ -1,39 +1,60 @@
-"""Logging in, and setting a password from a reset or welcome link."""
+"""Logging in and out, refreshing tokens, and setting a password from a reset or welcome link."""
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from identity.accounts.store import set_password_hash
-from identity.login import store
-from identity.login.domain import Login, SetPassword, TokenView
-from identity.login.resets import token_hash, use_reset
+from identity.login import refresh, store, throttle
+from identity.login.domain import Login, Refresh, RequestReset, ResetRequested, SetPassword, TokenView
+from identity.login.resets import issue_reset, token_hash, use_reset
+from identity.login.throttle import Limit, LoginRules
 from identity.passwords import DUMMY_HASH, check_password_policy, hash_password, verify_password
 from identity.resources import SIGNER
-from shared.app import POOL
-from shared.errors import TooManyRequests, Unauthorized, ValidationFailed
+from identity.settings import Settings
+from shared.app import POOL, settings_of
+from shared.clients import client_address
+from shared.errors import Unauthorized, ValidationFailed
 from shared.http import json_response, read_json
 from shared.tokens import Caller
 
-LOGIN_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_ACCOUNT = 10
-MAX_FAILURES_PER_ADDRESS = 50
+# Names the device across logins (see identity.login.throttle): HttpOnly, so scripts cannot read it.
+DEVICE_COOKIE = "klaspost_device"
+RESET_WINDOW_SECONDS = 3_600
+SET_PASSWORD_WINDOW_SECONDS = 900
+# A reset request is answered no sooner than this after it arrived, whether a mail is made or not,
+# so the answer's timing does not tell whether the address has an account.
+RESET_ANSWER_SECONDS = 0.25
 
 
-def _token(request: web.Request, caller: Caller) -> web.Response:
+def _client(request: web.Request) -> str:
+    return client_address(request, settings_of(request.app, Settings).trusted_proxies)
+
+
+def _tokens(request: web.Request, issued: refresh.Issued) -> TokenView:
+    """An access token for the account, with the refresh token just issued."""
     signer = request.app[SIGNER]
-    return json_response(TokenView(access_token=signer.issue(caller), expires_in=signer.ttl_seconds))
+    return TokenView(
+        access_token=signer.issue(Caller(person_id=issued.person_id)),
+        expires_in=signer.ttl_seconds,
+        refresh_token=issued.token,
+        refresh_expires_in=int((issued.expires_at - datetime.now(UTC)).total_seconds()),
+    )
 
 
 async def login(request: web.Request) -> web.Response:
+    """Log in with email and password: 401 when either is wrong (the same answer for an unknown
+    address), 429 with Retry-After when attempts are throttled (identity.login.throttle)."""
     command = await read_json(request, Login)
-    keys = (f"email:{command.email.lower()}", f"ip:{request.remote}")
+    settings = settings_of(request.app, Settings)
     pool = request.app[POOL]
-    # Every attempt is counted before the password is checked, atomically, so guesses sent at once
-    # cannot all slip in under the limit; a successful login takes its count back.
+    device_token = request.cookies.get(DEVICE_COOKIE)
     async with pool.acquire() as conn, conn.transaction():
-        account = await store.count_attempt(conn, keys[0], LOGIN_WINDOW_SECONDS)
-        address = await store.count_attempt(conn, keys[1], LOGIN_WINDOW_SECONDS)
-    if account > MAX_FAILURES_PER_ACCOUNT or address > MAX_FAILURES_PER_ADDRESS:
-        raise TooManyRequests("too many failed attempts; try again in 15 minutes")
+        attempt = await throttle.admit_login(
+            conn, LoginRules.from_settings(settings), command.email.lower(), _client(request), device_token
+        )
     async with pool.acquire() as conn:
         person = await store.account_for_login(conn, command.email)
     # Verify against a dummy hash for unknown addresses, so timing does not tell who has an account.
@@ -42,23 +63,86 @@ async def login(request: web.Request) -> web.Response:
     )
     if not ok or person is None:
         raise Unauthorized("the email address or password is wrong")
+    if attempt.device is None:
+        device_token = secrets.token_urlsafe(32)
+    device = throttle.device_client(device_token)
+    assert device is not None
     async with pool.acquire() as conn, conn.transaction():
-        for key in keys:
-            await store.take_back_attempt(conn, key, LOGIN_WINDOW_SECONDS)
+        await throttle.login_succeeded(conn, attempt, device)
         if new_hash:
             await set_password_hash(conn, person["person_id"], new_hash)
-    return _token(request, Caller(person_id=person["person_id"]))
+        issued = await refresh.start_family(
+            conn, person["person_id"], refresh.Lifetime.from_settings(settings)
+        )
+    response = json_response(_tokens(request, issued))
+    response.set_cookie(
+        DEVICE_COOKIE,
+        str(device_token),
+        max_age=settings.known_client_days * 86_400,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+async def refresh_tokens(request: web.Request) -> web.Response:
+    """Trade a refresh token for a new access token and the next refresh token; 401 for a token that
+    is unknown, expired, revoked or used before (which revokes its whole family)."""
+    command = await read_json(request, Refresh)
+    lifetime = refresh.Lifetime.from_settings(settings_of(request.app, Settings))
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        issued = await refresh.rotate(conn, command.refresh_token, lifetime)
+    # Raised after the commit: a reused token's family must stay revoked.
+    if issued is None:
+        raise Unauthorized("this refresh token is not valid (any more); log in again")
+    return json_response(_tokens(request, issued))
+
+
+async def logout(request: web.Request) -> web.Response:
+    """End the login the refresh token belongs to: it and every token refreshed from it stop working.
+    Always 204, also for a token that was ended before."""
+    command = await read_json(request, Refresh)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await refresh.revoke_family_of(conn, command.refresh_token)
+    return web.Response(status=204)
+
+
+async def request_reset(request: web.Request) -> web.Response:
+    """Mail a link to set the password, if the address has an account: 202 with the same answer
+    either way; 429 with Retry-After past the limits per address and per client."""
+    started = asyncio.get_running_loop().time()
+    command = await read_json(request, RequestReset)
+    settings = settings_of(request.app, Settings)
+    email = command.email.lower()
+    limits = [
+        (f"reset-address:{email}", Limit(settings.reset_limit_per_address, RESET_WINDOW_SECONDS)),
+        (f"reset-ip:{_client(request)}", Limit(settings.reset_limit_per_client, RESET_WINDOW_SECONDS)),
+    ]
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await throttle.admit(conn, limits)
+        person_id = await store.account_for_reset(conn, email)
+        if person_id is not None:
+            await issue_reset(conn, person_id, "reset")
+    elapsed = asyncio.get_running_loop().time() - started
+    await asyncio.sleep(max(0.0, RESET_ANSWER_SECONDS - elapsed))
+    return json_response(ResetRequested(), status=202)
 
 
 async def set_password(request: web.Request) -> web.Response:
-    """Set the password with a single-use token from a reset or welcome email; logs in."""
+    """Set the password with a single-use token from a reset or welcome email; logs in, and ends every
+    other login of the account. 401 for a token that is unknown, used or expired; 429 past the
+    limit of attempts per client."""
     command = await read_json(request, SetPassword)
-    async with request.app[POOL].acquire() as conn:
-        email = await conn.fetchval(
-            """SELECT a.email FROM password_resets r JOIN accounts a USING (person_id)
-               WHERE r.token_hash = $1""",
-            token_hash(command.token),
+    settings = settings_of(request.app, Settings)
+    key = f"set-password-ip:{_client(request)}"
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        attempt = await throttle.admit(
+            conn, [(key, Limit(settings.set_password_limit_per_client, SET_PASSWORD_WINDOW_SECONDS))]
         )
+    async with request.app[POOL].acquire() as conn:
+        email = await store.email_of_reset(conn, token_hash(command.token))
     problem = check_password_policy(command.password, email)
     if problem:
         raise ValidationFailed("the password is not accepted", [{"field": "password", "problem": problem}])
@@ -67,8 +151,11 @@ async def set_password(request: web.Request) -> web.Response:
         person_id = await use_reset(conn, command.token)
         if person_id is None:
             raise Unauthorized("this link is not valid (any more); ask for a new one")
+        await store.take_back(conn, attempt)
         await set_password_hash(conn, person_id, password_hash)
-    return _token(request, Caller(person_id=person_id))
+        await refresh.revoke_all(conn, person_id)
+        issued = await refresh.start_family(conn, person_id, refresh.Lifetime.from_settings(settings))
+    return json_response(_tokens(request, issued))
 
 
 async def jwks(request: web.Request) -> web.Response:
