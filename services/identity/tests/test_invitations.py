@@ -239,6 +239,13 @@ async def test_guessing_by_a_logged_in_account_is_throttled(identity: Identity) 
     assert (await redeem(identity, WRONG))[0] == 422
 
 
+def test_an_ipv6_client_is_counted_as_its_64_and_a_mapped_ipv4_as_itself() -> None:
+    assert throttle.address_key("2001:db8:1:2:aaaa::1") == throttle.address_key("2001:db8:1:2:bbbb::2")
+    assert throttle.address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert throttle.address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert throttle.address_key("192.0.2.7") == "192.0.2.7"
+
+
 async def test_a_right_code_takes_its_attempt_back(identity: Identity) -> None:
     _, _, _, code = await invited_family(identity)
     assert (await redeem(identity, code))[0] == 201

@@ -5,6 +5,7 @@ slip in under a limit; a right code takes its count back. Codes carry about 2^76
 limits are about abuse and noise more than about the odds of a hit.
 """
 
+import ipaddress
 import uuid
 from dataclasses import dataclass
 
@@ -32,9 +33,21 @@ KEPT_SECONDS = 86_400
 
 
 def client_address(request: web.Request) -> str:
-    """The address attempts are counted on. The one place to switch to the forwarded address of a
-    trusted proxy (shared.clients, being added in issue 5's login work)."""
-    return request.remote or "unknown"
+    """The client address attempts are counted on; an IPv6 client counts as its /64, which one
+    client usually holds whole. The one place to switch to the forwarded address of a trusted proxy
+    (shared.clients)."""
+    return address_key(request.remote or "unknown")
+
+
+def address_key(address: str) -> str:
+    """``address`` as a counter key: an IPv4 address as it is, an IPv6 address as its /64."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else parsed)
 
 
 def keys(address: str, prefix: str | None, person_id: uuid.UUID | None) -> list[tuple[str, Limit]]:
