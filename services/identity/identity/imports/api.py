@@ -55,9 +55,13 @@ async def start_import(request: web.Request) -> web.Response:
         )
     table = read_table(await _read_file(request), query.mapping_dict(), MAX_ROWS)
     import_id = uuid.uuid4()
+    # An apply that would refuse is told so now; its rows, checked here, are not checked again.
+    rows = await runner.check(table) if not query.dry_run and not query.skip_invalid else None
     async with request.app[POOL].acquire() as conn:
-        if not query.dry_run and not query.skip_invalid:
-            plan = await runner.make_plan(conn, school_id, year["school_year_id"], table, query.create_groups)
+        if rows is not None:
+            plan = await runner.make_plan(
+                conn, school_id, year["school_year_id"], table, query.create_groups, rows
+            )
             if plan.errors:
                 raise ValidationFailed(
                     f"{len(plan.invalid_lines)} rows have problems: fix them, or apply with skip_invalid=true",
@@ -90,6 +94,7 @@ async def start_import(request: web.Request) -> web.Response:
             school_id=school_id,
             school_year_id=year["school_year_id"],
             table=table,
+            rows=rows,
             dry_run=query.dry_run,
             skip_invalid=query.skip_invalid,
             create_groups=query.create_groups,

@@ -258,8 +258,13 @@ def parse_date(text: str) -> date:
     raise ValueError(f"{text!r} is not a date such as 31-12-2018")
 
 
-def check_row(row: Row, columns: Mapping[str, str], today: date) -> tuple[Pupil | None, list[RowProblem]]:
-    """The pupil of a row, or every problem with it (``columns``: our field -> the file's header)."""
+def check_row(
+    row: Row, columns: Mapping[str, str], today: date, addresses: dict[str, str | ValueError] | None = None
+) -> tuple[Pupil | None, list[RowProblem]]:
+    """The pupil of a row, or every problem with it (``columns``: our field -> the file's header).
+    ``addresses`` caches checked addresses across rows: siblings share them, and checking one takes
+    a while (email-validator)."""
+    checked = {} if addresses is None else addresses
     values = row.values
     problems: list[RowProblem] = []
 
@@ -295,13 +300,15 @@ def check_row(row: Row, columns: Mapping[str, str], today: date) -> tuple[Pupil 
         text = values.get(name, "")
         if not text:
             continue
-        try:
-            email = normalise_email(text)
-        except ValueError as exc:
-            problem(
-                name,
-                f"undeliverable email {text!r}: {str(exc).removeprefix('not a deliverable email address: ')}",
-            )
+        if text not in checked:
+            try:
+                checked[text] = normalise_email(text)
+            except ValueError as exc:
+                checked[text] = exc
+        email = checked[text]
+        if isinstance(email, ValueError):
+            reason = str(email).removeprefix("not a deliverable email address: ")
+            problem(name, f"undeliverable email {text!r}: {reason}")
             continue
         if email.lower() not in {e.lower() for e in emails}:
             emails.append(email)
@@ -374,16 +381,27 @@ def _identity(pupil: Pupil, child: KnownChild | None) -> str:
     return f"name:{name_key(pupil.given_name, pupil.tussenvoegsel, pupil.family_name)}|{born}"
 
 
+CheckedRows = list[tuple[Pupil | None, list[RowProblem]]]
+
+
+def check_rows(table: Table, today: date) -> CheckedRows:
+    """Every row checked on its own (the slow part of a plan, and independent of the database)."""
+    addresses: dict[str, str | ValueError] = {}
+    return [check_row(row, table.columns, today, addresses) for row in table.rows]
+
+
 def plan(
     table: Table,
     children: Iterable[KnownChild],
     groups: Mapping[str, uuid.UUID],
     create_groups: bool,
     today: date,
+    rows: CheckedRows | None = None,
 ) -> Plan:
     """What importing ``table`` would do to the school's ``children`` given the year's ``groups``
     (name -> id); every problem is named with its line. Rows for one child are an error: all of
-    them when their groups differ (which one is right?), the later ones when they are copies."""
+    them when their groups differ (which one is right?), the later ones when they are copies.
+    ``rows``: the table's ``check_rows`` when made already."""
     known = list(children)
     index = _Index(known)
     by_group_key = _group_lookup(groups)
@@ -396,8 +414,7 @@ def plan(
         )
         result.invalid_lines.add(line)
 
-    for row in table.rows:
-        pupil, problems = check_row(row, table.columns, today)
+    for row, (pupil, problems) in zip(table.rows, rows or check_rows(table, today), strict=True):
         if pupil is None:
             result.errors.extend(problems)
             result.invalid_lines.add(row.line)

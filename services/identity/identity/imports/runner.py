@@ -23,9 +23,18 @@ from aiohttp import web
 from identity import memberships
 from identity.families import store as families
 from identity.imports import store
-from identity.imports.domain import HEARTBEAT_SECONDS, Entry, ImportCounts, Plan, group_key, plan
+from identity.imports.domain import (
+    HEARTBEAT_SECONDS,
+    CheckedRows,
+    Entry,
+    ImportCounts,
+    Plan,
+    check_rows,
+    group_key,
+    plan,
+)
 from identity.imports.parsing import Table
-from identity.invitations.store import invite_pending_of_child
+from identity.invitations.store import issue_many, pending_among
 from identity.schools import store as schools
 from shared.app import POOL
 
@@ -38,6 +47,8 @@ class Tasks(set["asyncio.Task[None]"]):
 
 
 IMPORT_TASKS = web.AppKey("import_tasks", Tasks)
+# Rows written between two progress steps.
+CHUNK = 100
 _CHILD_FIELDS = ("given_name", "tussenvoegsel", "family_name", "date_of_birth", "photo_consent")
 
 
@@ -47,6 +58,8 @@ class Job:
     school_id: uuid.UUID
     school_year_id: uuid.UUID
     table: Table
+    # The rows checked already (by the upload's own check of an apply), else None.
+    rows: CheckedRows | None
     dry_run: bool
     skip_invalid: bool
     create_groups: bool
@@ -78,18 +91,24 @@ def start(app: web.Application, job: Job) -> None:
     task.add_done_callback(app[IMPORT_TASKS].discard)
 
 
+async def check(table: Table) -> CheckedRows:
+    """The rows checked off the event loop: checking thousands of addresses takes a while."""
+    return await asyncio.to_thread(check_rows, table, date.today())
+
+
 async def make_plan(
     conn: asyncpg.Connection,
     school_id: uuid.UUID,
     school_year_id: uuid.UUID,
     table: Table,
     create_groups: bool,
+    rows: CheckedRows | None = None,
 ) -> Plan:
-    """The plan against the school as it is now (the row checks run off the event loop: checking
-    thousands of addresses takes a while)."""
+    """The plan against the school as it is now; ``rows``: the table's rows checked already."""
+    checked = rows if rows is not None else await check(table)
     children = await store.known_children(conn, school_id, school_year_id)
     groups = await store.groups_of_year(conn, school_year_id)
-    return await asyncio.to_thread(plan, table, children, groups, create_groups, date.today())
+    return plan(table, children, groups, create_groups, date.today(), checked)
 
 
 class Progress:
@@ -176,7 +195,9 @@ async def apply(pool: asyncpg.Pool, job: Job, progress: Progress) -> None:
     under the lock, so it is the truth it is written against)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(job.school_id))
-        result = await make_plan(conn, job.school_id, job.school_year_id, job.table, job.create_groups)
+        result = await make_plan(
+            conn, job.school_id, job.school_year_id, job.table, job.create_groups, job.rows
+        )
         if result.errors and not job.skip_invalid:
             raise Refused("some rows have problems: fix them, or apply with skip_invalid=true", result)
         progress.rows_done = len(result.invalid_lines)
@@ -186,78 +207,92 @@ async def apply(pool: asyncpg.Pool, job: Job, progress: Progress) -> None:
 
 
 async def write(conn: asyncpg.Connection, job: Job, result: Plan, progress: Progress) -> ImportCounts:
-    """Write the plan's entries in the caller's transaction; then derive the memberships of the
-    linked guardians whose children moved or came back, and invite the new guardians (once the
-    school invites). Returns the counts with ``invited``."""
+    """Write the plan's entries in the caller's transaction, CHUNK rows at a time (so progress shows
+    rows written and invited), then derive the memberships of the linked guardians whose children
+    moved or came back. Returns the counts with ``invited``."""
     counts = result.counts()
     created_groups: dict[str, uuid.UUID] = {}
     for name in result.groups_to_create:
         group_id = uuid.uuid4()
         await schools.insert_group(conn, group_id, job.school_id, job.school_year_id, name)
         created_groups[group_key(name)] = group_id
-    new_ids = {e.pupil.line: uuid.uuid4() for e in result.entries if e.child is None}
-    await store.insert_children(
+    inviting = await store.invitations_launched(conn, job.school_id)
+    rederive: list[uuid.UUID] = []
+    for start in range(0, len(result.entries), CHUNK):
+        chunk = result.entries[start : start + CHUNK]
+        touched = await _write_chunk(conn, job, chunk, created_groups)
+        rederive += [
+            e.child.child_id
+            for e in chunk
+            if e.child is not None and (e.action == "moved" or "left_on" in e.fields_changed)
+        ]
+        if touched and inviting:
+            pending = await pending_among(conn, await store.lock_guardianships(conn, touched))
+            counts.invited += len(await issue_many(conn, [(g, 0) for g in pending]))
+        progress.rows_done += len(chunk)
+    persons = await store.linked_guardians(conn, rederive)
+    if persons:
+        await memberships.derive(conn, job.school_id, persons)
+    return counts
+
+
+async def _write_chunk(
+    conn: asyncpg.Connection, job: Job, chunk: list[Entry], created_groups: dict[str, uuid.UUID]
+) -> list[uuid.UUID]:
+    """New children in bulk, changes to known ones one by one; the ids of the children written."""
+    new = [e for e in chunk if e.child is None]
+    new_ids = [uuid.uuid4() for _ in new]
+    await store.insert_new_children(
         conn,
         job.school_id,
+        job.school_year_id,
         [
             (
-                new_ids[e.pupil.line],
+                child_id,
                 e.pupil.external_id,
                 e.pupil.given_name,
                 e.pupil.tussenvoegsel,
                 e.pupil.family_name,
                 e.pupil.date_of_birth,
                 bool(e.pupil.photo_consent),
+                e.group_id or created_groups[group_key(e.pupil.group)],
             )
-            for e in result.entries
-            if e.child is None
+            for child_id, e in zip(new_ids, new, strict=True)
         ],
+        [(child_id, email) for child_id, e in zip(new_ids, new, strict=True) for email in e.guardians_added],
     )
-    touched: list[uuid.UUID] = []
-    rederive: list[uuid.UUID] = []
-    for entry in result.entries:
-        progress.rows_done += 1
-        if entry.action == "unchanged":
-            continue
-        child_id = entry.child.child_id if entry.child else new_ids[entry.pupil.line]
-        await _write_entry(conn, job.school_id, child_id, entry, created_groups)
-        touched.append(child_id)
-        if entry.child is not None and (entry.action == "moved" or "left_on" in entry.fields_changed):
-            rederive.append(child_id)
-    persons = await store.linked_guardians(conn, rederive)
-    if persons:
-        await memberships.derive(conn, job.school_id, persons)
-    if touched and await store.invitations_launched(conn, job.school_id):
-        for child_id in touched:
-            counts.invited += await invite_pending_of_child(conn, child_id)
-    return counts
+    touched = list(new_ids)
+    for entry in chunk:
+        if entry.child is not None and entry.action != "unchanged":
+            await _update_child(conn, job.school_id, entry.child.child_id, entry, created_groups)
+            touched.append(entry.child.child_id)
+    return touched
 
 
-async def _write_entry(
+async def _update_child(
     conn: asyncpg.Connection,
     school_id: uuid.UUID,
     child_id: uuid.UUID,
     entry: Entry,
     created_groups: dict[str, uuid.UUID],
 ) -> None:
+    """Write what changed for a child the school had already, with the families store's own writes."""
     pupil = entry.pupil
-    if entry.child is not None:
-        values = {
-            "given_name": pupil.given_name,
-            "tussenvoegsel": pupil.tussenvoegsel,
-            "family_name": pupil.family_name,
-            "date_of_birth": pupil.date_of_birth,
-            "photo_consent": pupil.photo_consent,
-        }
-        await families.update_child(
-            conn, child_id, {f: values[f] for f in _CHILD_FIELDS if f in entry.fields_changed}
+    values = {
+        "given_name": pupil.given_name,
+        "tussenvoegsel": pupil.tussenvoegsel,
+        "family_name": pupil.family_name,
+        "date_of_birth": pupil.date_of_birth,
+        "photo_consent": pupil.photo_consent,
+    }
+    await families.update_child(
+        conn, child_id, {f: values[f] for f in _CHILD_FIELDS if f in entry.fields_changed}
+    )
+    if "external_id" in entry.fields_changed or "left_on" in entry.fields_changed:
+        await store.set_number_and_return(
+            conn, child_id, pupil.external_id, "left_on" in entry.fields_changed
         )
-        if "external_id" in entry.fields_changed or "left_on" in entry.fields_changed:
-            await store.set_number_and_return(
-                conn, child_id, pupil.external_id, "left_on" in entry.fields_changed
-            )
-    if entry.action in ("created", "moved"):
-        group_id = entry.group_id or created_groups[group_key(pupil.group)]
-        await families.place(conn, child_id, group_id)
+    if entry.action == "moved":
+        await families.place(conn, child_id, entry.group_id or created_groups[group_key(pupil.group)])
     for email in entry.guardians_added:
         await families.add_guardian(conn, child_id, school_id, email, "")

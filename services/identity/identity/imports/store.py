@@ -58,17 +58,57 @@ async def known_children(
     return [KnownChild(**{**dict(r), "emails": frozenset(r["emails"])}) for r in rows]
 
 
-async def insert_children(
-    conn: asyncpg.Connection, school_id: uuid.UUID, children: list[tuple[Any, ...]]
+async def insert_new_children(
+    conn: asyncpg.Connection,
+    school_id: uuid.UUID,
+    school_year_id: uuid.UUID,
+    children: list[tuple[Any, ...]],
+    guardians: list[tuple[uuid.UUID, str]],
 ) -> None:
-    """New children in one statement: tuples of (child_id, external_id, given_name, tussenvoegsel,
-    family_name, date_of_birth, photo_consent). The plan has matched every external id already."""
-    await conn.executemany(
+    """New children with their placements and guardianships, three statements for any number of
+    them (rows as families.store.insert_child, place and add_guardian write them, without their
+    one-by-one round trips: they cannot conflict with anything, the children being new).
+
+    ``children``: (child_id, external_id, given_name, tussenvoegsel, family_name, date_of_birth,
+    photo_consent, group_id); ``guardians``: (child_id, email). The plan has matched every external id.
+    """
+    if not children:
+        return
+    columns = [list(column) for column in zip(*children, strict=True)]
+    await conn.execute(
         """INSERT INTO children (child_id, school_id, external_id, given_name, tussenvoegsel, family_name,
                                  date_of_birth, photo_consent)
-           VALUES ($1, $8, $2, $3, $4, $5, $6, $7)""",
-        [(*c, school_id) for c in children],
+           SELECT c.id, $1, c.number, c.given, c.tv, c.family, c.born, c.consent
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[], $8::bool[])
+                AS c(id, number, given, tv, family, born, consent)""",
+        school_id,
+        *columns[:7],
     )
+    await conn.execute(
+        """INSERT INTO placements (child_id, school_year_id, group_id)
+           SELECT p.child_id, $1, p.group_id FROM unnest($2::uuid[], $3::uuid[]) AS p(child_id, group_id)""",
+        school_year_id,
+        columns[0],
+        columns[7],
+    )
+    await conn.execute(
+        """INSERT INTO guardianships (guardianship_id, child_id, school_id, email)
+           SELECT gen_random_uuid(), g.child_id, $1, g.email FROM unnest($2::uuid[], $3::text[]) AS g(child_id, email)""",
+        school_id,
+        [child_id for child_id, _ in guardians],
+        [email for _, email in guardians],
+    )
+
+
+async def lock_guardianships(conn: asyncpg.Connection, child_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The guardianships of the children, locked (in id order) before inviting, as
+    invitations.store.invite_pending_of_child locks them."""
+    rows = await conn.fetch(
+        """SELECT guardianship_id FROM guardianships WHERE child_id = ANY($1)
+           ORDER BY guardianship_id FOR UPDATE""",
+        child_ids,
+    )
+    return [r["guardianship_id"] for r in rows]
 
 
 async def set_number_and_return(
