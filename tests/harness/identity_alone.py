@@ -85,8 +85,9 @@ class Identity:
 
 
 @asynccontextmanager
-async def running_identity() -> AsyncIterator[Identity]:
-    """Identity on its own database and vhost, its events caught; everything removed afterwards."""
+async def running_identity(**overrides: Any) -> AsyncIterator[Identity]:
+    """Identity on its own database and vhost, its events caught; everything removed afterwards.
+    ``overrides`` are settings (e.g. trusted_proxies)."""
     amqp_url = await create_vhost()
     database_url = await create_database("identity")
     settings = Settings.model_validate(
@@ -97,6 +98,7 @@ async def running_identity() -> AsyncIterator[Identity]:
             "operator_api_key": OPERATOR_KEY,
             "amqp_url": amqp_url,
             **FAST,
+            **overrides,
         }
     )
     broker = await aio_pika.connect_robust(amqp_url)
@@ -214,10 +216,18 @@ async def launch_done(identity: Identity, school: SchoolAlone, location: str) ->
 
 
 async def redeem(
-    identity: Identity, code: str, token: str | None = None, source: str | None = None, **fields: Any
+    identity: Identity,
+    code: str,
+    token: str | None = None,
+    source: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> tuple[int, Any, dict[str, str]]:
-    """POST /access-codes/redeem: with a token to link that account, else making one."""
+    """POST /access-codes/redeem: with a token to link that account, else making one; from the
+    client address ``source`` with extra ``headers`` if given."""
     body = {"code": code, **fields}
     if token is None:
         body = {"display_name": "Ouder", "password": "another good passphrase", **body}
-    return await identity.call("POST", "/access-codes/redeem", token, source=source, json=body)
+    return await identity.call(
+        "POST", "/access-codes/redeem", token, source=source, headers=headers or {}, json=body
+    )

@@ -239,6 +239,36 @@ async def test_guessing_by_a_logged_in_account_is_throttled(identity: Identity) 
     assert (await redeem(identity, WRONG))[0] == 422
 
 
+async def test_a_forged_forwarded_for_header_does_not_escape_the_address_limit(identity: Identity) -> None:
+    answers = [
+        await redeem(
+            identity,
+            f"{c1}{c2}AA-AAAA-AAAA-AAAA",
+            source="127.0.0.4",
+            headers={"X-Forwarded-For": f"198.51.100.{n}"},
+        )
+        for n, (c1, c2) in enumerate((c1, c2) for c1 in "ACDEFGH" for c2 in "ACDEFGH")
+        if n <= throttle.PER_ADDRESS.attempts
+    ]
+    assert [status for status, _, _ in answers] == [422] * throttle.PER_ADDRESS.attempts + [429]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() -> None:
+    async with running_identity(trusted_proxies="127.0.0.0/8") as behind_proxy:
+        for n in range(throttle.PER_ADDRESS.attempts):
+            status, _, _ = await redeem(
+                behind_proxy,
+                f"{'ACDEFGHJKM'[n % 10]}{'ACD'[n // 10]}AA-AAAA-AAAA-AAAA",
+                headers={"X-Forwarded-For": "198.51.100.1"},
+            )
+            assert status == 422
+        status, _, headers = await redeem(behind_proxy, WRONG, headers={"X-Forwarded-For": "198.51.100.1"})
+        assert status == 429
+        assert int(headers["Retry-After"]) > 0
+        status, _, _ = await redeem(behind_proxy, WRONG, headers={"X-Forwarded-For": "198.51.100.2"})
+        assert status == 422
+
+
 def test_an_ipv6_client_is_counted_as_its_64_and_a_mapped_ipv4_as_itself() -> None:
     assert throttle.address_key("2001:db8:1:2:aaaa::1") == throttle.address_key("2001:db8:1:2:bbbb::2")
     assert throttle.address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"

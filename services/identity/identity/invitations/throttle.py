@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
+from identity.settings import Settings
+from shared.app import settings_of
+from shared.clients import client_address as shared_client_address
 from shared.errors import TooManyRequests
 
 
@@ -33,10 +36,10 @@ KEPT_SECONDS = 86_400
 
 
 def client_address(request: web.Request) -> str:
-    """The client address attempts are counted on; an IPv6 client counts as its /64, which one
-    client usually holds whole. The one place to switch to the forwarded address of a trusted proxy
-    (shared.clients)."""
-    return address_key(request.remote or "unknown")
+    """The client address attempts are counted on: the peer, or the address a trusted proxy names
+    (shared.clients, TRUSTED_PROXIES); an IPv6 client counts as its /64, which one client usually
+    holds whole."""
+    return address_key(shared_client_address(request, settings_of(request.app, Settings).trusted_proxies))
 
 
 def address_key(address: str) -> str:
