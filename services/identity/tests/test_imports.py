@@ -1,5 +1,6 @@
 """Class-list import end to end against identity with its own database (issue 5): POST the CSV,
-follow the job, check what was written. Identity runs alone here (it consumes no events)."""
+follow the job, check what was written. Identity runs alone (tests.harness.identity_alone), its
+events caught from the broker."""
 
 import asyncio
 import io
@@ -8,45 +9,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-import asyncpg
 import pytest
-from aiohttp import web
 
-from identity.app import spec
 from identity.imports.domain import MAX_BYTES
-from identity.settings import Settings
-from identity.tokens import generate_signing_key_pem
-from shared.app import POOL, create_app
 from shared.testing.class_lists import GROUPS, ClassList, Pupil, class_list, pupils, replace
-from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
+from tests.harness.identity_alone import PASSWORD, Identity, running_identity
+from tests.harness.system import OPERATOR_KEY
 
-OPERATOR_KEY = "operator-test-key-0123456789abcdef"
-PASSWORD = "correct horse battery staple"
 YEAR = "2026-2027"
-
-
-@dataclass
-class Identity:
-    url: str
-    app: web.Application
-    http: aiohttp.ClientSession
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self.app[POOL]
-
-    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
-        headers = dict(kwargs.pop("headers", {}))
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        async with self.http.request(method, self.url + path, headers=headers, **kwargs) as response:
-            body = (
-                await response.json()
-                if response.content_type == "application/json"
-                else await response.text()
-            )
-            return response.status, body
 
 
 @dataclass
@@ -58,33 +28,22 @@ class School:
 
 @pytest.fixture(scope="module")
 async def identity() -> AsyncIterator[Identity]:
-    amqp_url, database_url = await create_vhost(), await create_database("identity")
-    settings = Settings.model_validate(
-        {
-            "http_port": free_port(),
-            "database_url": database_url,
-            "token_signing_key": generate_signing_key_pem(),
-            "operator_api_key": OPERATOR_KEY,
-            "amqp_url": amqp_url,
-            "outbox_sweep_seconds": 0.5,
-        }
-    )
-    runner = web.AppRunner(create_app(spec(), settings), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.http_port).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Identity(f"http://127.0.0.1:{settings.http_port}", runner.app, http)
-    finally:
-        await runner.cleanup()
-        await drop_database(database_url)
-        await delete_vhost(amqp_url)
+    async with running_identity() as running:
+        yield running
+
+
+async def call(
+    identity: Identity, method: str, path: str, token: str | None = None, **kwargs: Any
+) -> tuple[int, Any]:
+    status, body, _ = await identity.call(method, path, token, **kwargs)
+    return status, body
 
 
 async def new_school(identity: Identity, groups: tuple[str, ...] = GROUPS, launch: bool = True) -> School:
     """A school with its admin logged in, the current year 2026-2027 and its groups."""
     admin = f"admin.{uuid.uuid4().hex[:8]}@school.example.nl"
-    status, body = await identity.call(
+    status, body = await call(
+        identity,
         "POST",
         "/schools",
         headers={"X-Operator-Key": OPERATOR_KEY},
@@ -95,21 +54,25 @@ async def new_school(identity: Identity, groups: tuple[str, ...] = GROUPS, launc
     )
     assert status == 201, body
     school_id = uuid.UUID(body["school_id"])
-    status, body = await identity.call("POST", "/auth/login", json={"email": admin, "password": PASSWORD})
+    status, body = await call(identity, "POST", "/auth/login", json={"email": admin, "password": PASSWORD})
     assert status == 200, body
     school = School(school_id, body["access_token"])
-    status, body = await identity.call(
-        "POST", f"/schools/{school_id}/school-years", school.token, json={"name": YEAR}
+    status, body = await call(
+        identity, "POST", f"/schools/{school_id}/school-years", school.token, json={"name": YEAR}
     )
     assert status == 201, body
     for name in groups:
-        status, body = await identity.call(
-            "POST", f"/schools/{school_id}/groups", school.token, json={"name": name, "school_year": YEAR}
+        status, body = await call(
+            identity,
+            "POST",
+            f"/schools/{school_id}/groups",
+            school.token,
+            json={"name": name, "school_year": YEAR},
         )
         assert status == 201, body
         school.groups[name] = uuid.UUID(body["group_id"])
     if launch:
-        status, body = await identity.call("POST", f"/schools/{school_id}/invitations", school.token)
+        status, body = await call(identity, "POST", f"/schools/{school_id}/invitations", school.token)
         assert status in (200, 202), body
     return school
 
@@ -118,7 +81,8 @@ async def post_file(
     identity: Identity, school: School, data: bytes, content_type: str = "text/csv", **params: Any
 ) -> tuple[int, Any]:
     query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
-    return await identity.call(
+    return await call(
+        identity,
         "POST",
         f"/schools/{school.school_id}/imports",
         school.token,
@@ -130,7 +94,7 @@ async def post_file(
 
 async def finished(identity: Identity, school: School, import_id: str) -> dict[str, Any]:
     for _ in range(600):
-        status, body = await identity.call("GET", f"/imports/{import_id}", school.token)
+        status, body = await call(identity, "GET", f"/imports/{import_id}", school.token)
         assert status == 200, body
         if body["status"] in ("done", "failed"):
             return dict(body)
@@ -416,7 +380,8 @@ async def test_an_oversized_file_sent_in_chunks_is_refused_once_it_passes_the_li
         for _ in range(MAX_BYTES // 65536 + 2):
             yield b"x" * 65536
 
-    status, body = await identity.call(
+    status, body = await call(
+        identity,
         "POST",
         f"/schools/{school.school_id}/imports",
         school.token,
@@ -454,7 +419,7 @@ async def test_unknown_groups_are_created_only_when_asked(identity: Identity) ->
 
     assert refused["counts"]["invalid"] == 3
     assert (applied["counts"]["created"], applied["counts"]["groups_created"]) == (7, 1)
-    _, groups = await identity.call("GET", f"/schools/{school.school_id}/groups", school.token)
+    _, groups = await call(identity, "GET", f"/schools/{school.school_id}/groups", school.token)
     assert {g["name"]: g["children"] for g in groups["items"]} == {"Groep 3": 4, "Groep 5": 3}
 
 
@@ -462,7 +427,7 @@ async def test_only_the_schools_admin_sees_an_import(identity: Identity) -> None
     school, other = await new_school(identity, launch=False), await new_school(identity, launch=False)
     plan = await run_import(identity, school, class_list(pupils(3)).render())
 
-    status, body = await identity.call("GET", f"/imports/{plan['import_id']}", other.token)
+    status, body = await call(identity, "GET", f"/imports/{plan['import_id']}", other.token)
     posted, _ = await post_file(identity, replace_school(school, other.token), class_list(pupils(3)).render())
 
     assert (status, body["error"]["code"]) == (404, "not_found")
@@ -481,7 +446,7 @@ async def test_a_2000_row_import_shows_its_progress_while_it_runs(identity: Iden
     assert status == 202, job
     seen: list[tuple[str, int]] = []
     while True:
-        status, view = await identity.call("GET", f"/imports/{job['import_id']}", school.token)
+        status, view = await call(identity, "GET", f"/imports/{job['import_id']}", school.token)
         seen.append((view["status"], view["rows_done"]))
         if view["status"] in ("done", "failed"):
             break
@@ -492,3 +457,88 @@ async def test_a_2000_row_import_shows_its_progress_while_it_runs(identity: Iden
     partway = [done for state, done in seen if state == "running" and 0 < done < 2000]
     assert partway, seen
     assert [done for _, done in seen] == sorted(done for _, done in seen), "progress only goes forward"
+
+
+async def test_two_applies_of_one_file_at_once_create_each_child_once(identity: Identity) -> None:
+    school = await new_school(identity, launch=False)
+    data = class_list(pupils(300, seed=31)).render()
+
+    posted = [await post_file(identity, school, data, dry_run=False) for _ in range(2)]
+    jobs = [await finished(identity, school, body["import_id"]) for _, body in posted]
+
+    assert sorted((j["counts"]["created"], j["counts"]["unchanged"]) for j in jobs) == [(0, 300), (300, 0)]
+    assert (await counts_in_db(identity, school))["children"] == 300
+
+
+async def test_an_apply_that_fails_halfway_writes_nothing(identity: Identity) -> None:
+    school = await new_school(identity)
+    people = pupils(400, seed=41)
+    people[250] = replace(people[250], given="Boomerang")
+    before = await counts_in_db(identity, school)
+    async with identity.pool.acquire() as conn:
+        await conn.execute(
+            """CREATE FUNCTION refuse_boomerang() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.given_name = 'Boomerang' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+               RETURN NEW; END $$;
+               CREATE TRIGGER refuse_boomerang BEFORE INSERT ON children FOR EACH ROW
+               EXECUTE FUNCTION refuse_boomerang();"""
+        )
+    try:
+        job = await run_import(identity, school, class_list(people).render(), dry_run=False)
+    finally:
+        async with identity.pool.acquire() as conn:
+            await conn.execute("DROP TRIGGER refuse_boomerang ON children; DROP FUNCTION refuse_boomerang();")
+
+    assert (job["status"], job["applied"]) == ("failed", False)
+    assert "nothing was written" in job["failure"]
+    after = await counts_in_db(identity, school)
+    assert {k: v for k, v in after.items() if k != "events"} == {
+        k: v for k, v in before.items() if k != "events"
+    }
+    assert (
+        await identity.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE envelope -> 'payload' ->> 'school_id' = $1 AND routing_key = 'identity.invitation_issued'",
+            str(school.school_id),
+        )
+        == 0
+    )
+
+
+async def test_an_import_whose_replica_stopped_is_marked_failed_when_read(identity: Identity) -> None:
+    school = await new_school(identity, launch=False)
+    job = await run_import(identity, school, class_list(pupils(3)).render())
+    await identity.pool.execute(
+        """UPDATE imports SET status = 'running', finished_at = NULL, heartbeat_at = now() - interval '5 minutes'
+           WHERE import_id = $1""",
+        uuid.UUID(job["import_id"]),
+    )
+
+    status, view = await call(identity, "GET", f"/imports/{job['import_id']}", school.token)
+
+    assert (status, view["status"]) == (200, "failed")
+    assert "upload the file again" in view["failure"]
+
+
+async def test_a_linked_guardian_follows_a_child_the_import_moves(identity: Identity) -> None:
+    school = await new_school(identity)
+    pupil = replace(pupils(1, seed=51)[0], group="Groep 3", email_2="")
+    await run_import(identity, school, class_list([pupil]).render(), dry_run=False)
+    code = await identity.code_for(pupil.email_1)
+    status, redeemed = await call(
+        identity,
+        "POST",
+        "/access-codes/redeem",
+        json={"code": code, "display_name": "Ouder", "password": PASSWORD},
+    )
+    assert status == 201, redeemed
+    person_id = uuid.UUID(redeemed["person_id"])
+
+    moved = await run_import(
+        identity, school, class_list([replace(pupil, group="Groep 4")]).render(), dry_run=False
+    )
+
+    assert moved["counts"]["moved"] == 1
+    active = await identity.pool.fetch(
+        "SELECT group_id FROM memberships WHERE person_id = $1 AND active", person_id
+    )
+    assert [r["group_id"] for r in active] == [school.groups["Groep 4"]]
