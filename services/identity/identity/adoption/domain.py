@@ -18,6 +18,8 @@ from identity.schools.domain import Input, SchoolYearName
 
 
 class AdoptionQuery(Input):
+    """GET /schools/{id}/adoption's query: which year, and JSON or CSV."""
+
     school_year: SchoolYearName | None = Field(default=None, description="Default: the current year.")
     format: Literal["json", "csv"] | None = Field(
         default=None, description="csv for a spreadsheet; the Accept header text/csv does the same."
@@ -25,6 +27,8 @@ class AdoptionQuery(Input):
 
 
 class Figures(BaseModel):
+    """Counts of families (children) for a group or the whole school; see the module's definitions."""
+
     placed: int
     invited: int
     linked: int
@@ -35,11 +39,15 @@ class Figures(BaseModel):
 
 
 class GroupAdoption(Figures):
+    """One group's figures."""
+
     group_id: uuid.UUID
     name: str
 
 
 class Adoption(BaseModel):
+    """A school year's adoption per group and for the school (seed rule 10)."""
+
     school_id: uuid.UUID
     school_year: str
     groups: list[GroupAdoption] = Field(description="By group name.")

@@ -60,6 +60,7 @@ async def start(conn: asyncpg.Connection, school_id: uuid.UUID) -> asyncpg.Recor
 
 
 async def launch(conn: asyncpg.Connection, launch_id: uuid.UUID) -> asyncpg.Record | None:
+    """The launch row (the fields of LaunchView); None if there is no such launch."""
     return await conn.fetchrow(f"{_LAUNCH} WHERE launch_id = $1", launch_id)
 
 

@@ -99,6 +99,7 @@ async def take_back(conn: asyncpg.Connection, counters: list[tuple[str, Limit]])
 
 
 async def forget_old_attempts(conn: asyncpg.Connection) -> None:
+    """Delete counters of windows that started more than ``KEPT_SECONDS`` ago."""
     await conn.execute(
         "DELETE FROM redeem_attempts WHERE window_start < now() - $1 * interval '1 second'", KEPT_SECONDS
     )
