@@ -88,7 +88,11 @@ class Matches:
                 raise ValueError(self.problem)
             return value
 
-        return core_schema.no_info_after_validator_function(check, handler(source))
+        inner = handler(source)
+        if inner["type"] == "str":
+            # The pattern says where whitespace may be: a model's str_strip_whitespace must not apply.
+            inner = {**inner, "strip_whitespace": False}
+        return core_schema.no_info_after_validator_function(check, inner)
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
@@ -156,6 +160,7 @@ def _valid_email(value: str) -> str:
             allow_quoted_local=False,
             allow_domain_literal=False,
             allow_display_name=False,
+            strict=True,  # also at most 64 characters before the @
         )
     except email_validator.EmailNotValidError as exc:
         raise ValueError(f"not an email address we can send to: {exc}") from None

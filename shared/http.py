@@ -191,7 +191,7 @@ def error_statuses(route: Route) -> list[int]:
         found.add(404)
     if route.auth != "none":
         found.add(401)
-    if route.auth == "bearer":
+    if route.auth in ("bearer", "optional"):
         found.add(503)
     unknown = found - set(_ERRORS)
     if unknown:

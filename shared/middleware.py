@@ -52,6 +52,17 @@ def error_body(code: str, message: str, details: object = None) -> dict[str, obj
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def error_response(exc: AppError) -> web.Response:
+    """The answer to a domain error, with the headers its status promises in the OpenAPI documents:
+    WWW-Authenticate on 401, Retry-After when the error knows how long to wait."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return web.json_response(
+        error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
+    )
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -75,12 +86,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except AppError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(exc.retry_after)
-        return web.json_response(
-            error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
-        )
+        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

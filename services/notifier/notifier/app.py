@@ -17,6 +17,8 @@ routes = [
         "The key a browser subscribes to Web Push with",
         response=VapidKey,
         auth="none",
+        # When this server has no VAPID key, Web Push is off.
+        errors=(503,),
     ),
     Route(
         "POST",

@@ -3,9 +3,12 @@
 import fnmatch
 import uuid
 from datetime import datetime
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.fields import Matches
 
 # A claimed delivery is someone's for this long; a crashed sender's claim runs out and it is retried.
 CLAIM_SECONDS = 60
@@ -18,12 +21,26 @@ class SubscriptionKeys(BaseModel):
     auth: str = Field(min_length=16, max_length=32, pattern=r"^[A-Za-z0-9_-]+=*$")
 
 
+# RFC 3986 characters only; the authority is a host name (no user info, no IP literal) and a port.
+# Plain http only to loopback, where test and local push services run. `endpoint_problem` then checks
+# the host against the allowed ones, which depend on the deployment and so are not in the schema.
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_HOST = r"(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+"
+_LOOPBACK = r"(?:127\.0\.0\.1|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|\[::1\])"
+PUSH_ENDPOINT = (
+    rf"^(?:[Hh][Tt][Tt][Pp][Ss]://{_HOST}|[Hh][Tt][Tt][Pp]://{_LOOPBACK})(?::[0-9]*)?"
+    rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?$"
+)
+
+
 class PushSubscription(BaseModel):
     """The browser's PushSubscription.toJSON(), as is."""
 
     model_config = ConfigDict(extra="ignore")
 
-    endpoint: str = Field(max_length=1024)
+    endpoint: Annotated[str, Matches(PUSH_ENDPOINT, "not an https URL of a push service")] = Field(
+        max_length=1024, json_schema_extra={"format": "uri"}
+    )
     keys: SubscriptionKeys
 
 
@@ -49,7 +66,10 @@ class VapidKey(BaseModel):
 
 def endpoint_problem(endpoint: str, allowed_hosts: list[str]) -> str | None:
     """Why a push endpoint is refused, or None: only known push services, over HTTPS (or loopback)."""
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError:  # e.g. brackets around something that is not an IPv6 address
+        return "not a push service URL"
     host = (parts.hostname or "").lower()
     if not host or parts.username or parts.password:
         return "not a push service URL"

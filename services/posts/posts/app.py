@@ -17,6 +17,7 @@ routes = [
         body=CreatePost,
         response=PostView,
         status=201,
+        errors=(403,),
     ),
     Route(
         "GET",

@@ -4,27 +4,27 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.fields import QueryInt, Trimmed, Uuid
+
 MAX_PHOTOS_PER_POST = 20
+MAX_BODY_LENGTH = 5000
 EXCERPT_LENGTH = 140
 
 
 class CreatePost(BaseModel):
-    # Stripped before the length checks: trailing newlines do not count against the limit.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
-    body: str = Field(min_length=1, max_length=5000, description="The message, plain text.")
-    photo_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_PHOTOS_PER_POST)
-
-    @field_validator("body")
-    @classmethod
-    def not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the message is empty")
-        return value.strip()
+    # Trimmed before the length check: trailing newlines do not count against the limit.
+    body: Annotated[str, Trimmed(MAX_BODY_LENGTH)] = Field(
+        description=f"The message, plain text: {MAX_BODY_LENGTH} characters at most once trimmed."
+    )
+    photo_ids: list[Uuid] = Field(
+        default_factory=list, max_length=MAX_PHOTOS_PER_POST, json_schema_extra={"uniqueItems": True}
+    )
 
     @field_validator("photo_ids")
     @classmethod
@@ -69,8 +69,13 @@ class FeedCursor(BaseModel):
 class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=200, description="The previous page's next_cursor.")
+    limit: QueryInt = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The previous page's next_cursor, as it was handed out.",
+    )
 
     @field_validator("cursor")
     @classmethod
