@@ -207,7 +207,7 @@ async def test_token_without_a_required_claim_is_refused(claim: str) -> None:
     assert f"'{claim}'" in await refused(make_verifier(make_signer(key)), token)
 
 
-@pytest.mark.parametrize(("claim", "value"), [("sub", "42"), ("sub", 42), ("sub", "")])
+@pytest.mark.parametrize(("claim", "value"), [("sub", "42"), ("sub", "")])
 async def test_token_with_an_unusable_identity_claim_is_refused(claim: str, value: Any) -> None:
     key = Ed25519PrivateKey.generate()
     token = sign_claims(key, valid_claims(**{claim: value}))

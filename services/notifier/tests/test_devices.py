@@ -12,6 +12,7 @@ from shared.app import POOL
 from tests.harness.school import (
     Person,
     School,
+    add_group,
     add_person,
     make_class,
     make_school,
@@ -77,8 +78,9 @@ async def push_deliveries(system: System, post_id: str, person: Person) -> list[
 
 async def test_a_parent_registers_lists_and_deletes_a_device(system: System) -> None:
     school = await make_school(system)
-    parent = await add_person(system, school, "ouder", "guardian")
-    other = await add_person(system, school, "ander", "guardian")
+    await add_group(system, school, "Groep 1")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 1")
+    other = await add_person(system, school, "ander", "guardian", "Groep 1")
     subscription = await subscribe(system)
 
     device = await register(system, parent, subscription)
@@ -109,8 +111,9 @@ async def test_a_parent_registers_lists_and_deletes_a_device(system: System) -> 
 
 async def test_registering_the_same_subscription_again_keeps_one_device(system: System) -> None:
     school = await make_school(system)
-    parent = await add_person(system, school, "ouder", "guardian")
-    partner = await add_person(system, school, "partner", "guardian")
+    await add_group(system, school, "Groep 1")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 1")
+    partner = await add_person(system, school, "partner", "guardian", "Groep 1")
     subscription = await subscribe(system)
     first = await register(system, parent, subscription)
     again = await register(system, parent, subscription)
@@ -125,7 +128,8 @@ async def test_registering_the_same_subscription_again_keeps_one_device(system: 
 
 async def test_a_push_endpoint_outside_the_allowed_push_services_is_refused_with_422(system: System) -> None:
     school = await make_school(system)
-    parent = await add_person(system, school, "ouder", "guardian")
+    await add_group(system, school, "Groep 1")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 1")
     keys = (await subscribe(system))["keys"]
     count = "SELECT count(*) FROM devices WHERE person_id = $1"
     for endpoint in (

@@ -158,7 +158,7 @@ async def test_a_made_up_cursor_that_reads_well_is_never_a_500(system: System) -
             assert ids(body) == expected, created_at
 
 
-async def test_when_a_parents_link_to_the_group_ends_its_posts_are_gone_for_that_parent(
+async def test_when_a_parents_child_leaves_the_group_its_posts_are_gone_for_that_parent(
     system: System,
 ) -> None:
     school, teacher, parent = await school_with_two_groups(system)
@@ -169,10 +169,12 @@ async def test_when_a_parents_link_to_the_group_ends_its_posts_are_gone_for_that
     in_five = await post(system, teacher, g5, "Alleen voor groep 5")
     assert ids(await feed(system, parent)) == [in_five["post_id"], in_three["post_id"]]
 
+    # The parent's child moves from groep 3 to groep 5 mid-year: the parent follows.
+    child = school.children["ouder-kind0"]
     status, body = await system.call(
-        "DELETE", "identity", f"/groups/{g3}/members/{parent.person_id}", school.admin.token
+        "PUT", "identity", f"/children/{child}/placement", school.admin.token, json={"group_id": str(g5)}
     )
-    assert status == 204, body
+    assert status == 200, body
 
     async def gone() -> bool:
         status, _ = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", parent.token)
@@ -193,20 +195,20 @@ async def test_when_a_parents_link_to_the_group_ends_its_posts_are_gone_for_that
         status, body = await system.call("GET", "posts", f"/posts/{in_three['post_id']}", person.token)
         assert status == 200, body
 
-    # A parent whose only group was that one has an empty feed.
+    # A parent whose only child leaves the school has an empty feed.
     status, body = await system.call(
-        "DELETE", "identity", f"/groups/{g3}/members/{other_parent.person_id}", school.admin.token
+        "POST", "identity", f"/children/{school.children['ouder2-kind0']}/leave", school.admin.token, json={}
     )
-    assert status == 204, body
+    assert status == 200, body
 
     async def empty() -> bool:
         return not (await feed(system, other_parent))["posts"]
 
     await eventually(empty, what="an empty feed for the unlinked parent")
 
-    # Linked again, the parent reads the group again.
+    # Placed back, the parent reads the group again.
     status, body = await system.call(
-        "PUT", "identity", f"/groups/{g3}/members/{parent.person_id}", school.admin.token
+        "PUT", "identity", f"/children/{child}/placement", school.admin.token, json={"group_id": str(g3)}
     )
     assert status == 200, body
 
