@@ -63,6 +63,7 @@ async def login(request: web.Request) -> web.Response:
     )
     if not ok or person is None:
         raise Unauthorized("the email address or password is wrong")
+    # A device keeps its cookie; a client without a well-formed one gets a new one.
     if attempt.device is None:
         device_token = secrets.token_urlsafe(32)
     device = throttle.device_client(device_token)

@@ -119,7 +119,8 @@ async def forget_old(conn: asyncpg.Connection, attempts_kept_seconds: float, kno
     """Housekeeping: attempts older than every window, clients not seen for ``known_days`` days,
     and reset links expired a day ago."""
     await conn.execute(
-        "DELETE FROM login_failures WHERE failed_at < now() - $1::float8 * interval '1 second'", attempts_kept_seconds
+        "DELETE FROM login_failures WHERE failed_at < now() - $1::float8 * interval '1 second'",
+        attempts_kept_seconds,
     )
     await conn.execute(
         "DELETE FROM known_clients WHERE last_success_at < now() - $1::int * interval '1 day'", known_days
