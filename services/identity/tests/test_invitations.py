@@ -475,6 +475,21 @@ async def test_reminders_go_out_once_per_interval_and_stop_at_the_maximum(identi
     assert (await redeem(identity, third))[0] == 201
 
 
+async def test_two_reminder_runs_at_once_remind_each_guardian_once(identity: Identity) -> None:
+    school = await make_school(identity, "Groep 9", reminder_days=3, max_reminders=5)
+    emails = [new_email("ouder") for _ in range(6)]
+    for email in emails:
+        await add_child(identity, school, "Groep 9", email)
+    await launch(identity, school)
+    await age_all_mails(identity, school, 4)
+    sent = await asyncio.gather(run_reminders(identity), run_reminders(identity))
+    assert sum(sent) == 6
+    for email in emails:
+        await identity.code_for(email, 2)
+    await asyncio.sleep(0.5)
+    assert [len(identity.invitations_to(e)) for e in emails] == [2] * 6
+
+
 async def test_linked_guardians_children_who_left_and_unlaunched_schools_get_no_reminders(
     identity: Identity,
 ) -> None:
