@@ -117,7 +117,7 @@ def notifier_rows(person: Person, school_id: uuid.UUID) -> Watch:
     )
 
 
-LOGIN_FAILURES: Watch = (("identity", "SELECT coalesce(sum(attempts), 0) FROM login_attempts", ()),)
+LOGIN_FAILURES: Watch = (("identity", "SELECT count(*) FROM login_failures", ()),)
 
 
 async def snapshot(system: System, watch: Watch) -> list[int]:
@@ -771,7 +771,7 @@ async def test_a_duplicate_group_or_year_is_refused_and_nothing_written(system: 
         "identity",
         f"/schools/{sid}/school-years",
         scene.school.admin.token,
-        json={"name": "2027-2028", "starts_on": "2027-06-01"},
+        json={"name": "2027-2028", "starts_on": "2027-06-01", "ends_on": "2028-05-31"},
     )
     refused(status, body, 409, "overlapping school years")
     status, body = await system.call(
