@@ -411,6 +411,33 @@ async def test_a_launch_whose_worker_stopped_is_finished_by_the_resume_job(ident
         await identity.code_for(email)
 
 
+async def test_a_guardian_committed_behind_the_launchs_cursor_is_still_invited(identity: Identity) -> None:
+    school = await make_school(identity, "Groep 6")
+    emails = [new_email("ouder") for _ in range(2)]
+    for email in emails:
+        await add_child(identity, school, "Groep 6", email)
+    late_child = await add_child(identity, school, "Groep 6")
+    async with identity.pool.acquire() as conn, conn.transaction():
+        started = await launches.start(conn, school.school_id)
+    async with identity.pool.acquire() as conn, conn.transaction():
+        assert await launches.run_batch(conn, started["launch_id"])
+    # As from a transaction that began before the launch: created earlier, with an id the cursor passed.
+    late = new_email("laat")
+    async with identity.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO guardianships (guardianship_id, child_id, school_id, email, created_at)
+               VALUES ('00000000-0000-4000-8000-000000000001', $1, $2, $3, now() - interval '1 minute')""",
+            uuid.UUID(late_child["child_id"]),
+            school.school_id,
+            late,
+        )
+    await launches.work_off(identity.pool, started["launch_id"])
+    done = await launch_done(identity, school, f"/invitation-launches/{started['launch_id']}")
+    assert (done["total"], done["invited"], done["skipped"]) == (3, 3, 0)
+    for email in [*emails, late]:
+        await identity.code_for(email)
+
+
 async def test_a_launch_is_seen_only_by_its_schools_admins(identity: Identity) -> None:
     school = await make_school(identity)
     done = await launch(identity, school)

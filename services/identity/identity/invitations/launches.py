@@ -84,12 +84,22 @@ async def run_batch(conn: asyncpg.Connection, launch_id: uuid.UUID) -> bool:
         BATCH,
     )
     if not rows:
+        # A guardian added by a transaction that began before the launch but committed after the
+        # cursor had passed it was neither seen here nor invited there: one last look for them.
+        everyone = await conn.fetch(
+            f"SELECT gs.guardianship_id {_CANDIDATES} ORDER BY gs.guardianship_id FOR UPDATE OF gs",
+            current["school_id"],
+            current["started_at"],
+        )
+        missed = await store.pending_among(conn, [r["guardianship_id"] for r in everyone])
+        late = len(await store.issue_many(conn, [(g, 0) for g in missed]))
         # The total becomes exact: children may have left or been placed while it ran.
         await conn.execute(
             """UPDATE invitation_launches SET status = 'done', finished_at = now(), updated_at = now(),
-                      total = invited + skipped
+                      invited = invited + $2, total = invited + $2 + skipped
                WHERE launch_id = $1""",
             launch_id,
+            late,
         )
         return False
     ids = [r["guardianship_id"] for r in rows]
