@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TypedDict
 
+import pillow_heif
 from PIL import ExifTags, Image, ImageCms
 
 CAMERA_MAKE = "KlaspostTestCam"
@@ -57,6 +58,36 @@ def jpeg_with_gps(width: int, height: int, orientation: int = 6, *, textured: bo
     )
     # Pillow cannot write IPTC, so its APP13 segment is spliced in after the other APPn segments.
     return _insert_segment(buffer.getvalue(), 0xED, _iptc_block())
+
+
+def heic_with_gps(width: int, height: int, orientation: int = 6) -> bytes:
+    """An HEVC-coded HEIC laid out as an iPhone writes one: the pixels as the sensor saw them (left half red,
+    right half blue), an `irot` rotation that readers must apply, and EXIF with the same orientation, camera
+    and GPS, plus XMP and an ICC profile."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buffer = io.BytesIO()
+    # pillow-heif turns the EXIF orientation into the container's irot/imir and keeps the tag in the EXIF.
+    pillow_heif.from_pillow(_halves(width, height)).save(
+        buffer, format="HEIF", quality=85, exif=_exif(orientation).tobytes(), xmp=_XMP, icc_profile=srgb
+    )
+    return buffer.getvalue()
+
+
+def heic_exif(data: bytes) -> Image.Exif:
+    """The EXIF an HEIC carries, read by libheif (through pillow-heif), not by our own code."""
+    exif = Image.Exif()
+    raw = pillow_heif.open_heif(io.BytesIO(data)).info.get("exif")
+    if raw:
+        exif.load(raw)
+    return exif
+
+
+def mpo(width: int = 60, height: int = 40) -> bytes:
+    """A two-frame MPO (a stereo camera's JPEG): red first frame, blue second, as Pillow writes it."""
+    frames = [Image.new("RGB", (width, height), colour) for colour in (LEFT_COLOUR, RIGHT_COLOUR)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "MPO", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
 
 
 def png_bytes(width: int, height: int, colour: tuple[int, ...] = LEFT_COLOUR, mode: str = "RGB") -> bytes:

@@ -1,70 +1,181 @@
-"""Media's HTTP handlers: upload by teachers, authorised viewing of processed variants."""
+"""Media's HTTP handlers: upload by teachers, judged at the door; authorised viewing of processed variants."""
 
+import asyncio
+import contextlib
+import functools
+import logging
+import os
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from aiohttp import web
 
-from media import store
+from media import quota, store
 from media.domain import SHARING_NOTICE, PhotoUploaded, PhotoView, VariantLink
-from media.imaging import sniff_image_type
-from media.resources import STORAGE
+from media.imaging import SNIFF_BYTES, ImageRejected, Inspection, WorkerCrashed, sniff_image_type
+from media.resources import CHECKS, PROCESSOR, STORAGE
 from media.settings import Settings
-from media.storage import original_key
+from media.storage import StorageUnavailable, original_key
 from shared import membership_copy
 from shared.app import POOL, settings_of
-from shared.errors import Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.errors import (
+    AppError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from shared.http import json_response, path_id
+from shared.middleware import error_body
 from shared.tokens import require_caller
 
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
+log = logging.getLogger(__name__)
+
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 _CHUNK = 256 * 1024
-_SNIFF = 32
+# Photo responses are never cached by shared caches, and never sniffed into another type by browsers.
+_PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+_STORAGE_RETRY_SECONDS = 30
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
+def photo_response(handler: Handler) -> Handler:
+    """Give every response of a photo endpoint, errors included, the photo headers."""
+
+    @functools.wraps(handler)
+    async def with_headers(request: web.Request) -> web.Response:
+        try:
+            response = await handler(request)
+        except AppError as exc:
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+            response = web.json_response(
+                error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
+            )
+        response.headers.update(_PHOTO_HEADERS)
+        return response
+
+    return with_headers
+
+
+@photo_response
 async def upload_photo(request: web.Request) -> web.Response:
-    """Stream the body to a temporary file (bounded memory), check it is an image, store the original
-    for a group the caller teaches (404 for a group they do not belong to, 403 for a guardian)."""
+    """A teacher's photo for a group they teach (404 for a group they do not belong to, 403 for a guardian),
+    judged before anything is stored: within the upload limits (429), the size limit (413), an accepted
+    type by its bytes (415), then intact, within the pixel limit, not moving, not hiding another file (422).
+    Streamed to a temporary file, so memory stays bounded whatever the size."""
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
+    settings = settings_of(request.app, Settings)
     async with request.app[POOL].acquire() as conn:
         role = await membership_copy.role_in(conn, group_id, caller.person_id)
         school_id = await store.school_of_group(conn, group_id)
-    if role is None or school_id is None:
-        raise NotFound("no such group")
-    if role != "teacher":
-        raise Forbidden("only the group's teachers can upload photos")
-    limit = settings_of(request.app, Settings).photo_max_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
-    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
-        size, head = 0, b""
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
-            if len(head) < _SNIFF:
-                head += chunk[: _SNIFF - len(head)]
-            spool.write(chunk)
-        if size == 0:
-            raise ValidationFailed("the photo is empty", [{"field": "(body)", "problem": "no bytes sent"}])
-        # The bytes decide what this is, not the file name or the Content-Type header.
-        content_type = sniff_image_type(head)
-        if content_type is None:
-            raise UnsupportedMediaType("only JPEG, PNG or WebP photos can be uploaded")
+        if role is None or school_id is None:
+            raise NotFound("no such group")
+        if role != "teacher":
+            raise Forbidden("only the group's teachers can upload photos")
+        # Refused before a byte of the body is read; checked again, under a lock, when the photo is kept.
+        await quota.check(conn, settings, caller.person_id, school_id)
+    with tempfile.TemporaryDirectory(prefix="klaspost-upload-") as folder:
+        path = os.path.join(folder, "upload")
+        await _receive(request, path, settings.photo_max_bytes)
+        photo = await _judge(request, path, settings.photo_max_pixels)
         photo_id = uuid.uuid4()
         key = original_key(school_id, photo_id)
-        spool.seek(0)
-        await request.app[STORAGE].put_original(key, spool, content_type)
-    async with request.app[POOL].acquire() as conn:
-        await store.insert_photo(conn, photo_id, school_id, group_id, caller.person_id, content_type, size, key)
+        try:
+            await request.app[STORAGE].put_original(key, path, photo.content_type)
+        except StorageUnavailable as exc:
+            log.warning("storage unavailable for an upload", extra={"error": str(exc)})
+            raise ServiceUnavailable(
+                "photos cannot be stored right now; try again shortly", retry_after=_STORAGE_RETRY_SECONDS
+            ) from exc
+    try:
+        await _keep(request.app[POOL], settings, caller.person_id, photo_id, school_id, group_id, photo, key)
+    except Exception:
+        # Refused at the last check (or failed): the stored bytes must not outlive the refusal. Should
+        # storage fail now, the object stays without a row: a leftover with no metadata path to a person.
+        with contextlib.suppress(StorageUnavailable):
+            await request.app[STORAGE].delete_original(key)
+        raise
     return json_response(
-        PhotoUploaded(photo_id=photo_id, status="uploaded", size_bytes=size, content_type=content_type),
+        PhotoUploaded(
+            photo_id=photo_id, status="uploaded", size_bytes=photo.size_bytes, content_type=photo.content_type
+        ),
         status=201,
     )
 
 
+async def _receive(request: web.Request, path: str, limit: int) -> None:
+    """The body into the file at `path`, refused as soon as it passes `limit` bytes or proves no image."""
+    too_large = PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    size, head = 0, b""
+    # The disk is written from a thread: a slow disk must not stall the event loop.
+    file = await asyncio.to_thread(open, path, "wb")
+    try:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            if len(head) < SNIFF_BYTES:
+                head += chunk[: SNIFF_BYTES - len(head)]
+                # The bytes decide what this is, not the file name or the Content-Type header: an SVG,
+                # a web page or a PDF is refused before the rest of it is read.
+                if len(head) == SNIFF_BYTES and sniff_image_type(head) is None:
+                    raise _unsupported()
+            await asyncio.to_thread(file.write, chunk)
+    finally:
+        file.close()
+    if size == 0:
+        raise ValidationFailed("the photo is empty", [{"field": "(body)", "problem": "no bytes sent"}])
+    if sniff_image_type(head) is None:
+        raise _unsupported()
+
+
+def _unsupported() -> UnsupportedMediaType:
+    return UnsupportedMediaType("only JPEG, PNG, WebP or HEIC photos can be uploaded")
+
+
+async def _judge(request: web.Request, path: str, max_pixels: int) -> Inspection:
+    """The full check, in a worker process; a few at a time (`upload_checks_at_once`), the others wait."""
+    async with request.app[CHECKS]:
+        try:
+            return await request.app[PROCESSOR].inspect(path, max_pixels)
+        except ImageRejected as exc:
+            raise ValidationFailed(
+                f"the photo cannot be used: {exc.reason}", [{"field": "(body)", "problem": exc.reason}]
+            ) from exc
+        except WorkerCrashed as exc:
+            raise ValidationFailed(
+                "the photo could not be read", [{"field": "(body)", "problem": "the image could not be decoded"}]
+            ) from exc
+
+
+async def _keep(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    person_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    school_id: uuid.UUID,
+    group_id: uuid.UUID,
+    photo: Inspection,
+    key: str,
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await quota.lock_school(conn, school_id)
+        await quota.check(conn, settings, person_id, school_id)
+        await store.insert_photo(
+            conn, photo_id, school_id, group_id, person_id, photo.content_type, photo.size_bytes, key
+        )
+
+
+@photo_response
 async def get_photo(request: web.Request) -> web.Response:
     """Short-lived links to the processed variants, for the uploader and the photo's group only."""
     caller = require_caller(request)
@@ -95,4 +206,4 @@ async def get_photo(request: web.Request) -> web.Response:
         variants=links,
         notice=SHARING_NOTICE[locale],
     )
-    return json_response(view, headers={"Cache-Control": "private, no-store"})
+    return json_response(view)

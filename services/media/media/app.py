@@ -5,7 +5,7 @@ from pathlib import Path
 from media import api
 from media.domain import PhotoUploaded, PhotoView
 from media.events import handlers
-from media.resources import pipeline, storage
+from media.resources import cleanup, pipeline, storage
 from shared.app import ServiceSpec
 from shared.http import Route
 
@@ -18,8 +18,9 @@ routes = [
         response=PhotoUploaded,
         status=201,
         raw_body=api.ACCEPTED_TYPES,
-        # Guardians may not upload; an empty body names no photo.
-        errors=(403, 422),
+        # Guardians may not upload; an empty, damaged, too large (pixels) or moving image is refused;
+        # upload limits per person and school; storage briefly unavailable.
+        errors=(403, 422, 429, 503),
     ),
     Route(
         "GET",
@@ -37,5 +38,5 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[storage, pipeline],
+        contexts=[storage, pipeline, cleanup],
     )

@@ -1,7 +1,9 @@
-"""Photo processing: an untrusted upload in, metadata-free sRGB JPEG variants out.
+"""Photo processing: an untrusted upload judged at the door, then metadata-free sRGB JPEG variants out.
 
-`process_photo` is synchronous and meant for a worker process (`PhotoProcessor`): decoding untrusted images
-can take long, use much memory or crash, and must never block the service's event loop.
+`inspect_upload` and `process_photo` are synchronous and meant for a worker process (`PhotoProcessor`):
+decoding untrusted images can take long, use much memory or crash, and must never block the service's event
+loop. JPEG, PNG and WebP are decoded by libvips; HEIC (iPhone photos) by libheif through pillow-heif, because
+the libheif inside pyvips-binary decodes only AV1, not the HEVC that HEIC holds.
 """
 
 import asyncio
@@ -14,12 +16,25 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import pillow_heif
 import pyvips
+
+from media.structure import NotAnImage, image_end
 
 JPEG = "image/jpeg"
 PNG = "image/png"
 WEBP = "image/webp"
-SNIFF_BYTES = 16
+HEIC = "image/heic"
+SNIFF_BYTES = 64
+# ISO BMFF brands of HEVC-coded HEIF still images (iPhones write heic; mif1 is generic HEIF), and of HEIF
+# image sequences, which are moving pictures.
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})
+_HEIF_STILL = frozenset({b"mif1", b"mif2"})
+_HEIF_SEQUENCE = frozenset({b"msf1", b"hevc", b"hevx", b"hevm", b"hevs"})
+_SEQUENCE = "image/heic-sequence"
+# What pillow-heif raises for data it cannot read (its documented exceptions, out of memory aside).
+_HEIF_ERRORS = (ValueError, EOFError, SyntaxError, RuntimeError)
+_DECODE_CHECK_SHRINK = 8  # JPEG's DCT-scaled decode still reads every entropy-coded byte, 3x faster
 
 # Errors and truncation fail the decode (the default would hand back grey where data is missing); mere
 # warnings, which decoders also raise for harmless quirks, do not.
@@ -49,6 +64,14 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Inspection:
+    content_type: str  # as the bytes prove it
+    width: int  # as displayed
+    height: int
+    size_bytes: int  # of the image itself; the file was cut to this length
+
+
+@dataclass(frozen=True)
 class ProcessedPhoto:
     width: int  # of the source, as displayed (after EXIF orientation)
     height: int
@@ -56,16 +79,66 @@ class ProcessedPhoto:
 
 
 def sniff_image_type(head: bytes) -> str | None:
-    """The type the file's first bytes prove, or None; names and Content-Type headers are never trusted."""
+    """The type the file's first bytes (up to SNIFF_BYTES) prove, or None; names and Content-Type headers are
+    never trusted. A HEIF image sequence is named "image/heic-sequence", to be refused as moving."""
     if head.startswith(b"\xff\xd8\xff"):
         return JPEG
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return PNG
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return WEBP
-    # HEIC is not recognised: it holds HEVC, and the libheif inside pyvips-binary (8.18) decodes only AV1
-    # (HEVC is patent-encumbered), so libvips could not decode it. iOS browsers upload JPEG anyway.
+    if head[4:8] == b"ftyp":
+        return _heif_type(head)
     return None
+
+
+def _heif_type(head: bytes) -> str | None:
+    size = int.from_bytes(head[:4], "big")
+    major = head[8:12]
+    brands = {major} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
+    if major in _HEIF_SEQUENCE:
+        return _SEQUENCE
+    if major in _HEIC_BRANDS or (major in _HEIF_STILL and brands & _HEIC_BRANDS):
+        return HEIC
+    return None  # AVIF and other ISO media files
+
+
+def inspect_upload(path: str, max_pixels: int) -> Inspection:
+    """Judge an upload before anything is stored: its magic bytes, its structure (cut at the image's end;
+    a polyglot refused), its header (pixel limit; animated or sequence files refused; an MPO's first frame),
+    then a full decode of every pixel. Raises ImageRejected with a reason fit to show."""
+    _configure_libvips()
+    content_type = _sniffed(path)
+    try:
+        end = image_end(path, content_type)
+    except NotAnImage as exc:
+        raise ImageRejected(exc.reason) from exc
+    if end < os.path.getsize(path):
+        os.truncate(path, end)
+    try:
+        width, height = _checked_size(path, content_type, max_pixels)
+        _decode_every_pixel(path, content_type)
+    except (pyvips.Error, *_HEIF_ERRORS) as exc:
+        raise ImageRejected("the image is damaged or incomplete") from exc
+    return Inspection(content_type, width, height, end)
+
+
+def _sniffed(path: str) -> str:
+    with open(path, "rb") as file:
+        content_type = sniff_image_type(file.read(SNIFF_BYTES))
+    if content_type == _SEQUENCE:
+        raise ImageRejected("animated images are not supported")
+    if content_type is None:
+        raise ImageRejected("not a supported image (JPEG, PNG, WebP or HEIC)")
+    return content_type
+
+
+def _decode_every_pixel(path: str, content_type: str) -> None:
+    if content_type == HEIC:
+        _heif(path).data  # noqa: B018 - the property decodes
+        return
+    options = {"shrink": _DECODE_CHECK_SHRINK} if content_type == JPEG else {}
+    pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON, **options).avg()
 
 
 def process_photo(path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80) -> ProcessedPhoto:
@@ -74,13 +147,10 @@ def process_photo(path: str, sizes: Sequence[int], max_pixels: int, quality: int
     if not sizes or min(sizes) < 1:
         raise ValueError(f"sizes must be positive, got {sizes!r}")
     _configure_libvips()
-    with open(path, "rb") as file:
-        content_type = sniff_image_type(file.read(SNIFF_BYTES))
-    if content_type is None:
-        raise ImageRejected("not a supported image (JPEG, PNG or WebP)")
+    content_type = _sniffed(path)
     try:
         return _process(path, content_type, sizes, max_pixels, quality)
-    except pyvips.Error as exc:
+    except (pyvips.Error, *_HEIF_ERRORS) as exc:
         raise ImageRejected("the image is damaged or incomplete") from exc
 
 
@@ -90,6 +160,16 @@ class PhotoProcessor:
     def __init__(self, workers: int = 1) -> None:
         self._workers = workers
         self._executor = self._start()
+
+    async def inspect(self, path: str, max_pixels: int) -> Inspection:
+        """`inspect_upload` in a worker process; WorkerCrashed if the worker died on it."""
+        executor = self._executor
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(executor, inspect_upload, path, max_pixels)
+        except BrokenProcessPool as exc:
+            self._replace(executor)
+            raise WorkerCrashed("the photo worker crashed") from exc
 
     async def process(
         self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80
@@ -133,6 +213,11 @@ def _configure_libvips() -> None:
     pyvips.operation_block_set("VipsForeignLoad", True)
     for loader in ("VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp"):
         pyvips.operation_block_set(loader, False)
+    # The primary image only: no thumbnails, depth maps or auxiliary images decoded; one thread, as libvips.
+    pillow_heif.options.THUMBNAILS = False
+    pillow_heif.options.DEPTH_IMAGES = False
+    pillow_heif.options.AUX_IMAGES = False
+    pillow_heif.options.DECODE_THREADS = 1
 
 
 def _process(
@@ -141,7 +226,11 @@ def _process(
     width, height = _checked_size(path, content_type, max_pixels)
     # One decode (with shrink-on-load and autorotate) to the largest size, kept in memory because every
     # smaller variant is made from it; about twice as fast as decoding once per size.
-    largest = _srgb(pyvips.Image.thumbnail(path, max(sizes), size="down", fail_on=_FAIL_ON)).copy_memory()
+    if content_type == HEIC:
+        largest = _heif_pixels(path).thumbnail_image(max(sizes), size="down")
+    else:
+        largest = pyvips.Image.thumbnail(path, max(sizes), size="down", fail_on=_FAIL_ON)
+    largest = _srgb(largest).copy_memory()
     variants: dict[int, Variant] = {}
     for size in sizes:
         image = largest if size >= max(largest.width, largest.height) else largest.thumbnail_image(size)
@@ -154,10 +243,13 @@ def _process(
 def _checked_size(path: str, content_type: str, max_pixels: int) -> tuple[int, int]:
     """Width and height as displayed, once the limits are met; read from the header alone, before a single
     pixel is decoded."""
+    if content_type == HEIC:
+        return _checked_heif_size(path, max_pixels)
     header = pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON)
     width, height = int(header.width), int(header.height)
     if width * height > max_pixels:
         raise ImageRejected(f"image too large: {width * height} pixels (max {max_pixels})")
+    # An MPO (stereo or multi-angle JPEG) is shown as its first frame, as libvips reads it: not refused.
     pages = int(header.get("n-pages")) if header.get_typeof("n-pages") else 1
     if pages > 1 or (content_type == PNG and _is_animated_png(path)):
         raise ImageRejected("animated images are not supported")
@@ -188,3 +280,39 @@ def _is_animated_png(path: str) -> bool:
                 return False
             file.seek(length + 4, os.SEEK_CUR)  # data and CRC
     return False
+
+
+
+def _heif(path: str) -> pillow_heif.HeifFile:
+    # Opening reads the boxes and the primary image's header; `.data` decodes. libheif has applied the
+    # container's rotation and mirroring (irot, imir) by then, which HEIF readers must follow, so the EXIF
+    # orientation an iPhone also writes is not applied a second time.
+    return pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+
+
+def _checked_heif_size(path: str, max_pixels: int) -> tuple[int, int]:
+    heif = _heif(path)
+    width, height = heif.size
+    if width * height > max_pixels:
+        raise ImageRejected(f"image too large: {width * height} pixels (max {max_pixels})")
+    return width, height
+
+
+_HEIF_BANDS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+
+
+def _heif_pixels(path: str) -> pyvips.Image:
+    """The primary image, upright, as a libvips image carrying its ICC profile (an iPhone's is Display P3)."""
+    heif = _heif(path)
+    bands = _HEIF_BANDS.get(heif.mode)
+    if bands is None:
+        raise ImageRejected(f"unsupported HEIC pixel format {heif.mode}")
+    width, height = heif.size
+    image = pyvips.Image.new_from_memory(heif.data, width, height, bands, "uchar")
+    image = image.copy(interpretation="b-w" if bands < 3 else "srgb")
+    profile = heif.info.get("icc_profile")
+    if profile and heif.info.get("icc_profile_type") == "prof":
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+        image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+    return image

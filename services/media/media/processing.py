@@ -1,5 +1,7 @@
 """Turning attached originals into the variants parents see: claimed from the database, decoded in
-worker processes, written to storage, then marked ready with a PhotoProcessed event in one commit."""
+worker processes, written to storage, then marked ready with a PhotoProcessed event in one commit; the
+original is deleted after that. While storage is unreachable a photo is tried again and again, never given
+up: only failures of the photo itself (a crashing decoder) count towards MAX_PROCESSING_ATTEMPTS."""
 
 import asyncio
 import logging
@@ -13,7 +15,7 @@ from media import store
 from media.domain import MAX_PROCESSING_ATTEMPTS
 from media.imaging import ImageRejected, PhotoProcessor
 from media.settings import Settings
-from media.storage import PhotoStorage, variant_key
+from media.storage import PhotoStorage, StorageUnavailable, variant_key
 from shared.contracts import PhotoProcessed, PhotoRejected
 from shared.logs import correlation_id
 from shared.outbox import publish
@@ -58,6 +60,14 @@ class PhotoPipeline:
         except ImageRejected as exc:
             await self._reject(photo, exc.reason)
             return
+        except StorageUnavailable as exc:
+            log.warning(
+                "storage unavailable for photo processing; will retry",
+                extra={"photo_id": str(photo_id), "error": str(exc)},
+            )
+            async with self._pool.acquire() as conn:
+                await store.release(conn, photo_id, self._settings.storage_retry_seconds, counted=False)
+            return
         except Exception as exc:
             if photo["attempts"] >= MAX_PROCESSING_ATTEMPTS:
                 log.exception("photo processing gave up", extra={"photo_id": str(photo_id)})
@@ -78,6 +88,7 @@ class PhotoPipeline:
                 photo["school_id"],
             )
         log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
+        await self._delete_original(photo)
 
     async def _reject(self, photo: asyncpg.Record, reason: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -88,3 +99,15 @@ class PhotoPipeline:
                 photo["school_id"],
             )
         log.warning("photo rejected", extra={"photo_id": str(photo["photo_id"]), "reason": reason})
+        await self._delete_original(photo)
+
+    async def _delete_original(self, photo: asyncpg.Record) -> None:
+        # The original (with every bit of the camera's metadata) is of no more use once its photo is ready
+        # or rejected. Should storage fail here, the clean-up job deletes it later.
+        try:
+            await self._storage.delete_original(photo["original_key"])
+        except StorageUnavailable:
+            log.warning("original not deleted yet", extra={"photo_id": str(photo["photo_id"])})
+            return
+        async with self._pool.acquire() as conn:
+            await store.forget_original(conn, photo["photo_id"])

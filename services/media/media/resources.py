@@ -1,18 +1,26 @@
-"""Media's own resources beside the shared ones: storage, the worker processes, the pipeline."""
+"""Media's own resources beside the shared ones: storage, the worker processes (with the bound on upload
+checks), the pipeline, and the clean-up job."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
+from media.cleanup import clean_up
 from media.imaging import PhotoProcessor
 from media.processing import NOTIFY_CHANNEL, PhotoPipeline
 from media.settings import Settings
 from media.storage import PhotoStorage
 from shared.app import POOL, settings_of
 from shared.drain import Drainer
+from shared.jobs import PeriodicJob
 
 STORAGE = web.AppKey("storage", PhotoStorage)
+PROCESSOR = web.AppKey("processor", PhotoProcessor)
+CHECKS = web.AppKey("upload_checks", asyncio.Semaphore)
 PIPELINE = web.AppKey("pipeline", Drainer)
+CLEANUP = web.AppKey("cleanup", PeriodicJob)
 
 
 async def storage(app: web.Application) -> AsyncIterator[None]:
@@ -27,6 +35,8 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
 async def pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
     processor = PhotoProcessor(settings.processing_workers)
+    app[PROCESSOR] = processor
+    app[CHECKS] = asyncio.Semaphore(settings.upload_checks_at_once)
     photos = PhotoPipeline(app[POOL], app[STORAGE], processor, settings)
     drainer = Drainer(
         "media-processing", settings.database_url, NOTIFY_CHANNEL, photos.drain, settings.outbox_sweep_seconds
@@ -36,3 +46,17 @@ async def pipeline(app: web.Application) -> AsyncIterator[None]:
     yield
     await drainer.stop()
     await processor.close()
+
+
+async def cleanup(app: web.Application) -> AsyncIterator[None]:
+    settings = settings_of(app, Settings)
+    photo_storage = app[STORAGE]
+
+    async def job(conn: asyncpg.Connection) -> None:
+        await clean_up(conn, photo_storage, settings)
+
+    periodic = PeriodicJob(app[POOL], "media-photo-cleanup", settings.photo_cleanup_every_seconds, job)
+    await periodic.start()
+    app[CLEANUP] = periodic
+    yield
+    await periodic.stop()

@@ -16,8 +16,21 @@ class Settings(ServiceSettings):
     s3_secret_key: SecretStr
     s3_bucket_originals: str = "klaspost-originals"
     s3_bucket_variants: str = "klaspost-variants"
+    # Tries per storage call (boto3's standard retries, with backoff) before StorageUnavailable.
+    s3_max_attempts: int = 4
     photo_max_bytes: int = 25 * 1024 * 1024
     photo_max_pixels: int = 50_000_000
     photo_variants: list[int] = [2048, 1080, 320]
     photo_url_ttl_seconds: int = 300
     processing_workers: int = 1
+    # Uploads are judged (a full decode) in the worker processes; this many at once, the rest wait.
+    upload_checks_at_once: int = 2
+    # Upload limits, answered with 429 and Retry-After: a class trip is a few hundred photos, not thousands.
+    photo_uploads_per_person_per_hour: int = 300
+    photo_unused_per_person: int = 500
+    photo_uploads_per_school_per_hour: int = 3000
+    # An upload no post has used by then is deleted (storage, then row); the clean-up runs this often.
+    photo_unused_ttl_seconds: int = 24 * 3600
+    photo_cleanup_every_seconds: float = 600.0
+    # While storage is unreachable, processing tries again this often, for as long as it takes.
+    storage_retry_seconds: float = 10.0

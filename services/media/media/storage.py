@@ -2,15 +2,37 @@
 short-lived presigned links as the only way out. boto3 blocks, so every call runs in a thread."""
 
 import asyncio
+import functools
 import uuid
-from typing import IO
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from mypy_boto3_s3 import S3Client
 
 from media.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StorageUnavailable(Exception):
+    """Object storage did not do what was asked (unreachable, timed out, refused); try again later."""
+
+
+def _in_thread(call: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """Run a blocking storage call in a thread; its failures become StorageUnavailable."""
+
+    @functools.wraps(call)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(repr(exc)) from exc
+
+    return run
 
 
 def _client(settings: Settings, endpoint: str) -> S3Client:
@@ -23,7 +45,9 @@ def _client(settings: Settings, endpoint: str) -> S3Client:
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 4, "mode": "standard"},
+            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
             max_pool_connections=16,
             # Swift's s3api predates the flexible checksums that boto3 sends by default.
             request_checksum_calculation="when_required",
@@ -58,17 +82,19 @@ class PhotoStorage:
             except ClientError:
                 self._s3.create_bucket(Bucket=bucket)
 
-    async def put_original(self, key: str, body: IO[bytes], content_type: str) -> None:
-        await asyncio.to_thread(
-            self._s3.upload_fileobj, body, self.originals, key, ExtraArgs={"ContentType": content_type}
-        )
+    async def put_original(self, key: str, path: str, content_type: str) -> None:
+        """Store the file at `path` (streamed from disk) as an original. Raises StorageUnavailable."""
+        await _in_thread(self._s3.upload_file)(path, self.originals, key, ExtraArgs={"ContentType": content_type})
 
     async def download_original(self, key: str, path: str) -> None:
-        await asyncio.to_thread(self._s3.download_file, self.originals, key, path)
+        await _in_thread(self._s3.download_file)(self.originals, key, path)
+
+    async def delete_original(self, key: str) -> None:
+        """Delete an original; deleting one that is gone already succeeds (S3 semantics)."""
+        await _in_thread(self._s3.delete_object)(Bucket=self.originals, Key=key)
 
     async def put_variant(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(
-            self._s3.put_object,
+        await _in_thread(self._s3.put_object)(
             Bucket=self.variants,
             Key=key,
             Body=data,

@@ -33,12 +33,14 @@ async def insert_photo(
 async def visible_photo(
     conn: asyncpg.Connection, photo_id: uuid.UUID, person_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """The photo if the person uploaded it or belongs to its group now; otherwise nothing."""
+    """The photo if the person uploaded it, or it is in a post and the person belongs to its group now;
+    otherwise nothing. Until it is posted, a photo is its uploader's alone, colleagues in the group included."""
     return await conn.fetchrow(
         """SELECT p.photo_id, p.school_id, p.status, p.reject_reason FROM photos p
            WHERE p.photo_id = $1 AND (
                p.uploader_id = $2
-               OR EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2 AND m.active))""",
+               OR (p.post_id IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2 AND m.active)))""",
         photo_id,
         person_id,
     )
@@ -119,12 +121,18 @@ async def mark_rejected(conn: asyncpg.Connection, photo_id: uuid.UUID, reason: s
     )
 
 
-async def release(conn: asyncpg.Connection, photo_id: uuid.UUID, retry_in_seconds: float) -> None:
-    """Give a claim back after a passing failure, to be tried again after a pause."""
+async def release(
+    conn: asyncpg.Connection, photo_id: uuid.UUID, retry_in_seconds: float, *, counted: bool = True
+) -> None:
+    """Give a claim back after a passing failure, to be tried again after a pause. An attempt that failed
+    for want of storage is not `counted` towards giving the photo up: it is tried until storage is back."""
     await conn.execute(
-        "UPDATE photos SET claimed_until = now() + $2 * interval '1 second' WHERE photo_id = $1",
+        """UPDATE photos SET claimed_until = now() + $2 * interval '1 second',
+                             attempts = attempts - CASE WHEN $3 THEN 0 ELSE 1 END
+           WHERE photo_id = $1""",
         photo_id,
         retry_in_seconds,
+        counted,
     )
 
 
@@ -142,3 +150,37 @@ async def upsert_group(conn: asyncpg.Connection, group_id: uuid.UUID, school_id:
         school_id,
         revision,
     )
+
+
+async def unused_uploads(conn: asyncpg.Connection, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
+    """Delete (in the caller's transaction) uploads no post took within the time; their keys to delete
+    from storage before the transaction commits. Locked rows (a post attaching them now) are skipped."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """DELETE FROM photos WHERE photo_id IN (
+               SELECT photo_id FROM photos
+               WHERE status = 'uploaded' AND created_at < now() - $1 * interval '1 second'
+               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING photo_id, original_key""",
+        older_than_seconds,
+        limit,
+    )
+    return rows
+
+
+async def forget_originals(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Clear the keys of originals whose photo is ready or rejected (in the caller's transaction), returning
+    them, to be deleted from storage before the transaction commits."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """WITH done AS (
+               SELECT photo_id, original_key FROM photos
+               WHERE status IN ('ready', 'rejected') AND original_key IS NOT NULL
+               ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE photos p SET original_key = NULL FROM done WHERE p.photo_id = done.photo_id
+           RETURNING done.photo_id, done.original_key""",
+        limit,
+    )
+    return rows
+
+
+async def forget_original(conn: asyncpg.Connection, photo_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE photos SET original_key = NULL WHERE photo_id = $1", photo_id)

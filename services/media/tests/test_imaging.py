@@ -3,17 +3,19 @@ import io
 import multiprocessing
 import os
 import signal
+import zipfile
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from media.imaging import (
     ImageRejected,
     PhotoProcessor,
     ProcessedPhoto,
     WorkerCrashed,
+    inspect_upload,
     process_photo,
     sniff_image_type,
 )
@@ -22,8 +24,11 @@ from shared.testing.images import (
     LEFT_COLOUR,
     RIGHT_COLOUR,
     animated,
+    heic_exif,
+    heic_with_gps,
     jpeg_with_gps,
     metadata_report,
+    mpo,
     png_bomb,
     png_bytes,
 )
@@ -180,9 +185,10 @@ def test_animated_images_are_rejected(tmp_path, kind):
         b"%PDF-1.7 not a photo at all",
         b"",
         b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
     ],
-    ids=["pdf", "empty", "gif", "heic"],
+    ids=["pdf", "empty", "gif", "avif", "svg"],
 )
 def test_a_non_image_is_rejected(tmp_path, upload):
     with pytest.raises(ImageRejected, match="not a supported image"):
@@ -200,7 +206,10 @@ def test_sniff_recognises_magic_bytes_not_names(tmp_path):
     assert sniff_image_type(jpeg_with_gps(20, 10)) == "image/jpeg"
     assert sniff_image_type(png_bytes(20, 10)) == "image/png"
     assert sniff_image_type(animated("WEBP")) == "image/webp"
-    assert sniff_image_type(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic") is None
+    assert sniff_image_type(heic_with_gps(20, 10)) == "image/heic"
+    assert sniff_image_type(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic") == "image/heic"
+    assert sniff_image_type(b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif") is None
+    assert sniff_image_type(b"\x00\x00\x00\x18ftypmsf1\x00\x00\x00\x00msf1heic") == "image/heic-sequence"
     assert sniff_image_type(b"GIF89a") is None
     assert sniff_image_type(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
     assert sniff_image_type(b"\xff\xd8") is None
@@ -247,3 +256,88 @@ async def test_a_crashed_worker_is_replaced_and_the_photo_can_be_retried(process
 
     photo = await processor.process(path, SIZES, MAX_PIXELS)
     assert (photo.width, photo.height) == (1200, 800)
+
+
+def test_an_iphone_heic_is_turned_upright_and_stripped_of_all_metadata(tmp_path):
+    upload = heic_with_gps(600, 400, orientation=6)
+    exif = heic_exif(upload)
+    assert exif[ExifTags.Base.Orientation] == 6
+    assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (52.0, 5.0, 31.25)
+
+    photo = process_photo(saved(tmp_path, upload, "IMG_0001.HEIC"), SIZES, MAX_PIXELS)
+
+    # Turned once (by the container's rotation), not twice by the EXIF orientation as well.
+    assert (photo.width, photo.height) == (400, 600)
+    variant = photo.variants[320]
+    image = decoded(variant.data)
+    assert image.size == (variant.width, variant.height) == (213, 320)
+    assert near(image.getpixel((10, 10)), LEFT_COLOUR)
+    assert near(image.getpixel((image.width - 10, 10)), LEFT_COLOUR)
+    assert near(image.getpixel((image.width - 10, image.height - 10)), RIGHT_COLOUR)
+    for variant in photo.variants.values():
+        assert metadata_report(variant.data)["segments"] == []
+        assert CAMERA_MAKE.encode() not in variant.data
+        assert decoded(variant.data).getexif() == {}
+
+
+def test_an_upload_is_judged_whole_before_it_is_kept(tmp_path):
+    whole = jpeg_with_gps(1200, 800, textured=True)
+
+    judged = inspect_upload(saved(tmp_path, whole), MAX_PIXELS)
+    assert (judged.content_type, judged.width, judged.height, judged.size_bytes) == (
+        "image/jpeg",
+        800,
+        1200,
+        len(whole),
+    )
+    heic = inspect_upload(saved(tmp_path, heic_with_gps(600, 400)), MAX_PIXELS)
+    assert (heic.content_type, heic.width, heic.height) == ("image/heic", 400, 600)
+    with pytest.raises(ImageRejected, match="damaged or incomplete"):
+        inspect_upload(saved(tmp_path, whole[: 101 * 1024]), MAX_PIXELS)
+    with pytest.raises(ImageRejected, match="damaged or incomplete"):
+        inspect_upload(saved(tmp_path, heic_with_gps(600, 400)[:1500]), MAX_PIXELS)
+    with pytest.raises(ImageRejected, match=r"image too large: 400000000 pixels"):
+        inspect_upload(saved(tmp_path, png_bomb()), MAX_PIXELS)
+    with pytest.raises(ImageRejected, match="animated"):
+        inspect_upload(saved(tmp_path, animated("WEBP")), MAX_PIXELS)
+
+
+def zip_of(name: str, content: bytes) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(name, content)
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        zip_of("payload.html", b"<script>alert(1)</script>"),
+        b"\x00" * 16 + zip_of("a.txt", b"hidden"),
+        b"<html><script>alert(1)</script></html>",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
+    ],
+    ids=["zip", "padded zip", "html", "pdf"],
+)
+def test_an_image_with_another_file_hidden_in_it_is_refused(tmp_path, extra):
+    for image in (jpeg_with_gps(300, 200), png_bytes(30, 20), heic_with_gps(60, 40)):
+        with pytest.raises(ImageRejected, match="more than an image"):
+            inspect_upload(saved(tmp_path, image + extra), MAX_PIXELS)
+
+
+def test_data_after_the_image_is_cut_off_and_an_mpo_keeps_its_first_frame(tmp_path):
+    # A motion photo: the phone appends a short video after the JPEG.
+    photo = jpeg_with_gps(300, 200, orientation=1)
+    path = saved(tmp_path, photo + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    assert inspect_upload(path, MAX_PIXELS).size_bytes == len(photo)
+    assert Path(path).read_bytes() == photo
+
+    stereo = mpo(60, 40)
+    path = saved(tmp_path, stereo)
+    judged = inspect_upload(path, MAX_PIXELS)
+    assert (judged.width, judged.height) == (60, 40)
+    # What is kept ends with the first frame; the second one (a JPEG of its own) is gone.
+    assert stereo[judged.size_bytes :].startswith(b"\xff\xd8\xff")
+    assert Path(path).read_bytes() == stereo[: judged.size_bytes]
+    variant = process_photo(path, [320], MAX_PIXELS).variants[320]
+    assert near(decoded(variant.data).getpixel((5, 5)), LEFT_COLOUR)

@@ -2,6 +2,7 @@
 posted, a photo goes only into its uploader's posts, and an upload in any accepted format comes out
 as metadata-free JPEG variants behind short-lived links."""
 
+import asyncio
 import io
 import uuid
 from typing import Any
@@ -10,12 +11,14 @@ from PIL import Image
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, png_bytes
+from shared.testing.infra import s3_client
 from tests.harness.school import (
     Person,
     School,
     add_group,
     add_person,
     make_school,
+    teach,
     upload_photo,
     wait_until_linked,
 )
@@ -110,6 +113,7 @@ async def test_an_uploaded_photo_is_seen_only_by_its_uploader_until_it_is_posted
     ) as response:
         assert response.status == 200
         assert response.headers["Cache-Control"] == "private, no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
         view = await response.json()
     assert view["photo_id"] == photo_id
     assert view["status"] == "uploaded"
@@ -144,9 +148,10 @@ async def test_a_teacher_cannot_put_another_teachers_photo_in_a_post(system: Sys
         # Not "processing" for ever: the post says the photo will not be shown.
         await shown_as(system, parent_2, post["post_id"], photo_id, "rejected")
 
-    # The photo stays the uploader's own, unattached and unprocessed; nobody in Groep 2 can see it.
+    # The photo stays the uploader's own, unattached and unprocessed, for the group it was uploaded to;
+    # nobody in Groep 2 can see it.
     row = await photo_row(system, photo_id)
-    assert (row["status"], row["post_id"], row["group_id"]) == ("uploaded", None, None)
+    assert (row["status"], row["post_id"], row["group_id"]) == ("uploaded", None, school.groups["Groep 1"])
     for person in (parent_2, teacher_b, parent_1):
         assert await photo_status(system, person, photo_id) == 404
     status, view = await system.call("GET", "media", f"/photos/{photo_id}", teacher_a.token)
@@ -178,13 +183,7 @@ async def test_a_photo_named_in_someone_elses_post_can_still_be_posted_by_its_up
 async def test_a_photo_already_in_a_post_is_not_shown_in_a_second_post(system: System) -> None:
     school, teacher_a, parent_1, _teacher_b, parent_2 = await two_classes(system)
     # Teacher A teaches Groep 2 as well, so a second post there is A's own to make.
-    status, body = await system.call(
-        "PUT",
-        "identity",
-        f"/groups/{school.groups['Groep 2']}/members/{teacher_a.person_id}",
-        school.admin.token,
-    )
-    assert status == 200, body
+    await teach(system, school, teacher_a, "Groep 2")
     await wait_until_linked(system, teacher_a, school.groups["Groep 2"])
     photo_id = (await upload_photo(system, teacher_a, jpeg_with_gps(640, 480), "image/jpeg"))["photo_id"]
     status, first = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
@@ -263,11 +262,14 @@ async def test_a_png_upload_is_processed_into_jpeg_variants(system: System) -> N
     await eventually(all_events_sent, within=5, what="every event of the photo published")
 
 
-async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) -> None:
+async def test_an_image_damaged_in_storage_is_rejected_and_its_post_says_so(system: System) -> None:
     school, teacher_a, parent_1, _teacher_b, _parent_2 = await two_classes(system)
-    # The first bytes say PNG, so the upload is taken; decoding it later fails.
-    damaged = png_bytes(200, 100)[:64] + bytes(200)
-    photo_id = (await upload_photo(system, teacher_a, damaged, "image/png"))["photo_id"]
+    photo_id = (await upload_photo(system, teacher_a, png_bytes(200, 100), "image/png"))["photo_id"]
+    # Damaged uploads are refused at the door (test_upload_door); this one is damaged after it was kept.
+    key = f"{school.school_id}/{photo_id}"
+    await asyncio.to_thread(
+        s3_client().put_object, Bucket=system.buckets[0], Key=key, Body=png_bytes(200, 100)[:64] + bytes(200)
+    )
     status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
     assert status == 201, post
 
@@ -277,3 +279,9 @@ async def test_a_damaged_image_is_rejected_and_its_post_says_so(system: System) 
     assert view["status"] == "rejected"
     assert view["reason"]
     assert view["variants"] == []
+
+    async def original_deleted() -> bool:
+        listed = await asyncio.to_thread(s3_client().list_objects_v2, Bucket=system.buckets[0], Prefix=key)
+        return not listed.get("Contents")
+
+    await eventually(original_deleted, what="the rejected photo's original deleted")

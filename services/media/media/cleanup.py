@@ -1,0 +1,28 @@
+"""What media deletes, so that a photo's original with all its metadata does not stay in storage: originals
+of photos that are ready or rejected (never served; the variants are what parents see), and uploads that no
+post used within a day (row and original). Runs as one periodic job across replicas."""
+
+import logging
+
+import asyncpg
+
+from media import store
+from media.settings import Settings
+from media.storage import PhotoStorage
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Settings) -> None:
+    """One round, in the job's transaction: rows are changed first and the objects deleted before the
+    commit, so a storage failure rolls the rows back and the next round tries again (StorageUnavailable
+    propagates to the job runner, which records it)."""
+    unused = await store.unused_uploads(conn, settings.photo_unused_ttl_seconds, BATCH)
+    done = await store.forget_originals(conn, BATCH)
+    for row in (*unused, *done):
+        if row["original_key"] is not None:
+            await storage.delete_original(row["original_key"])
+    if unused or done:
+        log.info("photo originals deleted", extra={"unused_uploads": len(unused), "processed": len(done)})

@@ -1,0 +1,61 @@
+"""How many photos a person and a school may upload: per hour, and how many unused ones a person may
+keep waiting for a post. Past a limit the answer is 429 with the seconds until a slot frees up."""
+
+import math
+import uuid
+import zlib
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from media.settings import Settings
+from shared.errors import TooManyRequests
+
+_HOUR = timedelta(hours=1)
+
+
+async def check(conn: asyncpg.Connection, settings: Settings, person_id: uuid.UUID, school_id: uuid.UUID) -> None:
+    """Raise TooManyRequests (with retry_after in seconds) if one more upload would pass a limit."""
+    now: datetime = await conn.fetchval("SELECT now()")
+    person = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE created_at > $2) AS last_hour,
+                  min(created_at) FILTER (WHERE created_at > $2) AS oldest_in_hour,
+                  count(*) FILTER (WHERE status = 'uploaded') AS unused,
+                  min(created_at) FILTER (WHERE status = 'uploaded') AS oldest_unused
+           FROM photos WHERE uploader_id = $1 AND (created_at > $2 OR status = 'uploaded')""",
+        person_id,
+        now - _HOUR,
+    )
+    if person["last_hour"] >= settings.photo_uploads_per_person_per_hour:
+        raise TooManyRequests(
+            f"at most {settings.photo_uploads_per_person_per_hour} photos an hour; try again later",
+            retry_after=_seconds_until(person["oldest_in_hour"] + _HOUR, now),
+        )
+    if person["unused"] >= settings.photo_unused_per_person:
+        ttl = timedelta(seconds=settings.photo_unused_ttl_seconds)
+        raise TooManyRequests(
+            f"{person['unused']} uploaded photos are not in a post yet; post them first "
+            "(unused photos are deleted after a day)",
+            retry_after=_seconds_until(person["oldest_unused"] + ttl, now),
+        )
+    school = await conn.fetchrow(
+        "SELECT count(*) AS last_hour, min(created_at) AS oldest FROM photos WHERE school_id = $1 AND created_at > $2",
+        school_id,
+        now - _HOUR,
+    )
+    if school["last_hour"] >= settings.photo_uploads_per_school_per_hour:
+        raise TooManyRequests(
+            f"the school's limit of {settings.photo_uploads_per_school_per_hour} photos an hour is reached; "
+            "try again later",
+            retry_after=_seconds_until(school["oldest"] + _HOUR, now),
+        )
+
+
+async def lock_school(conn: asyncpg.Connection, school_id: uuid.UUID) -> None:
+    """Serialise the last check and the insert of a school's uploads until the transaction ends, so that
+    uploads at the same moment cannot all pass one free slot."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"media-upload:{school_id}".encode()))
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
