@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from identity.invitations import launches, reminders, throttle
+from identity.invitations import launches, reminders, store, throttle
 from identity.invitations.api import EXPIRED, INVALID, NO_LONGER, REPLACED, USED, WITHDRAWN
 from tests.harness.identity_alone import (
     Identity,
@@ -436,6 +436,52 @@ async def test_a_guardian_committed_behind_the_launchs_cursor_is_still_invited(i
     assert (done["total"], done["invited"], done["skipped"]) == (3, 3, 0)
     for email in [*emails, late]:
         await identity.code_for(email)
+
+
+async def test_a_guardian_added_while_the_school_launches_is_invited_once(identity: Identity) -> None:
+    school = await make_school(identity, "Groep 8")
+    email = new_email("ouder")
+    child_id = uuid.uuid4()
+    async with identity.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            # A child with a guardian added before the launch, committed only after the launch began.
+            await conn.execute(
+                """INSERT INTO children (child_id, school_id, given_name, family_name)
+                   VALUES ($1, $2, 'Sem', 'Bakker')""",
+                child_id,
+                school.school_id,
+            )
+            await conn.execute(
+                """INSERT INTO placements (child_id, school_year_id, group_id)
+                   SELECT $1, school_year_id, group_id FROM groups WHERE group_id = $2""",
+                child_id,
+                school.groups["Groep 8"],
+            )
+            await conn.execute(
+                """INSERT INTO guardianships (guardianship_id, child_id, school_id, email)
+                   VALUES ($1, $2, $3, $4)""",
+                uuid.uuid4(),
+                child_id,
+                school.school_id,
+                email,
+            )
+            assert await store.invite_pending_of_child(conn, child_id) == 0  # not launched yet
+            launching = asyncio.create_task(
+                identity.call("POST", f"/schools/{school.school_id}/invitations", school.admin_token)
+            )
+            await asyncio.sleep(0.5)
+            assert not launching.done()  # the launch waits for the school row
+        finally:
+            await tx.commit()
+    status, body, headers = await launching
+    assert status == 202, body
+    done = await launch_done(identity, school, headers["Location"])
+    assert done["invited"] == 1
+    await identity.code_for(email)
+    await asyncio.sleep(0.5)
+    assert len(identity.invitations_to(email)) == 1
 
 
 async def test_a_launch_is_seen_only_by_its_schools_admins(identity: Identity) -> None:

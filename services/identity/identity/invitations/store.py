@@ -114,10 +114,28 @@ async def pending_among(conn: asyncpg.Connection, guardianship_ids: list[uuid.UU
     return [r["guardianship_id"] for r in rows]
 
 
+async def has_launched(conn: asyncpg.Connection, school_id: uuid.UUID) -> bool:
+    """Whether the school has started inviting, read under a share lock on the school row held to the
+    end of the caller's transaction: a launch (which updates that row) either committed before, and
+    is seen, or waits for the caller's commit, and then sees the caller's guardianships."""
+    return bool(
+        await conn.fetchval(
+            "SELECT invitations_launched_at IS NOT NULL FROM schools WHERE school_id = $1 FOR SHARE",
+            school_id,
+        )
+    )
+
+
 async def invite_pending_of_child(conn: asyncpg.Connection, child_id: uuid.UUID) -> int:
     """Invite the child's guardians that have no account linked and no open code, if the school has
     started inviting and the child is placed in its current or a coming year (a child placed
-    mid-year, or a guardian added later, is invited at once). Returns how many were invited."""
+    mid-year, or a guardian added later, is invited at once). Returns how many were invited.
+
+    The school row is share-locked first (see ``has_launched``), so that a launch committing
+    meanwhile cannot miss these guardians nor be missed by them."""
+    school_id = await conn.fetchval("SELECT school_id FROM children WHERE child_id = $1", child_id)
+    if school_id is None or not await has_launched(conn, school_id):
+        return 0
     locked = await conn.fetch(
         """SELECT guardianship_id FROM guardianships WHERE child_id = $1
            ORDER BY guardianship_id FOR UPDATE""",
