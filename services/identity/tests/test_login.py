@@ -162,10 +162,10 @@ async def test_the_owners_right_password_works_from_their_device_while_a_strange
     # One stranger's 50 guesses in a row: 5 are checked, then one each time a doubling delay (1 s,
     # 2 s, 4 s, ...) has passed, which in the few seconds this takes is a handful at most.
     stranger = a_client()
-    answers = [await identity.login(owner, f"gok {n}", client=stranger) for n in range(50)]
-    assert [a.status for a in answers[:5]] == [401] * 5
-    assert sum(a.status == 401 for a in answers[5:]) <= 5
-    for answer in answers[5:]:
+    first_strangers = [await identity.login(owner, f"gok {n}", client=stranger) for n in range(50)]
+    assert [a.status for a in first_strangers[:5]] == [401] * 5
+    assert sum(a.status == 401 for a in first_strangers[5:]) <= 5
+    for answer in first_strangers[5:]:
         if answer.status != 401:
             throttled(answer)
     assert (await identity.login(owner, client=home, device=first.device)).status == 200
@@ -176,8 +176,10 @@ async def test_the_owners_right_password_works_from_their_device_while_a_strange
         *(identity.login(owner, f"gok {n}", client=strangers[n % 30]) for n in range(150))
     )
     assert {a.status for a in answers} <= {401, 429}
-    # Checked until the address's soft limit (the first stranger's 5 included), then spaced out.
-    assert sum(a.status == 401 for a in answers) + 5 >= identity.settings.login_address_soft_limit
+    # Checked until the address's soft limit (the first stranger's checked guesses included), then
+    # spaced out.
+    checked = sum(a.status == 401 for a in answers) + sum(a.status == 401 for a in first_strangers)
+    assert checked >= identity.settings.login_address_soft_limit
 
     assert (await identity.login(owner, client=home, device=first.device)).status == 200
     # Also from a new address (the owner on the road): the device is what is known.
@@ -437,9 +439,10 @@ async def set_password(identity: Identity, token: str, password: str = NEW_PASSW
 async def test_a_reset_answers_the_same_for_an_unknown_address(
     identity: Identity, reset_mails: asyncio.Queue[dict[str, Any]]
 ) -> None:
+    email = await identity.account()
     clock = asyncio.get_running_loop().time
     started = clock()
-    known = await ask_reset(identity, await identity.account())
+    known = await ask_reset(identity, email)
     known_took, started = clock() - started, clock()
     unknown = await ask_reset(identity, f"niemand-{uuid.uuid4().hex[:6]}@lichtstraat.nl")
     unknown_took = clock() - started
