@@ -187,7 +187,9 @@ async def finish(
     """Record the outcome; in the apply's own transaction, so "done" and the changes commit together."""
     await conn.execute(
         """UPDATE imports SET status = 'done', applied = $2, rows_done = rows_total, counts = $3, errors = $4,
-                  children = $5, not_in_file = $6, heartbeat_at = now(), finished_at = now()
+                  children = $5, not_in_file = $6, heartbeat_at = now(),
+                  -- The clock, not now(): that is when the apply's transaction began.
+                  finished_at = clock_timestamp()
            WHERE import_id = $1""",
         import_id,
         applied,
