@@ -704,6 +704,11 @@ async def test_only_an_admin_of_the_school_manages_it_and_others_get_404(system:
         "GET", "identity", f"/schools/{sid}/school-years", scene.school.admin.token
     )
     assert status == 200, years
+    status, launched = await system.call(
+        "POST", "identity", f"/schools/{sid}/invitations", scene.school.admin.token
+    )
+    assert status == 202, launched
+    launch = launched["launch_id"]
     requests: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", f"/schools/{sid}", {}),
         ("PATCH", f"/schools/{sid}", {"json": {"max_posts_per_day": 3}}),
@@ -733,6 +738,15 @@ async def test_only_an_admin_of_the_school_manages_it_and_others_get_404(system:
         ("POST", f"/guardianships/{guardianship}/invitation", {}),
         ("DELETE", f"/guardianships/{guardianship}/invitation", {}),
         ("POST", f"/schools/{sid}/invitations", {}),
+        ("GET", f"/invitation-launches/{launch}", {}),
+        ("GET", f"/schools/{sid}/adoption", {}),
+        ("GET", f"/schools/{sid}/adoption?format=csv", {}),
+        (
+            "POST",
+            f"/schools/{sid}/imports",
+            {"data": b"roepnaam;achternaam;groep\n", "headers": {"Content-Type": "text/csv"}},
+        ),
+        ("POST", f"/school-years/{years['items'][0]['school_year_id']}/promotion", {"json": {}}),
     ]
     before = await snapshot(system, IDENTITY_ROWS)
     for token, who in (
