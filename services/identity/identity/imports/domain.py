@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -479,11 +479,6 @@ def _find(lookup: Mapping[str, uuid.UUID], name: str) -> uuid.UUID | None:
     return lookup.get(fold(name)) or lookup.get(group_key(name))
 
 
-def lookup_group(groups: Mapping[str, uuid.UUID], name: str) -> uuid.UUID | None:
-    """The id of the group a row names (``groups``: name -> id), by the same rule as the plan."""
-    return _find(_group_lookup(groups), name)
-
-
 def _entry(pupil: Pupil, child: KnownChild | None, group_id: uuid.UUID | None) -> Entry:
     """The row's effect; ``group_id`` None: a group the import creates."""
     if child is None:
@@ -509,15 +504,3 @@ def _entry(pupil: Pupil, child: KnownChild | None, group_id: uuid.UUID | None) -
     moved = group_id is None or child.group_id != group_id
     action: Action = "moved" if moved else "changed" if changed or added else "unchanged"
     return Entry(pupil, child, action, changed, added, group_id)
-
-
-def child_fields(pupil: Pupil) -> dict[str, Any]:
-    """The columns of a new child from its row."""
-    return {
-        "external_id": pupil.external_id,
-        "given_name": pupil.given_name,
-        "tussenvoegsel": pupil.tussenvoegsel,
-        "family_name": pupil.family_name,
-        "date_of_birth": pupil.date_of_birth,
-        "photo_consent": bool(pupil.photo_consent),
-    }

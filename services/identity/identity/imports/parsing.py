@@ -93,8 +93,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class Row:
-    """One pupil's line: ``values`` by our field name (stripped, '' when empty or absent), the line
-    it starts on, and for each field the header it came from (to name it in a problem)."""
+    """One pupil's line: the line it starts on, and ``values`` by our field name (stripped; only the
+    fields the file has a column for)."""
 
     line: int
     values: dict[str, str]

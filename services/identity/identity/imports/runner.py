@@ -68,6 +68,11 @@ class Job:
 class Refused(Exception):
     """Applying would write rows that have problems, and the admin did not say to skip them."""
 
+    def __init__(self, failure: str, plan: Plan) -> None:
+        super().__init__(failure)
+        self.failure = failure
+        self.plan = plan
+
 
 async def import_jobs(app: web.Application) -> AsyncIterator[None]:
     """Context: fail the imports that died with an earlier process; on stop, cancel running ones."""
@@ -102,13 +107,12 @@ async def make_plan(
     school_year_id: uuid.UUID,
     table: Table,
     create_groups: bool,
-    rows: CheckedRows | None = None,
+    rows: CheckedRows,
 ) -> Plan:
-    """The plan against the school as it is now; ``rows``: the table's rows checked already."""
-    checked = rows if rows is not None else await check(table)
+    """The plan against the school as it is now; ``rows``: the table's rows, checked (see ``check``)."""
     children = await store.known_children(conn, school_id, school_year_id)
     groups = await store.groups_of_year(conn, school_year_id)
-    return plan(table, children, groups, create_groups, date.today(), checked)
+    return plan(table, children, groups, create_groups, date.today(), rows)
 
 
 class Progress:
@@ -143,23 +147,29 @@ class Progress:
             await asyncio.sleep(0.2)
             since += 0.2
             if self.rows_done != written or since >= HEARTBEAT_SECONDS:
+                try:
+                    await store.progress(conn, self._import_id, "running", self.rows_done)
+                except (asyncpg.PostgresError, OSError):
+                    # A missed step is retried at the next one; the import itself goes on.
+                    log.warning("import progress not written", exc_info=True)
+                    continue
                 written, since = self.rows_done, 0.0
-                await store.progress(conn, self._import_id, "running", written)
 
 
 async def run(pool: asyncpg.Pool, job: Job) -> None:
     """Plan (and apply) the import; its row ends "done" or "failed" with the reason."""
     try:
         async with Progress(pool, job.import_id).running() as progress:
+            rows = job.rows if job.rows is not None else await check(job.table)
             if job.dry_run:
                 async with pool.acquire() as conn:
                     result = await make_plan(
-                        conn, job.school_id, job.school_year_id, job.table, job.create_groups
+                        conn, job.school_id, job.school_year_id, job.table, job.create_groups, rows
                     )
                     await progress.stop()
                     await store.finish(conn, job.import_id, result, result.counts(), applied=False)
             else:
-                await apply(pool, job, progress)
+                await apply(pool, job, rows, progress)
     except asyncio.CancelledError:
         await _fail(
             pool,
@@ -168,7 +178,7 @@ async def run(pool: asyncpg.Pool, job: Job) -> None:
         )
         raise
     except Refused as refused:
-        await _fail(pool, job.import_id, str(refused.args[0]), refused.args[1])
+        await _fail(pool, job.import_id, refused.failure, refused.plan)
     except asyncpg.UniqueViolationError:
         await _fail(
             pool,
@@ -190,14 +200,12 @@ def _lock_key(school_id: uuid.UUID) -> int:
     return zlib.crc32(b"klaspost-import:" + school_id.bytes)
 
 
-async def apply(pool: asyncpg.Pool, job: Job, progress: Progress) -> None:
+async def apply(pool: asyncpg.Pool, job: Job, rows: CheckedRows, progress: Progress) -> None:
     """Plan and write in one transaction, imports of one school one at a time (the plan is made
     under the lock, so it is the truth it is written against)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(job.school_id))
-        result = await make_plan(
-            conn, job.school_id, job.school_year_id, job.table, job.create_groups, job.rows
-        )
+        result = await make_plan(conn, job.school_id, job.school_year_id, job.table, job.create_groups, rows)
         if result.errors and not job.skip_invalid:
             raise Refused("some rows have problems: fix them, or apply with skip_invalid=true", result)
         progress.rows_done = len(result.invalid_lines)

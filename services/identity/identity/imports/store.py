@@ -186,7 +186,7 @@ async def finish(
 ) -> None:
     """Record the outcome; in the apply's own transaction, so "done" and the changes commit together."""
     await conn.execute(
-        """UPDATE imports SET status = 'done', applied = $2, rows_done = rows_total, counts = $3, errors = $4,
+        """UPDATE imports SET status = 'done', failure = NULL, applied = $2, rows_done = rows_total, counts = $3, errors = $4,
                   children = $5, not_in_file = $6, heartbeat_at = now(),
                   -- The clock, not now(): that is when the apply's transaction began.
                   finished_at = clock_timestamp()
