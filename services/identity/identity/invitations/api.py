@@ -10,9 +10,11 @@ from identity.access import require_admin, require_admin_of
 from identity.accounts.store import account_by_email, ensure_account
 from identity.invitations import codes, launches, store, throttle
 from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
+from identity.login import refresh
 from identity.passwords import check_password_policy, hash_password
 from identity.resources import SIGNER
-from shared.app import POOL
+from identity.settings import Settings
+from shared.app import POOL, settings_of
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.http import json_response, path_id, read_json
 from shared.tokens import CALLER, Caller, require_caller
@@ -102,14 +104,23 @@ async def redeem(request: web.Request) -> web.Response:
         await store.use_code(conn, found["code_id"], found["guardianship_id"], person_id)
         await memberships.derive(conn, found["school_id"], [person_id])
         await throttle.take_back(conn, counters)
-    token = request.app[SIGNER].issue(Caller(person_id=person_id)) if created else None
+        # A new account is logged in at once, as after a login: access and refresh token.
+        issued = (
+            await refresh.start_family(
+                conn, person_id, refresh.Lifetime.from_settings(settings_of(request.app, Settings))
+            )
+            if created
+            else None
+        )
+    signer = request.app[SIGNER]
     return json_response(
         Redeemed(
             person_id=person_id,
             child_id=found["child_id"],
             school_id=found["school_id"],
-            access_token=token,
-            expires_in=request.app[SIGNER].ttl_seconds if token else None,
+            access_token=signer.issue(Caller(person_id=person_id)) if issued else None,
+            expires_in=signer.ttl_seconds if issued else None,
+            refresh_token=issued.token if issued else None,
         ),
         status=201,
     )

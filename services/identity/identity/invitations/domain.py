@@ -25,7 +25,8 @@ class Redeemed(BaseModel):
     child_id: uuid.UUID
     school_id: uuid.UUID
     access_token: str | None = Field(description="For a new account: it is logged in at once.")
-    expires_in: int | None = None
+    expires_in: int | None = Field(default=None, description="Seconds until the access token expires.")
+    refresh_token: str | None = Field(default=None, description="For a new account, as after a login.")
 
 
 class InvitationSent(BaseModel):
