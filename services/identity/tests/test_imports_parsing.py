@@ -245,3 +245,9 @@ def test_unknown_groups_are_created_when_asked() -> None:
 
     assert result.groups_to_create == ["Groep 9"]
     assert result.errors == []
+
+
+def test_decomposed_diacritics_are_stored_composed() -> None:
+    data = "Roepnaam;Achternaam;Groep;E-mail ouder 1\nU\u0308nal;C\u0327elik;Groep 3;a@ouders.example.nl\n".encode()
+    values = read_table(data).rows[0].values
+    assert (values["given_name"], values["family_name"]) == ("\u00dcnal", "\u00c7elik")

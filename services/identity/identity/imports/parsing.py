@@ -251,7 +251,11 @@ def read_table(data: bytes, mapping: Mapping[str, str] | None = None, max_rows: 
             continue
         if max_rows is not None and len(rows) >= max_rows:
             raise refuse(f"the file has more than {max_rows} pupils; split it, e.g. by group")
-        values = {ours: record[i].strip() if i < len(record) else "" for ours, i in columns.items()}
+        # NFC: a file from a Mac may spell "ü" as "u" plus a combining diaeresis.
+        values = {
+            ours: unicodedata.normalize("NFC", record[i].strip()) if i < len(record) else ""
+            for ours, i in columns.items()
+        }
         rows.append(Row(line=start, values=values))
     if headers is None:
         raise refuse("the file is empty: export the class list with its header line and pupils")
