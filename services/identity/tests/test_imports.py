@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from identity.imports.domain import MAX_BYTES
+from identity.imports.runner import RUNNING_AT_ONCE
 from shared.testing.class_lists import GROUPS, ClassList, Pupil, class_list, pupils, replace
 from tests.harness.identity_alone import PASSWORD, Identity, running_identity
 from tests.harness.system import OPERATOR_KEY
@@ -542,3 +543,18 @@ async def test_a_linked_guardian_follows_a_child_the_import_moves(identity: Iden
         "SELECT group_id FROM memberships WHERE person_id = $1 AND active", person_id
     )
     assert [r["group_id"] for r in active] == [school.groups["Groep 4"]]
+
+
+async def test_imports_beyond_the_replicas_slots_wait_queued_and_all_finish(identity: Identity) -> None:
+    school = await new_school(identity, launch=False)
+    data = class_list(pupils(5000, seed=71)).render()
+
+    posted = await asyncio.gather(*(post_file(identity, school, data) for _ in range(RUNNING_AT_ONCE + 2)))
+    views = await asyncio.gather(
+        *(call(identity, "GET", f"/imports/{job['import_id']}", school.token) for _, job in posted)
+    )
+    states = sorted(view["status"] for _, view in views)
+    finished_jobs = [await finished(identity, school, job["import_id"]) for _, job in posted]
+
+    assert "queued" in states, states
+    assert [j["status"] for j in finished_jobs] == ["done"] * len(posted)

@@ -47,6 +47,11 @@ class Tasks(set["asyncio.Task[None]"]):
 
 
 IMPORT_TASKS = web.AppKey("import_tasks", Tasks)
+# Imports that run at once in one replica; more wait, queued. Each running one holds a pooled
+# connection for its whole transaction (and a second one now and then for its progress).
+RUNNING_AT_ONCE = 2
+IMPORT_SLOTS = web.AppKey("import_slots", asyncio.Semaphore)
+PROGRESS_SECONDS = 0.2
 # Rows written between two progress steps.
 CHUNK = 100
 _CHILD_FIELDS = ("given_name", "tussenvoegsel", "family_name", "date_of_birth", "photo_consent")
@@ -77,6 +82,7 @@ class Refused(Exception):
 async def import_jobs(app: web.Application) -> AsyncIterator[None]:
     """Context: fail the imports that died with an earlier process; on stop, cancel running ones."""
     app[IMPORT_TASKS] = Tasks()
+    app[IMPORT_SLOTS] = asyncio.Semaphore(RUNNING_AT_ONCE)
     async with app[POOL].acquire() as conn:
         abandoned = await store.fail_abandoned(conn)
     if abandoned:
@@ -91,7 +97,7 @@ async def import_jobs(app: web.Application) -> AsyncIterator[None]:
 
 def start(app: web.Application, job: Job) -> None:
     """Run the job in the background of this replica."""
-    task = asyncio.create_task(run(app[POOL], job), name=f"import-{job.import_id}")
+    task = asyncio.create_task(run(app[POOL], app[IMPORT_SLOTS], job), name=f"import-{job.import_id}")
     app[IMPORT_TASKS].add(task)
     task.add_done_callback(app[IMPORT_TASKS].discard)
 
@@ -116,23 +122,23 @@ async def make_plan(
 
 
 class Progress:
-    """Writes ``rows_done`` and a heartbeat to the import's row, from a connection of its own."""
+    """Writes the status, ``rows_done`` and a heartbeat to the import's row every PROGRESS_SECONDS
+    that something changed (HEARTBEAT_SECONDS otherwise), borrowing a pooled connection each time."""
 
     def __init__(self, pool: asyncpg.Pool, import_id: uuid.UUID) -> None:
+        self.status = "queued"
         self.rows_done = 0
         self._pool = pool
         self._import_id = import_id
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator["Progress"]:
-        async with self._pool.acquire() as conn:
-            await store.progress(conn, self._import_id, "running", 0)
-            self._task = asyncio.create_task(self._loop(conn))
-            try:
-                yield self
-            finally:
-                await self.stop()
+    async def beating(self) -> AsyncIterator["Progress"]:
+        self._task = asyncio.create_task(self._loop())
+        try:
+            yield self
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -141,25 +147,29 @@ class Progress:
                 await self._task
             self._task = None
 
-    async def _loop(self, conn: asyncpg.Connection) -> None:
-        written, since = 0, 0.0
+    async def _loop(self) -> None:
+        written: tuple[str, int] | None = None
+        since = 0.0
         while True:
-            await asyncio.sleep(0.2)
-            since += 0.2
-            if self.rows_done != written or since >= HEARTBEAT_SECONDS:
+            now = (self.status, self.rows_done)
+            if now != written or since >= HEARTBEAT_SECONDS:
                 try:
-                    await store.progress(conn, self._import_id, "running", self.rows_done)
+                    async with self._pool.acquire() as conn:
+                        await store.progress(conn, self._import_id, *now)
+                    written, since = now, 0.0
                 except (asyncpg.PostgresError, OSError):
                     # A missed step is retried at the next one; the import itself goes on.
                     log.warning("import progress not written", exc_info=True)
-                    continue
-                written, since = self.rows_done, 0.0
+            await asyncio.sleep(PROGRESS_SECONDS)
+            since += PROGRESS_SECONDS
 
 
-async def run(pool: asyncpg.Pool, job: Job) -> None:
-    """Plan (and apply) the import; its row ends "done" or "failed" with the reason."""
+async def run(pool: asyncpg.Pool, slots: asyncio.Semaphore, job: Job) -> None:
+    """Plan (and apply) the import once one of this replica's ``slots`` is free (it stays queued
+    until then); its row ends "done" or "failed" with the reason."""
     try:
-        async with Progress(pool, job.import_id).running() as progress:
+        async with Progress(pool, job.import_id).beating() as progress, slots:
+            progress.status = "running"
             rows = job.rows if job.rows is not None else await check(job.table)
             if job.dry_run:
                 async with pool.acquire() as conn:
