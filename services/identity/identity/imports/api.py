@@ -104,6 +104,7 @@ async def start_import(request: web.Request) -> web.Response:
 
 
 async def get_import(request: web.Request) -> web.Response:
+    """The import's progress and outcome, for admins of its school (404 for anyone else)."""
     import_id = path_id(request, "import_id")
     async with request.app[POOL].acquire() as conn:
         await require_admin_of(conn, require_caller(request), "imports", "import_id", import_id, "import")
