@@ -9,7 +9,8 @@ from typing import Any, Literal, TypeVar, cast
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
 from shared.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.fields import is_uuid_text
@@ -38,6 +39,9 @@ class Route:
     errors: tuple[int, ...] = ()
     # Defaults to the handler's name; the document refuses two operations with one id.
     operation_id: str | None = None
+    # Media types the success response also comes in besides JSON (chosen by Accept or a query
+    # parameter), e.g. ("text/csv",); documented as text.
+    also_as: tuple[str, ...] = ()
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:
@@ -65,7 +69,11 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         raise ValidationFailed(
             "some fields are missing or invalid", [{"field": nul, "problem": "contains a NUL character"}]
         )
-    return validate(model, data)
+    try:
+        # As JSON and strictly, as the schema reads: "1" is no integer, "true" no boolean, 1 no string.
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _failed(exc) from exc
 
 
 def _path_of_nul(data: Any, path: str = "") -> str | None:
@@ -95,16 +103,21 @@ def read_query(request: web.Request, model: type[M]) -> M:
 
 
 def validate(model: type[M], data: Any) -> M:
+    """``data`` (Python values, e.g. query strings) validated against ``model``, or ValidationFailed (422)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(
-            "some fields are missing or invalid",
-            [
-                {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"]}
-                for err in exc.errors(include_url=False, include_input=False)
-            ],
-        ) from exc
+        raise _failed(exc) from exc
+
+
+def _failed(exc: ValidationError) -> ValidationFailed:
+    return ValidationFailed(
+        "some fields are missing or invalid",
+        [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ],
+    )
 
 
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -167,6 +180,20 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+# What pydantic takes for a time of day from JSON and gives back: HH:MM[:SS[.fraction]][offset].
+TIME_PATTERN = (
+    r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?$"
+)
+
+
+class _JsonSchemas(GenerateJsonSchema):
+    """pydantic's JSON Schema, except where OpenAPI 3.1 validators would read it otherwise."""
+
+    def time_schema(self, schema: core_schema.TimeSchema) -> JsonSchemaValue:
+        # Format "time" is RFC 3339 full-time, which needs an offset; pydantic's times have none.
+        return {"type": "string", "pattern": TIME_PATTERN}
+
+
 def path_parameters(path: str) -> list[str]:
     """The names of a path's ``{templated}`` segments, in order."""
     return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
@@ -211,7 +238,9 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
             models.append((route.body, "validation"))
         if route.response is not None:
             models.append((route.response, "serialization"))
-    refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    refs, definitions = models_json_schema(
+        models, ref_template="#/components/schemas/{model}", schema_generator=_JsonSchemas
+    )
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, **definitions.get("$defs", {})}
     paths: dict[str, Any] = {}
     operation_ids: set[str] = set()
@@ -241,6 +270,8 @@ def openapi_document(title: str, version: str, routes: list[Route]) -> dict[str,
         ok: dict[str, Any] = {"description": _SUCCESS.get(route.status, "Success")}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": refs[(route.response, "serialization")]}}
+        for media_type in route.also_as:
+            ok.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
         op["responses"] = {str(route.status): ok} | {
             str(status): _error_response(status) for status in error_statuses(route)
         }
@@ -269,7 +300,9 @@ def _path_parameter(name: str) -> dict[str, Any]:
 
 
 def _query_parameters(model: type[BaseModel], schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+    schema = model.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="validation", schema_generator=_JsonSchemas
+    )
     schemas.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
     params = []
