@@ -225,3 +225,28 @@ async def test_one_school_waiting_on_a_lock_does_not_hold_up_the_others(system: 
     assert not report.failed
     async with pool(system).acquire() as conn:
         assert await current_year(conn, stuck) == NEW
+
+
+async def test_a_promotion_made_after_the_new_year_began_lets_guardians_follow_at_once(
+    system: System,
+) -> None:
+    school = await make_school(system)
+    await add_group(system, school, "Groep 3B")
+    child = await add_child(system, school, "anna", "Groep 3B", [])
+    guardian = await link_guardian(system, school, child)
+    year = await add_school_year(system, school, NEW)
+    await move_switch_to_today(system, school)
+    report = await switch_years(pool(system))
+    assert not report.failed
+    async with pool(system).acquire() as conn:
+        # The new year began with no groups prepared: nothing is the guardian's for now.
+        assert await current_year(conn, school) == NEW
+        assert await active_groups(conn, guardian) == set()
+
+    status, plan = await system.call(
+        "POST", "identity", f"/school-years/{year['school_year_id']}/promotion", school.admin.token, json={}
+    )
+
+    assert status == 200, plan
+    async with pool(system).acquire() as conn:
+        assert await active_groups(conn, guardian) == {uuid.UUID(plan["groups"][0]["group_id"])}
