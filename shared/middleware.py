@@ -84,7 +84,7 @@ async def error_middleware(
 ) -> web.StreamResponse:
     """Every error leaves in one JSON shape; unexpected ones as a 500 without internals."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except AppError as exc:
         return error_response(exc)
     except web.HTTPException as exc:
@@ -106,3 +106,7 @@ async def error_middleware(
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return web.json_response(error_body("internal", "something went wrong on our side"), status=500)
+    if response.status == 401 and not response.prepared:
+        # Also when a handler rendered its own 401: the documents promise the header (RFC 9110 11.6.1).
+        response.headers.setdefault("WWW-Authenticate", "Bearer")
+    return response
