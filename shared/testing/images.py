@@ -60,14 +60,17 @@ def jpeg_with_gps(width: int, height: int, orientation: int = 6, *, textured: bo
     return _insert_segment(buffer.getvalue(), 0xED, _iptc_block())
 
 
-def heic_with_gps(width: int, height: int, orientation: int = 6) -> bytes:
+def heic_with_gps(width: int, height: int, orientation: int = 6, *, textured: bool = False) -> bytes:
     """An HEVC-coded HEIC laid out as an iPhone writes one: the pixels as the sensor saw them (left half red,
     right half blue), an `irot` rotation that readers must apply, and EXIF with the same orientation, camera
-    and GPS, plus XMP and an ICC profile."""
+    and GPS, plus XMP and an ICC profile. `textured` adds noise, as in `jpeg_with_gps`."""
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = _halves(width, height)
+    if textured:
+        image = Image.blend(image, Image.effect_noise((width, height), 48).convert("RGB"), 0.5)
     buffer = io.BytesIO()
     # pillow-heif turns the EXIF orientation into the container's irot/imir and keeps the tag in the EXIF.
-    pillow_heif.from_pillow(_halves(width, height)).save(
+    pillow_heif.from_pillow(image).save(
         buffer, format="HEIF", quality=85, exif=_exif(orientation).tobytes(), xmp=_XMP, icc_profile=srgb
     )
     return buffer.getvalue()
