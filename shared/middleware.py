@@ -16,6 +16,17 @@ log = logging.getLogger(__name__)
 
 # Polled every few seconds by orchestrators: logging each would drown the lines that matter.
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+# A request slower than this is logged at INFO whatever it was.
+SLOW_REQUEST_MS = 250.0
+
+
+def _request_level(method: str, status: int, duration_ms: float) -> int:
+    """INFO for what an operator wants to read back: writes, errors (4xx and 5xx) and slow requests.
+    A quick successful read is DEBUG: one line for each cost 5 % of a feed request and 44 MB of log in
+    three minutes of load, and says nothing the metrics do not."""
+    if method in ("GET", "HEAD") and status < 400 and duration_ms < SLOW_REQUEST_MS:
+        return logging.DEBUG
+    return logging.INFO
 
 
 @web.middleware
@@ -31,18 +42,27 @@ async def correlation_middleware(
     )
     token = correlation_id.set(cid)
     started = time.perf_counter()
+    status = 500
     try:
         response = await handler(request)
         response.headers["X-Correlation-Id"] = cid
+        status = response.status
         return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
     finally:
-        if request.path not in _PROBES:
-            log.info(
+        duration_ms = (time.perf_counter() - started) * 1000
+        level = _request_level(request.method, status, duration_ms)
+        if log.isEnabledFor(level) and request.path not in _PROBES:
+            log.log(
+                level,
                 "request",
                 extra={
                     "method": request.method,
                     "path": request.path,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "status": status,
+                    "duration_ms": round(duration_ms, 2),
                 },
             )
         correlation_id.reset(token)

@@ -583,3 +583,98 @@ def test_generated_signing_keys_are_fresh_ed25519_keys() -> None:
 
     assert first != second
     assert isinstance(private_key_from_pem(first), Ed25519PrivateKey)
+
+
+# --- remembering verified tokens ----------------------------------------------------------------
+
+
+class CountingVerifier(TokenVerifier):
+    """Counts the full verifications (signature and claims), i.e. the requests not answered from memory."""
+
+    checks = 0
+
+    def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        self.checks += 1
+        return super()._decode(token, key)
+
+
+def counting_verifier(signer: TokenSigner, **kwargs: Any) -> CountingVerifier:
+    return CountingVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=signer.jwks(), **kwargs)
+
+
+async def test_a_verified_token_is_checked_once_while_it_is_valid() -> None:
+    signer = make_signer()
+    verifier = counting_verifier(signer)
+    token = signer.issue(TEACHER)
+
+    for _ in range(5):
+        assert await verifier.verify(token) == TEACHER
+
+    assert verifier.checks == 1
+
+
+async def test_a_remembered_token_is_never_answered_from_memory_past_its_exp() -> None:
+    signer = make_signer()
+    wall = FakeClock()
+    wall.now = time.time()
+    verifier = counting_verifier(signer, wall_clock=wall)
+    token = signer.issue(TEACHER)
+    await verifier.verify(token)
+
+    wall.now = claims_of(token)["exp"]
+    await verifier.verify(token)  # within the leeway: verified afresh, not remembered
+
+    assert verifier.checks == 2
+
+
+async def test_a_token_past_its_exp_is_verified_afresh_each_time() -> None:
+    key = Ed25519PrivateKey.generate()
+    # Issued 905 s ago: valid for 900 s, accepted within the 30 s leeway but never from memory.
+    signer = make_signer(key, clock=lambda: time.time() - 905)
+    wall = FakeClock()
+    wall.now = time.time()
+    verifier = counting_verifier(signer, wall_clock=wall)
+    token = signer.issue(TEACHER)
+    assert await verifier.verify(token) == TEACHER
+    assert verifier.checks == 1
+
+    await verifier.verify(token)
+    assert verifier.checks == 2
+
+
+async def test_a_remembered_token_stops_working_when_its_key_is_withdrawn(
+    identity_keys: IdentityKeys, http: aiohttp.ClientSession
+) -> None:
+    jwks_server, signer, _ = identity_keys
+    clock = FakeClock()
+    verifier = url_verifier(jwks_server, http, clock)
+    token = signer.issue(TEACHER)
+    assert await verifier.verify(token) == TEACHER
+    jwks_server.jwks = make_signer().jwks()
+    clock.now += 601
+
+    assert "unknown key" in await refused(verifier, token)
+
+
+async def test_remembered_tokens_are_bounded_least_recently_used_first() -> None:
+    signer = make_signer()
+    verifier = counting_verifier(signer, cache_size=2)
+    first, second, third = (signer.issue(TEACHER) for _ in range(3))
+    for token in (first, second, first, third):  # `second` is the least recently used when `third` comes
+        await verifier.verify(token)
+    assert verifier.checks == 3
+
+    await verifier.verify(first)
+    assert verifier.checks == 3
+    await verifier.verify(second)
+    assert verifier.checks == 4
+
+
+async def test_a_refused_token_is_not_remembered() -> None:
+    signer = make_signer()
+    verifier = counting_verifier(signer)
+    token = make_signer().issue(TEACHER)  # another key
+
+    for _ in range(2):
+        assert "unknown key" in await refused(verifier, token)
+    assert await verifier.verify(signer.issue(TEACHER)) == TEACHER
