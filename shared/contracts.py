@@ -70,6 +70,11 @@ class MembershipGranted(Event):
     # Grows with every change of any membership: a copy applies an event only if it is newer than
     # what it holds, so a grant and a revoke handled out of order cannot leave a revoked parent in.
     revision: int
+    children: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="the children through whom the person belongs (a family is a child); "
+        "granted again with a new revision when they change",
+    )
 
 
 @register
@@ -143,3 +148,20 @@ class PhotoRejected(Event):
     photo_id: uuid.UUID
     post_id: uuid.UUID
     reason: str
+
+
+@register
+class DeliveryReport(Event):
+    """How far the messages about a post have got (the notifier, now and then while they change).
+    Counts of messages: one email per parent, one push per device. Newest ``revision`` wins."""
+
+    type = "notifier.delivery_report"
+    post_id: uuid.UUID
+    targeted: int = Field(description="accounts the post is sent to")
+    delivered_email: int
+    delivered_push: int
+    failed: int
+    pending: int
+    held: int = Field(default=0, description="waiting for a digest or the end of quiet hours")
+    reported_at: datetime
+    revision: int

@@ -6,6 +6,9 @@ its events, with these columns (each service's migration creates it)::
     group_id uuid, person_id uuid, role text, active boolean, revision bigint,
     PRIMARY KEY (group_id, person_id)
 
+and optionally ``children uuid[]``: the children through whom a guardian belongs (a family is a
+child), for a service that counts families (posts).
+
 Events may be handled out of order (retries, concurrent handlers, several relays), so each carries a
 revision and an older one never overwrites a newer one; a revocation stays as an inactive row.
 """
@@ -26,17 +29,36 @@ async def apply(
     role: str,
     active: bool,
     revision: int,
+    children: list[uuid.UUID] | None = None,
 ) -> None:
+    """Store one membership unless the copy holds a newer revision. ``children`` (the children the
+    person belongs through) is stored only when given: a copy without that column passes None."""
+    if children is None:
+        await conn.execute(
+            """INSERT INTO memberships (group_id, person_id, role, active, revision) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (group_id, person_id) DO UPDATE
+                 SET role = EXCLUDED.role, active = EXCLUDED.active, revision = EXCLUDED.revision
+                 WHERE memberships.revision < EXCLUDED.revision""",
+            group_id,
+            person_id,
+            role,
+            active,
+            revision,
+        )
+        return
     await conn.execute(
-        """INSERT INTO memberships (group_id, person_id, role, active, revision) VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO memberships (group_id, person_id, role, active, revision, children)
+           VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (group_id, person_id) DO UPDATE
-             SET role = EXCLUDED.role, active = EXCLUDED.active, revision = EXCLUDED.revision
+             SET role = EXCLUDED.role, active = EXCLUDED.active, revision = EXCLUDED.revision,
+                 children = EXCLUDED.children
              WHERE memberships.revision < EXCLUDED.revision""",
         group_id,
         person_id,
         role,
         active,
         revision,
+        children,
     )
 
 
@@ -48,13 +70,16 @@ async def role_in(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid
     return role
 
 
-def keep_membership_copy(handlers: Handlers) -> None:
-    """Register the two handlers that keep the copy."""
+def keep_membership_copy(handlers: Handlers, *, with_children: bool = False) -> None:
+    """Register the two handlers that keep the copy. ``with_children``: the copy has a
+    ``children uuid[] NOT NULL DEFAULT '{}'`` column and keeps them (a revoked membership has none)."""
 
     @handlers.on(MembershipGranted)
     async def granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
-        await apply(conn, event.group_id, event.person_id, event.role, True, event.revision)
+        children = event.children if with_children else None
+        await apply(conn, event.group_id, event.person_id, event.role, True, event.revision, children)
 
     @handlers.on(MembershipRevoked)
     async def revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
-        await apply(conn, event.group_id, event.person_id, event.role, False, event.revision)
+        children: list[uuid.UUID] | None = [] if with_children else None
+        await apply(conn, event.group_id, event.person_id, event.role, False, event.revision, children)

@@ -1,7 +1,8 @@
 """Memberships are derived, never set by hand (seed rules 1 and 3).
 
 A guardian belongs to the groups their children are placed in during the school's current year; a
-teacher to the groups they teach in that year. Whatever changes a placement, guardianship, teaching
+teacher to the groups they teach in that year. A membership names the children it comes through, so
+that other services can count families; a change of them is granted again with a new revision. Whatever changes a placement, guardianship, teaching
 assignment, staff role, child's leaving or the current year calls ``derive`` in the same
 transaction; it compares what the rules say with what is stored and publishes a MembershipGranted or
 MembershipRevoked for each difference, with a new revision (see ``shared.membership_copy``).
@@ -17,18 +18,24 @@ from shared.contracts import MembershipGranted, MembershipRevoked
 from shared.envelope import Event
 from shared.outbox import publish_many
 
-# What the rules say, for one school (and optionally some accounts only). A teacher who is also a
-# parent in the same group is there as teacher: the stronger role. A child who left gives nothing.
+# What the rules say, for one school (and optionally some accounts only): per group and account the
+# role and the children through whom the account belongs (sorted). A teacher who is also a parent in
+# the same group is there as teacher, the stronger role, with their children still counted as
+# families. A child who left gives nothing.
 _DESIRED = """
-    SELECT DISTINCT ON (group_id, person_id) group_id, person_id, role FROM (
-        SELECT t.group_id, t.person_id, 'teacher' AS role
+    SELECT group_id, person_id,
+           CASE WHEN bool_or(role = 'teacher') THEN 'teacher' ELSE 'guardian' END AS role,
+           COALESCE(array_agg(DISTINCT child_id ORDER BY child_id) FILTER (WHERE child_id IS NOT NULL),
+                    '{}') AS children
+    FROM (
+        SELECT t.group_id, t.person_id, 'teacher' AS role, NULL::uuid AS child_id
         FROM schools s
         JOIN groups g ON g.school_year_id = s.current_year_id
         JOIN teaching t ON t.group_id = g.group_id
         JOIN staff st ON st.school_id = s.school_id AND st.person_id = t.person_id AND st.role = 'teacher'
         WHERE s.school_id = $1 AND ($2::uuid[] IS NULL OR t.person_id = ANY($2))
         UNION ALL
-        SELECT p.group_id, gs.person_id, 'guardian'
+        SELECT p.group_id, gs.person_id, 'guardian', c.child_id
         FROM schools s
         JOIN placements p ON p.school_year_id = s.current_year_id
         JOIN children c ON c.child_id = p.child_id AND c.left_on IS NULL
@@ -36,7 +43,7 @@ _DESIRED = """
         JOIN accounts a ON a.person_id = gs.person_id AND NOT a.disabled
         WHERE s.school_id = $1 AND ($2::uuid[] IS NULL OR gs.person_id = ANY($2))
     ) d
-    ORDER BY group_id, person_id, role = 'teacher' DESC
+    GROUP BY group_id, person_id
 """
 
 
@@ -57,19 +64,21 @@ async def derive(
     persons = list(person_ids) if person_ids is not None else None
     granted = await conn.fetch(
         f"""WITH desired AS ({_DESIRED})
-            INSERT INTO memberships (group_id, person_id, role, active, revision)
-            SELECT group_id, person_id, role, true, nextval('membership_revisions') FROM desired
+            INSERT INTO memberships (group_id, person_id, role, children, active, revision)
+            SELECT group_id, person_id, role, children, true, nextval('membership_revisions') FROM desired
             ON CONFLICT (group_id, person_id) DO UPDATE
-              SET active = true, role = EXCLUDED.role, revision = EXCLUDED.revision, changed_at = now()
+              SET active = true, role = EXCLUDED.role, children = EXCLUDED.children,
+                  revision = EXCLUDED.revision, changed_at = now()
               WHERE NOT memberships.active OR memberships.role <> EXCLUDED.role
-            RETURNING group_id, person_id, role, revision""",  # noqa: S608 - a constant, no input
+                 OR memberships.children <> EXCLUDED.children
+            RETURNING group_id, person_id, role, children, revision""",  # noqa: S608 - a constant, no input
         school_id,
         persons,
     )
     revoked = await conn.fetch(
         f"""WITH desired AS ({_DESIRED})
             UPDATE memberships m SET active = false, revision = nextval('membership_revisions'),
-                   changed_at = now()
+                   children = '{{}}', changed_at = now()
             FROM groups g
             WHERE g.group_id = m.group_id AND g.school_id = $1 AND m.active
               AND ($2::uuid[] IS NULL OR m.person_id = ANY($2))
