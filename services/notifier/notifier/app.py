@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from notifier import api
+from notifier.delivery_reports import delivery_reports
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey
 from notifier.events import handlers
 from notifier.resources import delivery
@@ -42,5 +43,5 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[delivery],
+        contexts=[delivery, delivery_reports],
     )

@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     push_timeout_seconds: float = 10.0
     delivery_max_attempts: int = 8
     delivery_batch: int = 50
+    # How often delivery figures of recent posts are counted and reported to posts (DeliveryReport).
+    delivery_report_seconds: float = 5.0
     # Hosts a browser's push subscription may point at. The notifier POSTs to whatever endpoint a
     # subscription names, so without this list a caller could aim it at internal addresses.
     push_allowed_hosts: list[str] = [

@@ -4,13 +4,15 @@ follow the processing state of the photos of its posts."""
 import asyncpg
 
 from posts import store
+from posts.feed.events import keep_delivery_reports
 from shared.consumer import Handlers
 from shared.contracts import GroupChanged, PhotoProcessed, PhotoRejected
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
 handlers = Handlers()
-keep_membership_copy(handlers)
+keep_membership_copy(handlers, with_children=True)
+keep_delivery_reports(handlers)
 
 
 @handlers.on(GroupChanged)
