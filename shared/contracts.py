@@ -122,13 +122,60 @@ class PasswordResetRequested(Event):
 
 
 @register
+class StaffChanged(Event):
+    """A person's staff roles at a school changed (an empty list: no longer staff there). Posts keeps
+    who administers a school from it (an admin edits and deletes any post, writes announcements).
+    Newest ``revision`` wins."""
+
+    type = "identity.staff_changed"
+    school_id: uuid.UUID
+    person_id: uuid.UUID
+    roles: list[Literal["admin", "teacher"]]
+    revision: int
+
+
+@register
 class PostPublished(Event):
+    """A post appeared for the parents of its group: at once, or at its "send later" time. ``urgent``
+    (set by a school admin) asks the notifier to send at once on every channel. ``announcement_id``
+    is shared by the posts of one announcement to several groups."""
+
     type = "posts.post_published"
     post_id: uuid.UUID
     group_id: uuid.UUID
     author_id: uuid.UUID
     photo_ids: list[uuid.UUID] = Field(default_factory=list)
     excerpt: str = Field(max_length=200)
+    title: str = Field(default="", max_length=120)
+    urgent: bool = False
+    published_at: datetime | None = None
+    announcement_id: uuid.UUID | None = None
+
+
+@register
+class PostUpdated(Event):
+    """A post's title, body or photos were edited. Nobody is notified again; copies of the excerpt
+    (pending notifications) follow, and media attaches added photos and drops removed ones."""
+
+    type = "posts.post_updated"
+    post_id: uuid.UUID
+    group_id: uuid.UUID
+    author_id: uuid.UUID
+    editor_id: uuid.UUID = Field(description="who edited: photos added by the edit are theirs")
+    photo_ids: list[uuid.UUID] = Field(default_factory=list)
+    excerpt: str = Field(max_length=200)
+    title: str = Field(max_length=120)
+    published: bool = Field(description="false while the post waits for its send-later time")
+
+
+@register
+class PostDeleted(Event):
+    """A post was deleted: it disappears everywhere. The notifier cancels what it has not sent yet,
+    media stops serving the post's photos."""
+
+    type = "posts.post_deleted"
+    post_id: uuid.UUID
+    group_id: uuid.UUID
 
 
 @register

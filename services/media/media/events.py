@@ -1,14 +1,15 @@
-"""What media does with other services' events: keep its copy of memberships, and queue the
-photos of a published post for processing."""
+"""What media does with other services' events: keep its copy of memberships, queue the photos of
+a published (or edited) post for processing, and take the photos of a deleted post out of sight."""
 
 import logging
+import uuid
 
 import asyncpg
 
 from media import store
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
-from shared.contracts import GroupChanged, PhotoRejected, PostPublished
+from shared.contracts import GroupChanged, PhotoRejected, PostDeleted, PostPublished, PostUpdated
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 from shared.outbox import publish
@@ -26,18 +27,42 @@ async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupCh
 
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
-    if not event.photo_ids:
+    await _attach(conn, env, event.post_id, event.group_id, event.author_id, event.photo_ids)
+
+
+@handlers.on(PostUpdated)
+async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdated) -> None:
+    # Until a send-later post appears its photos are not attached: PostPublished brings them.
+    if not event.published:
         return
-    attached = await store.attach_to_post(
-        conn, event.photo_ids, event.author_id, event.post_id, event.group_id, env.correlation_id
-    )
-    for photo_id in set(event.photo_ids) - set(attached):
+    await store.drop_from_post(conn, event.post_id, event.photo_ids)
+    attached = await store.in_post(conn, event.post_id)
+    added = [p for p in event.photo_ids if p not in attached]
+    await _attach(conn, env, event.post_id, event.group_id, event.editor_id, added)
+
+
+@handlers.on(PostDeleted)
+async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
+    # A deleted post disappears everywhere: its photos are no longer shown to the group.
+    await store.drop_from_post(conn, event.post_id)
+
+
+async def _attach(
+    conn: asyncpg.Connection,
+    env: Envelope,
+    post_id: uuid.UUID,
+    group_id: uuid.UUID,
+    uploader_id: uuid.UUID,
+    photo_ids: list[uuid.UUID],
+) -> None:
+    if not photo_ids:
+        return
+    attached = await store.attach_to_post(conn, photo_ids, uploader_id, post_id, group_id, env.correlation_id)
+    for photo_id in set(photo_ids) - set(attached):
         # Someone else's photo, one already in another post, or no photo at all: it stays out of
         # this group, and the post shows it as rejected rather than processing for ever.
-        log.warning("photo not attached", extra={"post_id": str(event.post_id), "photo_id": str(photo_id)})
-        rejected = PhotoRejected(
-            photo_id=photo_id, post_id=event.post_id, reason="not a photo the author uploaded"
-        )
+        log.warning("photo not attached", extra={"post_id": str(post_id), "photo_id": str(photo_id)})
+        rejected = PhotoRejected(photo_id=photo_id, post_id=post_id, reason="not a photo the author uploaded")
         await publish(conn, rejected, env.school_id)
     if attached:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

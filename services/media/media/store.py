@@ -184,3 +184,24 @@ async def forget_originals(conn: asyncpg.Connection, limit: int) -> list[asyncpg
 
 async def forget_original(conn: asyncpg.Connection, photo_id: uuid.UUID) -> None:
     await conn.execute("UPDATE photos SET original_key = NULL WHERE photo_id = $1", photo_id)
+
+async def drop_from_post(
+    conn: asyncpg.Connection, post_id: uuid.UUID, keep: list[uuid.UUID] | None = None
+) -> list[uuid.UUID]:
+    """Photos taken out of a post (all of them when it was deleted; those not in ``keep`` when it was
+    edited): no longer the group's, and rejected, so no link to them is handed out again and the
+    clean-up deletes their originals. Returns their ids."""
+    rows = await conn.fetch(
+        """UPDATE photos SET post_id = NULL, status = 'rejected', reject_reason = 'taken out of its post',
+                             processed_at = now(), claimed_until = NULL
+           WHERE post_id = $1 AND photo_id <> ALL(COALESCE($2::uuid[], '{}'))
+           RETURNING photo_id""",
+        post_id,
+        keep,
+    )
+    return [r["photo_id"] for r in rows]
+
+
+async def in_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> set[uuid.UUID]:
+    return {r["photo_id"] for r in await conn.fetch("SELECT photo_id FROM photos WHERE post_id = $1", post_id)}
+

@@ -17,7 +17,9 @@ from shared.contracts import (
     GroupChanged,
     InvitationIssued,
     PasswordResetRequested,
+    PostDeleted,
     PostPublished,
+    PostUpdated,
     SchoolChanged,
 )
 from shared.envelope import Envelope
@@ -53,6 +55,19 @@ async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPub
     )
     if created:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+@handlers.on(PostUpdated)
+async def post_updated(conn: asyncpg.Connection, _env: Envelope, event: PostUpdated) -> None:
+    # Nobody is notified again; what is still to be sent says what the post says now.
+    await store.update_excerpt(conn, event.post_id, event.excerpt)
+
+
+@handlers.on(PostDeleted)
+async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
+    # A deleted post disappears everywhere: what was not sent yet of it is not sent (a delivery a
+    # sender holds at this very moment may still go out).
+    await store.cancel_post_deliveries(conn, event.post_id)
 
 
 @handlers.on(InvitationIssued)

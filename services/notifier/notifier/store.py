@@ -264,3 +264,21 @@ async def retry_mail_later(conn: asyncpg.Connection, mail_id: uuid.UUID, seconds
         seconds,
         error,
     )
+
+
+async def cancel_post_deliveries(conn: asyncpg.Connection, post_id: uuid.UUID) -> int:
+    """A deleted post: what was not sent of it yet is not sent (kept as failed, saying why), and its
+    excerpt is forgotten. How many deliveries were cancelled."""
+    await conn.execute("UPDATE notifications SET excerpt = '' WHERE post_id = $1", post_id)
+    cancelled = await conn.execute(
+        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: the post was deleted'
+           FROM notifications n
+           WHERE n.post_id = $1 AND d.notification_id = n.notification_id AND d.status = 'pending'""",
+        post_id,
+    )
+    return int(cancelled.split()[-1])
+
+
+async def update_excerpt(conn: asyncpg.Connection, post_id: uuid.UUID, excerpt: str) -> None:
+    """An edited post: messages not sent yet carry its new first words (nobody is notified again)."""
+    await conn.execute("UPDATE notifications SET excerpt = $2 WHERE post_id = $1", post_id, excerpt)

@@ -1,18 +1,38 @@
-"""What posts does with other services' events: keep its copy of groups and memberships, and
-follow the processing state of the photos of its posts."""
+"""What posts does with other services' events: keep its copies of schools, staff, groups and
+memberships, and follow the processing state of the photos of its posts."""
 
 import asyncpg
 
 from posts import store
 from posts.feed.events import keep_delivery_reports
+from posts.publishing import store as publishing
 from shared.consumer import Handlers
-from shared.contracts import GroupChanged, PhotoProcessed, PhotoRejected
+from shared.contracts import GroupChanged, PhotoProcessed, PhotoRejected, SchoolChanged, StaffChanged
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
 handlers = Handlers()
 keep_membership_copy(handlers, with_children=True)
 keep_delivery_reports(handlers)
+
+
+@handlers.on(SchoolChanged)
+async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: SchoolChanged) -> None:
+    # The time zone a school's days are counted in, and its posts per day (seed rule 5).
+    await publishing.upsert_school(
+        conn,
+        event.school_id,
+        event.time_zone,
+        event.max_posts_per_day,
+        event.min_posts_per_week,
+        event.revision,
+    )
+
+
+@handlers.on(StaffChanged)
+async def staff_changed(conn: asyncpg.Connection, _env: Envelope, event: StaffChanged) -> None:
+    # Who administers a school: admins edit and delete its posts and write announcements.
+    await publishing.upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)
 
 
 @handlers.on(GroupChanged)

@@ -67,6 +67,7 @@ async def create_school(request: web.Request) -> web.Response:
             conn, admin.email, admin.display_name, admin.locale, password_hash
         )
         await store.add_staff_role(conn, school_id, admin_id, "admin", admin.display_name)
+        await store.publish_staff(conn, school_id, admin_id)
         if created and password_hash is None:
             await issue_reset(conn, admin_id, "welcome", command.name)
     return json_response(SchoolCreated(school_id=school_id, admin_id=admin_id), status=201)
@@ -215,6 +216,7 @@ async def add_staff(request: web.Request) -> web.Response:
         await require_admin(conn, caller, school_id)
         person_id, _created = await ensure_account(conn, command.email, command.display_name, command.locale)
         await store.add_staff_role(conn, school_id, person_id, command.role, command.display_name)
+        await store.publish_staff(conn, school_id, person_id)
         account = await conn.fetchrow(
             "SELECT password_hash IS NULL AS new FROM accounts WHERE person_id = $1", person_id
         )
@@ -255,6 +257,7 @@ async def remove_staff(request: web.Request) -> web.Response:
             raise Conflict("a school keeps at least one admin")
         if not await store.remove_staff_role(conn, school_id, person_id, query.role):
             raise NotFound("no such staff member")
+        await store.publish_staff(conn, school_id, person_id)
         await memberships.derive(conn, school_id, [person_id])
     return web.Response(status=204)
 

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from identity import memberships
-from shared.contracts import GroupChanged, SchoolChanged
+from shared.contracts import GroupChanged, SchoolChanged, StaffChanged
 from shared.outbox import publish
 
 SCHOOL_COLUMNS = """s.school_id, s.name, s.time_zone, s.locale, s.max_posts_per_day, s.min_posts_per_week,
@@ -231,6 +231,19 @@ async def remove_staff_role(
         role,
     )
     return bool(removed)
+
+
+async def publish_staff(conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    """Tell other services the person's staff roles at the school now (none: no longer staff), in the
+    caller's transaction; posts learns from it who administers the school."""
+    roles = await conn.fetchval(
+        "SELECT coalesce(array_agg(role ORDER BY role), '{}') FROM staff WHERE school_id = $1 AND person_id = $2",
+        school_id,
+        person_id,
+    )
+    revision = await conn.fetchval("SELECT nextval('change_revisions')")
+    event = StaffChanged(school_id=school_id, person_id=person_id, roles=roles, revision=revision)
+    await publish(conn, event, school_id)
 
 
 async def admins_left(conn: asyncpg.Connection, school_id: uuid.UUID) -> int:
