@@ -153,7 +153,8 @@ async def _judge(request: web.Request, path: str, max_pixels: int) -> Inspection
             ) from exc
         except WorkerCrashed as exc:
             raise ValidationFailed(
-                "the photo could not be read", [{"field": "(body)", "problem": "the image could not be decoded"}]
+                "the photo could not be read",
+                [{"field": "(body)", "problem": "the image could not be decoded"}],
             ) from exc
 
 

@@ -1,6 +1,7 @@
 """What media deletes, so that a photo's original with all its metadata does not stay in storage: originals
-of photos that are ready or rejected (never served; the variants are what parents see), and uploads that no
-post used within a day (row and original). Runs as one periodic job across replicas."""
+of photos that are ready or rejected (never served; the variants are what parents see), uploads that no
+post used within a day (row and original), and the variants of rejected photos (one taken out of its post
+had them). Runs as one periodic job across replicas."""
 
 import logging
 
@@ -21,8 +22,14 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
     propagates to the job runner, which records it)."""
     unused = await store.unused_uploads(conn, settings.photo_unused_ttl_seconds, BATCH)
     done = await store.forget_originals(conn, BATCH)
+    variants = await store.forget_variants_of_rejected(conn, BATCH)
     for row in (*unused, *done):
         if row["original_key"] is not None:
             await storage.delete_original(row["original_key"])
-    if unused or done:
-        log.info("photo originals deleted", extra={"unused_uploads": len(unused), "processed": len(done)})
+    for key in variants:
+        await storage.delete_variant(key)
+    if unused or done or variants:
+        log.info(
+            "photos deleted from storage",
+            extra={"unused_uploads": len(unused), "originals": len(done), "variants": len(variants)},
+        )

@@ -282,7 +282,6 @@ def _is_animated_png(path: str) -> bool:
     return False
 
 
-
 def _heif(path: str) -> pillow_heif.HeifFile:
     # Opening reads the boxes and the primary image's header; `.data` decodes. libheif has applied the
     # container's rotation and mirroring (irot, imir) by then, which HEIF readers must follow, so the EXIF

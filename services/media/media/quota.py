@@ -14,7 +14,9 @@ from shared.errors import TooManyRequests
 _HOUR = timedelta(hours=1)
 
 
-async def check(conn: asyncpg.Connection, settings: Settings, person_id: uuid.UUID, school_id: uuid.UUID) -> None:
+async def check(
+    conn: asyncpg.Connection, settings: Settings, person_id: uuid.UUID, school_id: uuid.UUID
+) -> None:
     """Raise TooManyRequests (with retry_after in seconds) if one more upload would pass a limit."""
     now: datetime = await conn.fetchval("SELECT now()")
     person = await conn.fetchrow(

@@ -84,7 +84,9 @@ class PhotoStorage:
 
     async def put_original(self, key: str, path: str, content_type: str) -> None:
         """Store the file at `path` (streamed from disk) as an original. Raises StorageUnavailable."""
-        await _in_thread(self._s3.upload_file)(path, self.originals, key, ExtraArgs={"ContentType": content_type})
+        await _in_thread(self._s3.upload_file)(
+            path, self.originals, key, ExtraArgs={"ContentType": content_type}
+        )
 
     async def download_original(self, key: str, path: str) -> None:
         await _in_thread(self._s3.download_file)(self.originals, key, path)
@@ -102,6 +104,9 @@ class PhotoStorage:
             ContentDisposition='inline; filename="klaspost-foto.jpg"',
             CacheControl="private, max-age=300",
         )
+
+    async def delete_variant(self, key: str) -> None:
+        await _in_thread(self._s3.delete_object)(Bucket=self.variants, Key=key)
 
     def presigned_variant_url(self, key: str, ttl_seconds: int) -> str:
         # Signing is local computation: no thread needed.

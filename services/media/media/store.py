@@ -185,6 +185,7 @@ async def forget_originals(conn: asyncpg.Connection, limit: int) -> list[asyncpg
 async def forget_original(conn: asyncpg.Connection, photo_id: uuid.UUID) -> None:
     await conn.execute("UPDATE photos SET original_key = NULL WHERE photo_id = $1", photo_id)
 
+
 async def drop_from_post(
     conn: asyncpg.Connection, post_id: uuid.UUID, keep: list[uuid.UUID] | None = None
 ) -> list[uuid.UUID]:
@@ -205,3 +206,15 @@ async def drop_from_post(
 async def in_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> set[uuid.UUID]:
     return {r["photo_id"] for r in await conn.fetch("SELECT photo_id FROM photos WHERE post_id = $1", post_id)}
 
+
+async def forget_variants_of_rejected(conn: asyncpg.Connection, limit: int) -> list[str]:
+    """Delete the variant rows of rejected photos (one taken out of its post had been ready) in the
+    caller's transaction, returning their keys, to be deleted from storage before the transaction commits."""
+    rows = await conn.fetch(
+        """DELETE FROM photo_variants WHERE (photo_id, size) IN (
+               SELECT v.photo_id, v.size FROM photo_variants v JOIN photos p USING (photo_id)
+               WHERE p.status = 'rejected' LIMIT $1 FOR UPDATE OF v SKIP LOCKED)
+           RETURNING key""",
+        limit,
+    )
+    return [r["key"] for r in rows]

@@ -38,7 +38,7 @@ async def post_with(
         "posts",
         f"/groups/{group}/posts",
         teacher.token,
-        json={"body": body, "photo_ids": list(photo_ids)},
+        json={"title": "Nieuws", "body": body, "photo_ids": list(photo_ids)},
     )
 
 

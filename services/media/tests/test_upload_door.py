@@ -78,7 +78,9 @@ async def stored(system: System, which: int, school_id: uuid.UUID) -> dict[str, 
     return await asyncio.to_thread(read)
 
 
-async def upload(system: System, klass: Class, data: bytes, content_type: str = "image/jpeg") -> tuple[int, Any, Any]:
+async def upload(
+    system: System, klass: Class, data: bytes, content_type: str = "image/jpeg"
+) -> tuple[int, Any, Any]:
     assert system.http is not None
     async with system.http.post(
         system.url("media", f"/groups/{klass.group}/photos"),
@@ -110,7 +112,15 @@ PHOTO = jpeg_with_gps(1600, 1200, textured=True)
         (b"<!doctype html><html><script>alert(1)</script></html>" + bytes(100), 415, "JPEG"),
         (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04" + bytes(60), 415, "JPEG"),
     ],
-    ids=["decompression bomb", "truncated jpeg", "jpeg+zip polyglot", "jpeg+html polyglot", "svg", "html", "gif"],
+    ids=[
+        "decompression bomb",
+        "truncated jpeg",
+        "jpeg+zip polyglot",
+        "jpeg+html polyglot",
+        "svg",
+        "html",
+        "gif",
+    ],
 )
 async def test_a_refused_upload_leaves_nothing_in_either_bucket(
     system: System, klass: Class, data: bytes, status: int, says: str
@@ -123,7 +133,9 @@ async def test_a_refused_upload_leaves_nothing_in_either_bucket(
     assert "private" in headers["Cache-Control"]
     assert await stored(system, ORIGINALS, klass.school_id) == {}
     assert await stored(system, VARIANTS, klass.school_id) == {}
-    rows = await media_db(system).fetchval("SELECT count(*) FROM photos WHERE school_id = $1", klass.school_id)
+    rows = await media_db(system).fetchval(
+        "SELECT count(*) FROM photos WHERE school_id = $1", klass.school_id
+    )
     assert rows == 0
 
 
@@ -139,12 +151,16 @@ async def test_an_upload_over_the_size_limit_is_refused_with_413(system: System,
 async def test_data_after_the_image_is_never_stored(system: System, klass: Class) -> None:
     photo = jpeg_with_gps(640, 480)
     # A motion photo: a short video after the JPEG, as Samsung and Google phones write one.
-    code, body, headers = await upload(system, klass, photo + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64)
+    code, body, headers = await upload(
+        system, klass, photo + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
+    )
 
     assert code == 201, body
     assert body["size_bytes"] == len(photo)
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert await stored(system, ORIGINALS, klass.school_id) == {f"{klass.school_id}/{body['photo_id']}": photo}
+    assert await stored(system, ORIGINALS, klass.school_id) == {
+        f"{klass.school_id}/{body['photo_id']}": photo
+    }
 
 
 async def ready(system: System, person: Person, photo_id: str) -> dict[str, Any]:
@@ -179,7 +195,7 @@ async def test_an_iphone_heic_comes_out_upright_without_metadata_and_its_origina
         "posts",
         f"/groups/{klass.group}/posts",
         klass.teacher.token,
-        json={"body": "Uitje naar het bos", "photo_ids": [photo_id]},
+        json={"title": "Uitje", "body": "Uitje naar het bos", "photo_ids": [photo_id]},
     )
     assert status == 201, post
     view = await ready(system, klass.parent, photo_id)
@@ -208,7 +224,9 @@ async def test_an_iphone_heic_comes_out_upright_without_metadata_and_its_origina
         return await stored(system, ORIGINALS, klass.school_id) == {}
 
     await eventually(original_gone, what="the original deleted once the variants are stored")
-    key = await media_db(system).fetchval("SELECT original_key FROM photos WHERE photo_id = $1", uuid.UUID(photo_id))
+    key = await media_db(system).fetchval(
+        "SELECT original_key FROM photos WHERE photo_id = $1", uuid.UUID(photo_id)
+    )
     assert key is None
 
 
@@ -253,7 +271,14 @@ async def fake_uploads(
     [
         (300, timedelta(minutes=30), "ready", False, (1700, 1800), "at most 300 photos an hour"),
         (500, timedelta(hours=2), "uploaded", False, (22 * 3600 - 100, 22 * 3600), "not in a post yet"),
-        (3000, timedelta(minutes=10), "ready", True, (2900, 3000), "the school's limit of 3000 photos an hour"),
+        (
+            3000,
+            timedelta(minutes=10),
+            "ready",
+            True,
+            (2900, 3000),
+            "the school's limit of 3000 photos an hour",
+        ),
     ],
     ids=["per person per hour", "unused per person", "per school per hour"],
 )
@@ -277,3 +302,34 @@ async def test_uploads_past_a_limit_are_refused_with_429_and_retry_after(
     assert says in body["error"]["message"]
     assert retry_between[0] <= int(headers["Retry-After"]) <= retry_between[1]
     assert len(await stored(system, ORIGINALS, klass.school_id)) == 1
+
+
+async def test_a_photo_rejected_after_it_was_ready_keeps_nothing_in_storage(system: System) -> None:
+    klass = await new_class(system)
+    photo_id = (await upload(system, klass, jpeg_with_gps(640, 480)))[1]["photo_id"]
+    status, post = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{klass.group}/posts",
+        klass.teacher.token,
+        json={"title": "Sportdag", "body": "Sportdag", "photo_ids": [photo_id]},
+    )
+    assert status == 201, post
+    await ready(system, klass.parent, photo_id)
+    assert len(await stored(system, VARIANTS, klass.school_id)) == 3
+    # As a photo taken out of its post is left.
+    await media_db(system).execute(
+        "UPDATE photos SET status = 'rejected' WHERE photo_id = $1", uuid.UUID(photo_id)
+    )
+
+    settings = system.services["media"].app[SETTINGS]
+    assert isinstance(settings, Settings)
+    async with media_db(system).acquire() as conn, conn.transaction():
+        await clean_up(conn, system.services["media"].app[STORAGE], settings)
+
+    assert await stored(system, VARIANTS, klass.school_id) == {}
+    assert await stored(system, ORIGINALS, klass.school_id) == {}
+    left = await media_db(system).fetchval(
+        "SELECT count(*) FROM photo_variants WHERE photo_id = $1", uuid.UUID(photo_id)
+    )
+    assert left == 0
