@@ -1,9 +1,11 @@
-"""Processing while object storage is away: the photo waits and is tried again for as long as it takes,
-then completes, and no photo is given up for it. Storage goes away through a TCP proxy the test closes
-and reopens in front of the real S3 server (the shared server itself stays up for everyone else)."""
+"""Object storage away: a photo being processed waits and is tried again for as long as it takes, then
+completes, and no photo is given up for it; an upload is answered 503 with Retry-After and leaves nothing.
+Storage goes away through a TCP proxy the test closes and reopens in front of the real S3 server (the
+shared server itself stays up for everyone else)."""
 
 import asyncio
 import contextlib
+import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,24 +14,30 @@ from typing import Any
 import pytest
 
 import media
+from media.app import spec
 from media.domain import MAX_PROCESSING_ATTEMPTS
 from media.imaging import PhotoProcessor
 from media.processing import PhotoPipeline
 from media.settings import Settings
 from media.storage import PhotoStorage, original_key
+from shared.app import POOL
 from shared.db import create_pool
 from shared.migrations import migrate
 from shared.testing.images import jpeg_with_gps, metadata_report
 from shared.testing.infra import (
     create_bucket,
     create_database,
+    create_vhost,
     delete_bucket,
+    delete_vhost,
     drop_database,
     free_port,
     random_bucket_name,
     s3_client,
     s3_test_config,
 )
+from tests.harness.school import make_class
+from tests.harness.system import FAST, System, start_service
 
 
 class TcpProxy:
@@ -166,3 +174,64 @@ async def test_a_photo_processed_while_storage_is_away_waits_and_completes_when_
         "SELECT envelope->>'type' FROM outbox WHERE envelope->'payload'->>'photo_id' = $1", str(photo_id)
     )
     assert event == "media.photo_processed"
+
+
+async def test_an_upload_while_storage_is_away_is_answered_503_and_leaves_nothing(system: System) -> None:
+    """A second media instance, its storage behind the closed proxy; the group and the teacher are put in
+    its copies directly (it has a broker vhost of its own, so it takes no events from the system's)."""
+    school, group, teacher, _parent = await make_class(system, "Groep 3")
+    config = s3_test_config()
+    host, port = config["s3_endpoint_url"].removeprefix("http://").split(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.open()
+    amqp_url, database_url = await create_vhost(), await create_database("media_upload_outage")
+    identity = system.services["identity"].url
+    settings = Settings.model_validate(
+        {
+            "http_port": free_port(),
+            "database_url": database_url,
+            "amqp_url": amqp_url,
+            "jwks_url": f"{identity}/.well-known/jwks.json",
+            **config,
+            "s3_endpoint_url": f"http://127.0.0.1:{proxy.port}",
+            "s3_bucket_originals": system.buckets[0],
+            "s3_bucket_variants": system.buckets[1],
+            "s3_max_attempts": 1,
+            **FAST,
+        }
+    )
+    media = await start_service(spec(), settings)
+    try:
+        pool = media.app[POOL]
+        await pool.execute(
+            "INSERT INTO groups (group_id, school_id, revision) VALUES ($1, $2, 1)", group, school.school_id
+        )
+        await pool.execute(
+            "INSERT INTO memberships (group_id, person_id, role, active, revision) VALUES ($1, $2, 'teacher', true, 1)",
+            group,
+            teacher.person_id,
+        )
+        await proxy.close()
+        assert system.http is not None
+        async with system.http.post(
+            f"{media.url}/groups/{group}/photos",
+            data=io.BytesIO(jpeg_with_gps(640, 480)),
+            headers={"Authorization": f"Bearer {teacher.token}", "Content-Type": "image/jpeg"},
+        ) as response:
+            assert response.status == 503, await response.text()
+            assert int(response.headers["Retry-After"]) > 0
+            error = (await response.json())["error"]
+            assert (error["code"], error["message"]) == (
+                "unavailable",
+                "photos cannot be stored right now; try again shortly",
+            )
+        assert await pool.fetchval("SELECT count(*) FROM photos") == 0
+        listed = await asyncio.to_thread(
+            s3_client().list_objects_v2, Bucket=system.buckets[0], Prefix=f"{school.school_id}/"
+        )
+        assert not listed.get("Contents")
+    finally:
+        await media.runner.cleanup()
+        await proxy.close()
+        await drop_database(database_url)
+        await delete_vhost(amqp_url)
