@@ -121,7 +121,7 @@ async def test_after_the_switch_a_parent_sees_the_new_group_and_nothing_of_the_o
         "posts",
         f"/groups/{old_group}/posts",
         teacher.token,
-        json={"body": "Laatste schooldag!", "photo_ids": [photo_id]},
+        json={"title": "Nieuws", "body": "Laatste schooldag!", "photo_ids": [photo_id]},
     )
     assert status == 201, post
     await eventually(
@@ -152,12 +152,20 @@ async def test_after_the_switch_a_parent_sees_the_new_group_and_nothing_of_the_o
     mails_before = len(system.smtp.messages)
     pushes_before = len(system.push.pushes_for(subscription))
     status, body = await system.call(
-        "POST", "posts", f"/groups/{old_group}/posts", teacher.token, json={"body": "Nog één?"}
+        "POST",
+        "posts",
+        f"/groups/{old_group}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": "Nog één?"},
     )
     assert status in (403, 404), body
     # The new group works end to end: the parent is told of its post, and of nothing else.
     status, new_post = await system.call(
-        "POST", "posts", f"/groups/{new_group}/posts", teacher.token, json={"body": "Welkom in groep 4!"}
+        "POST",
+        "posts",
+        f"/groups/{new_group}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": "Welkom in groep 4!"},
     )
     assert status == 201, new_post
     await eventually(
@@ -207,7 +215,11 @@ async def test_a_child_who_leaves_takes_the_guardians_access_to_that_group_at_on
     posts = {}
     for group in (group_3b, group_5a):
         status, post = await system.call(
-            "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"body": "Hallo!"}
+            "POST",
+            "posts",
+            f"/groups/{group}/posts",
+            teacher.token,
+            json={"title": "Nieuws", "body": "Hallo!"},
         )
         assert status == 201, post
         posts[group] = post["post_id"]
