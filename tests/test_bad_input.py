@@ -243,10 +243,10 @@ class Scene:
                 "teacher posts",
                 "posts",
                 f"/groups/{self.group}/posts",
-                {"body": "Morgen hebben we gym.", "photo_ids": []},
-                required={"body"},
-                wrong_types={"body": 5, "photo_ids": ["not-a-uuid"]},
-                wrongly_typed={"body", "photo_ids.0"},
+                {"title": "Gym", "body": "Morgen hebben we gym.", "photo_ids": []},
+                required={"title", "body"},
+                wrong_types={"title": 7, "body": 5, "photo_ids": ["not-a-uuid"]},
+                wrongly_typed={"title", "body", "photo_ids.0"},
                 watch=POSTS_ROWS,
                 token=self.teacher.token,
             ),
@@ -391,7 +391,7 @@ async def test_an_oversize_json_body_is_refused_with_413_and_nothing_is_written(
 async def test_a_json_body_of_exactly_the_limit_is_read_and_validated(system: System) -> None:
     scene = await make_scene(system)
     [post] = [w for w in scene.writes() if w.service == "posts"]
-    body = json.dumps({"body": "x" * 5001}).encode()
+    body = json.dumps({"title": "Nieuws", "body": "x" * 5001}).encode()
     body += b" " * (MAX_BODY_BYTES - len(body))
     error = await refuses_and_writes_nothing(
         system, post, 422, "exactly the limit", data=body, headers={"Content-Type": "application/json"}
@@ -618,7 +618,11 @@ async def test_a_forged_token_writes_nothing(system: System) -> None:
     )
     refused(status, body, 401)
     status, body = await system.call(
-        "POST", "posts", f"/groups/{scene.group}/posts", forge(scene.teacher, "teacher"), json={"body": "Nep"}
+        "POST",
+        "posts",
+        f"/groups/{scene.group}/posts",
+        forge(scene.teacher, "teacher"),
+        json={"title": "Nieuws", "body": "Nep"},
     )
     refused(status, body, 401)
     status, body = await system.call(
@@ -848,7 +852,7 @@ async def test_ids_in_paths_that_are_no_uuid_give_404(system: System) -> None:
         ("PUT", "identity", f"/groups/{scene.group}/teachers/juf", admin, {}),
         ("DELETE", "identity", "/groups/x/teachers/y", admin, {}),
         ("GET", "identity", "/children/emma", admin, {}),
-        ("POST", "posts", "/groups/groep-4/posts", teacher, {"json": {"body": "Hallo"}}),
+        ("POST", "posts", "/groups/groep-4/posts", teacher, {"json": {"title": "Nieuws", "body": "Hallo"}}),
         ("GET", "posts", "/posts/1", parent, {}),
         ("GET", "posts", f"/posts/{some}x", parent, {}),
         ("GET", "media", "/photos/photo.jpg", parent, {}),

@@ -25,7 +25,7 @@ async def test_the_correlation_id_of_a_post_reaches_the_logs_of_media_and_the_no
         "posts",
         f"/groups/{group}/posts",
         teacher.token,
-        json={"body": "Morgen sportdag!", "photo_ids": [photo_id]},
+        json={"title": "Nieuws", "body": "Morgen sportdag!", "photo_ids": [photo_id]},
         headers={"X-Correlation-Id": "trace-sportdag-42"},
     )
     assert status == 201, post

@@ -48,7 +48,11 @@ async def test_a_post_with_a_photo_reaches_each_parent_of_the_group_once_and_no_
         "posts",
         f"/groups/{group}/posts",
         teacher.token,
-        json={"body": "Vandaag hebben we de kinderboerderij bezocht!", "photo_ids": [photo_id]},
+        json={
+            "title": "Nieuws",
+            "body": "Vandaag hebben we de kinderboerderij bezocht!",
+            "photo_ids": [photo_id],
+        },
     )
     assert status == 201, post
     post_id = post["post_id"]
@@ -123,15 +127,19 @@ async def test_a_parent_cannot_post_and_a_teacher_cannot_post_to_another_group(s
     await wait_until_linked(system, teacher, group)
     await wait_until_linked(system, parent, group)
     status, body = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", parent.token, json={"body": "hoi"}
+        "POST", "posts", f"/groups/{group}/posts", parent.token, json={"title": "Nieuws", "body": "hoi"}
     )
     assert status == 403, body
     status, body = await system.call(
-        "POST", "posts", f"/groups/{other}/posts", teacher.token, json={"body": "hoi"}
+        "POST", "posts", f"/groups/{other}/posts", teacher.token, json={"title": "Nieuws", "body": "hoi"}
     )
     assert status == 404, body
     status, body = await system.call(
-        "POST", "posts", f"/groups/{uuid.uuid4()}/posts", teacher.token, json={"body": "hoi"}
+        "POST",
+        "posts",
+        f"/groups/{uuid.uuid4()}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": "hoi"},
     )
     assert status == 404, body
     assert (

@@ -25,7 +25,11 @@ async def post(system: System, teacher: Person, group: uuid.UUID, body: str, pho
     if photo:
         photo_ids = [(await upload_photo(system, teacher, png_bytes(32, 24), "image/png", group))["photo_id"]]
     status, created = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"body": body, "photo_ids": photo_ids}
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": body, "photo_ids": photo_ids},
     )
     assert status == 201, created
     return str(created["post_id"])
@@ -74,7 +78,7 @@ async def test_a_teacher_who_is_also_a_parent_at_the_same_school_teaches_one_gro
         "posts",
         f"/groups/{school.groups['Groep 3']}/posts",
         juf.token,
-        json={"body": "Niet mijn groep"},
+        json={"title": "Nieuws", "body": "Niet mijn groep"},
     )
     assert status == 403, body
     # As a parent she reads groep 3's posts and is told of them.

@@ -59,7 +59,11 @@ async def targets(system: System) -> dict[str, Target]:
     school, group, teacher, parent = await make_class(system, "Groep 8")
     photo = await upload_photo(system, teacher, png_bytes(32, 24), "image/png", group_id=group)
     status, post = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"body": "Schoolreis!"}
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": "Schoolreis!"},
     )
     assert status == 201, post
     status, key = await system.call("GET", "notifier", "/push/vapid-public-key")

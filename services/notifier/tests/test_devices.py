@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from shared.app import POOL
+from tests.harness.feed import allow_posts_per_day
 from tests.harness.school import (
     Person,
     School,
@@ -47,6 +48,7 @@ def pool(system: System) -> asyncpg.Pool:
 
 async def class_with_parent(system: System) -> tuple[School, uuid.UUID, Person, Person]:
     school, group, teacher, parent = await make_class(system, "Groep 2")
+    await allow_posts_per_day(system, school)  # a test may post twice (seed rule 5: one a day by default)
 
     async def known() -> bool:
         return bool(
@@ -59,7 +61,7 @@ async def class_with_parent(system: System) -> tuple[School, uuid.UUID, Person, 
 
 async def publish(system: System, teacher: Person, group: uuid.UUID, body: str = "Morgen gym!") -> str:
     status, created = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"body": body}
+        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Nieuws", "body": body}
     )
     assert status == 201, created
     return str(created["post_id"])

@@ -407,10 +407,10 @@ async def test_bad_input_is_refused_in_the_common_shape_and_nothing_is_written(s
     post = await written(system, teacher, g1)
     after_post = await counts(system, school)
     for patch, field in (
-        ({}, "(body)"),
         ({"title": None}, "title"),
         ({"body": "  "}, "body"),
         ({"photo_ids": None}, "photo_ids"),
+        ({"photo_ids": ["x"]}, "photo_ids.0"),
         ({"publish_at": soon.isoformat()}, "publish_at"),
     ):
         status, body = await system.call(

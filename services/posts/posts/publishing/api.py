@@ -196,21 +196,25 @@ async def _editable(conn: asyncpg.Connection, caller: Caller, post_id: uuid.UUID
 
 
 async def update_post(request: web.Request) -> web.Response:
-    """Edit a post's title, body or photos. Nobody is notified again; PostUpdated tells the copies."""
+    """Edit a post's title, body or photos (``{}``: nothing changes, nothing is published). Nobody is
+    notified again; PostUpdated tells the copies."""
     caller = require_caller(request)
     post_id = path_id(request, "post_id")
     command = await read_json(request, UpdatePost)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _editable(conn, caller, post_id)
-        if command.photo_ids is not None and row["announcement_id"] is not None and command.photo_ids:
+        given = command.model_fields_set
+        if not given:
+            return json_response(store.written_view(row))
+        if "photo_ids" in given and command.photo_ids and row["announcement_id"] is not None:
             raise ValidationFailed(
                 "announcements carry no photos",
                 [{"field": "photo_ids", "problem": "announcements carry no photos"}],
             )
-        title = command.title if command.title is not None else row["title"]
-        body = command.body if command.body is not None else row["body"]
+        title = command.title if "title" in given else row["title"]
+        body = command.body if "body" in given else row["body"]
         await store.update_post(conn, post_id, title, body)
-        if command.photo_ids is not None:
+        if "photo_ids" in given:
             await store.replace_photos(conn, post_id, command.photo_ids)
         edited = await store.written_post(conn, post_id)
         assert edited is not None

@@ -3,10 +3,10 @@ and the posting policy's day (seed rule 5: at most N posts per group per calenda
 
 import uuid
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.fields import Trimmed, Uuid
 
@@ -27,6 +27,19 @@ Title = Annotated[str, Trimmed(MAX_TITLE_LENGTH)]
 # Trimmed before the length check: trailing newlines do not count against the limit. Plain text:
 # paragraphs are blank lines, links are written out; clients render it as text, never as HTML.
 Body = Annotated[str, Trimmed(MAX_BODY_LENGTH)]
+
+
+# An edit's field left out is kept: its default is never read (see UpdatePost), nor shown as null.
+_LEFT_OUT: Any = None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _no_default_unique(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["uniqueItems"] = True
 
 
 def _unique(value: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -93,35 +106,24 @@ class CreateAnnouncement(CreatePost):
 
 
 class UpdatePost(BaseModel):
-    """What an edit may change; what is left out stays. Nobody is notified again."""
+    """What an edit may change; what is left out stays (``{}`` changes nothing). None may be null.
+    Nobody is notified again. Read the fields given from ``model_fields_set``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
-    body: Body | None = None
-    photo_ids: list[Uuid] | None = Field(
-        default=None, max_length=MAX_PHOTOS_PER_POST, json_schema_extra={"uniqueItems": True}
+    title: Title = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+    body: Body = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+    photo_ids: list[Uuid] = Field(
+        default=_LEFT_OUT,
+        max_length=MAX_PHOTOS_PER_POST,
+        json_schema_extra=_no_default_unique,
+        description="The post's photos from now on, in order; [] removes them.",
     )
-
-    @field_validator("title", "body")
-    @classmethod
-    def not_null(cls, value: str | None) -> str | None:
-        if value is None:
-            raise ValueError("leave the field out to keep it")
-        return value
 
     @field_validator("photo_ids")
     @classmethod
-    def unique_photos(cls, value: list[uuid.UUID] | None) -> list[uuid.UUID] | None:
-        if value is None:
-            raise ValueError("leave the field out to keep the photos; [] removes them")
+    def unique_photos(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
         return _unique(value)
-
-    @model_validator(mode="after")
-    def something(self) -> "UpdatePost":
-        if not self.model_fields_set:
-            raise ValueError("give at least one of title, body, photo_ids")
-        return self
 
 
 class PhotoRef(BaseModel):
