@@ -84,7 +84,12 @@ async def upload_photo(request: web.Request) -> web.Response:
     with tempfile.TemporaryDirectory(prefix="klaspost-upload-") as folder:
         path = os.path.join(folder, "upload")
         await _receive(request, path, settings.photo_max_bytes)
-        photo = await _judge(request, path, settings.photo_max_pixels)
+        try:
+            photo = await _judge(request, path, settings.photo_max_pixels)
+        except ValidationFailed:
+            async with request.app[POOL].acquire() as conn:
+                await quota.record_refusal(conn, caller.person_id, school_id)
+            raise
         photo_id = uuid.uuid4()
         key = original_key(school_id, photo_id)
         try:

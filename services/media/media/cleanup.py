@@ -7,7 +7,7 @@ import logging
 
 import asyncpg
 
-from media import store
+from media import quota, store
 from media.settings import Settings
 from media.storage import PhotoStorage
 
@@ -28,6 +28,7 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
             await storage.delete_original(row["original_key"])
     for key in variants:
         await storage.delete_variant(key)
+    await quota.forget_refusals(conn)
     if unused or done or variants:
         log.info(
             "photos deleted from storage",

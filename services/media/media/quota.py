@@ -1,5 +1,6 @@
-"""How many photos a person and a school may upload: per hour, and how many unused ones a person may
-keep waiting for a post. Past a limit the answer is 429 with the seconds until a slot frees up."""
+"""How many photos a person and a school may upload: per hour (a person's refused uploads count too: judging
+them cost as much), and how many unused ones a person may keep waiting for a post. Past a limit the
+answer is 429 with the seconds until a slot frees up."""
 
 import math
 import uuid
@@ -19,20 +20,26 @@ async def check(
 ) -> None:
     """Raise TooManyRequests (with retry_after in seconds) if one more upload would pass a limit."""
     now: datetime = await conn.fetchval("SELECT now()")
-    person = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE created_at > $2) AS last_hour,
-                  min(created_at) FILTER (WHERE created_at > $2) AS oldest_in_hour,
-                  count(*) FILTER (WHERE status = 'uploaded') AS unused,
-                  min(created_at) FILTER (WHERE status = 'uploaded') AS oldest_unused
-           FROM photos WHERE uploader_id = $1 AND (created_at > $2 OR status = 'uploaded')""",
+    hour = await conn.fetchrow(
+        """WITH recent AS (
+               SELECT created_at AS at FROM photos WHERE uploader_id = $1 AND created_at > $2
+               UNION ALL
+               SELECT refused_at FROM upload_refusals WHERE person_id = $1 AND refused_at > $2)
+           SELECT count(*) AS uploads, min(at) AS oldest FROM recent""",
         person_id,
         now - _HOUR,
     )
-    if person["last_hour"] >= settings.photo_uploads_per_person_per_hour:
+    if hour["uploads"] >= settings.photo_uploads_per_person_per_hour:
         raise TooManyRequests(
-            f"at most {settings.photo_uploads_per_person_per_hour} photos an hour; try again later",
-            retry_after=_seconds_until(person["oldest_in_hour"] + _HOUR, now),
+            f"at most {settings.photo_uploads_per_person_per_hour} photos an hour (refused ones count too); "
+            "try again later",
+            retry_after=_seconds_until(hour["oldest"] + _HOUR, now),
         )
+    person = await conn.fetchrow(
+        """SELECT count(*) AS unused, min(created_at) AS oldest_unused
+           FROM photos WHERE uploader_id = $1 AND status = 'uploaded'""",
+        person_id,
+    )
     if person["unused"] >= settings.photo_unused_per_person:
         ttl = timedelta(seconds=settings.photo_unused_ttl_seconds)
         raise TooManyRequests(
@@ -61,3 +68,18 @@ async def lock_school(conn: asyncpg.Connection, school_id: uuid.UUID) -> None:
 
 def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, math.ceil((moment - now).total_seconds()))
+
+
+async def record_refusal(conn: asyncpg.Connection, person_id: uuid.UUID, school_id: uuid.UUID) -> None:
+    """An upload refused after the full check in a worker; it counts towards the person's hourly limit."""
+    await conn.execute(
+        "INSERT INTO upload_refusals (person_id, school_id) VALUES ($1, $2)", person_id, school_id
+    )
+
+
+async def forget_refusals(conn: asyncpg.Connection) -> int:
+    """Delete refusals older than the hour they count in; returns how many."""
+    deleted: str = await conn.execute(
+        "DELETE FROM upload_refusals WHERE refused_at < now() - interval '1 hour'"
+    )
+    return int(deleted.split()[-1])

@@ -333,3 +333,22 @@ async def test_a_photo_rejected_after_it_was_ready_keeps_nothing_in_storage(syst
         "SELECT count(*) FROM photo_variants WHERE photo_id = $1", uuid.UUID(photo_id)
     )
     assert left == 0
+
+
+async def test_refused_uploads_count_towards_the_hourly_limit(system: System) -> None:
+    klass = await new_class(system)
+    await media_db(system).execute(
+        """INSERT INTO upload_refusals (person_id, school_id, refused_at)
+           SELECT $1, $2, now() - interval '20 minutes' FROM generate_series(1, 298)""",
+        klass.teacher.person_id,
+        klass.school_id,
+    )
+    assert (await upload(system, klass, PHOTO[: 101 * 1024]))[0] == 422
+    assert (await upload(system, klass, jpeg_with_gps(64, 48)))[0] == 201
+
+    code, body, headers = await upload(system, klass, jpeg_with_gps(64, 48))
+
+    assert code == 429, body
+    assert "refused ones count too" in body["error"]["message"]
+    assert 2300 <= int(headers["Retry-After"]) <= 2400
+    assert len(await stored(system, ORIGINALS, klass.school_id)) == 1
