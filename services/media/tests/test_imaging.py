@@ -316,8 +316,9 @@ def zip_of(name: str, content: bytes) -> bytes:
         b"\x00" * 16 + zip_of("a.txt", b"hidden"),
         b"<html><script>alert(1)</script></html>",
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
+        b"\x00\x00\x00\x18ftypmp42" + bytes(100) + zip_of("a.txt", b"hidden") + b"trailing junk",
     ],
-    ids=["zip", "padded zip", "html", "pdf"],
+    ids=["zip", "padded zip", "html", "pdf", "zip between other data"],
 )
 def test_an_image_with_another_file_hidden_in_it_is_refused(tmp_path, extra):
     for image in (jpeg_with_gps(300, 200), png_bytes(30, 20), heic_with_gps(60, 40)):
@@ -331,6 +332,10 @@ def test_data_after_the_image_is_cut_off_and_an_mpo_keeps_its_first_frame(tmp_pa
     path = saved(tmp_path, photo + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
     assert inspect_upload(path, MAX_PIXELS).size_bytes == len(photo)
     assert Path(path).read_bytes() == photo
+
+    # A ZIP end record's four bytes by chance, with no archive behind them: not a polyglot.
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(64) + b"PK\x05\x06" + bytes(range(200))
+    assert inspect_upload(saved(tmp_path, photo + video), MAX_PIXELS).size_bytes == len(photo)
 
     stereo = mpo(60, 40)
     path = saved(tmp_path, stereo)
