@@ -247,6 +247,9 @@ def _bearer_token(authorization: str) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Authorization header must be 'Bearer <access token>'")
+    # A JWT is base64url and dots; other bytes (undecodable ones arrive as surrogates) are no token.
+    if not token.isascii() or not token.isprintable():
+        raise Unauthorized("malformed access token")
     return token
 
 

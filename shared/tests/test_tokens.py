@@ -484,7 +484,10 @@ async def test_bad_token_is_refused_even_where_none_is_needed(
     assert (await response.json())["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "token"])
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "token", "Bearer \udcff\udcfe", "Bearer ab\u00e9.cd.ef"],
+)
 async def test_authorization_that_is_not_a_bearer_token_is_refused(
     client: tuple[TestClient[web.Request, web.Application], TokenSigner], authorization: str
 ) -> None:

@@ -123,7 +123,21 @@ async def leave_school(request: web.Request) -> web.Response:
     command = await read_json(request, Leave)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
-        await store.leave(conn, child_id, command.left_on or date.today())
+        # The school's local date, not the server's: near midnight they differ.
+        today: date = await conn.fetchval(
+            "SELECT (now() AT TIME ZONE time_zone)::date FROM schools WHERE school_id = $1", school_id
+        )
+        if command.left_on is not None and command.left_on > today:
+            # Access ends when the leaving is recorded; a date ahead would promise an end that nothing keeps.
+            raise ValidationFailed(
+                "record a leaving on the day itself (or after it): access ends when it is recorded",
+                [{"field": "left_on", "problem": "is in the future"}],
+            )
+        already: date | None = await conn.fetchval(
+            "SELECT left_on FROM children WHERE child_id = $1", child_id
+        )
+        if already is None:
+            await store.leave(conn, child_id, command.left_on or today)
         await conn.execute(
             """UPDATE access_codes SET revoked_at = now() WHERE used_at IS NULL AND revoked_at IS NULL
                AND guardianship_id IN (SELECT guardianship_id FROM guardianships WHERE child_id = $1)""",

@@ -16,9 +16,9 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from shared.errors import ValidationFailed
 
@@ -227,6 +227,21 @@ def _expected(ours: str) -> str:
     )
 
 
+def _records(reader: Any) -> Iterator[list[str]]:
+    """The reader's records; a field past the csv module's size limit (a quote left open swallows
+    the rest of the file into one field) is a 422 naming the line where it began, not a 500."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise refuse(
+                f'line {line}: a field does not end ({exc}); is a quote (") left open on this line?'
+            ) from None
+
+
 def read_table(data: bytes, mapping: Mapping[str, str] | None = None, max_rows: int | None = None) -> Table:
     """The file's rows (blank lines skipped), by our field names.
 
@@ -241,7 +256,7 @@ def read_table(data: bytes, mapping: Mapping[str, str] | None = None, max_rows: 
     columns: dict[str, int] = {}
     rows: list[Row] = []
     line_before = 0
-    for record in reader:
+    for record in _records(reader):
         start, line_before = line_before + 1, reader.line_num
         if not any(cell.strip() for cell in record):
             continue

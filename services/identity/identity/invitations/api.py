@@ -11,6 +11,7 @@ from identity.accounts.store import account_by_email, ensure_account
 from identity.invitations import codes, launches, store, throttle
 from identity.invitations.domain import InvitationSent, LaunchView, Redeem, Redeemed
 from identity.login import refresh
+from identity.login.api import keep_device, remember_client
 from identity.passwords import check_password_policy, hash_password
 from identity.resources import SIGNER
 from identity.settings import Settings
@@ -51,8 +52,11 @@ async def _refusal(conn: asyncpg.Connection, found: asyncpg.Record | None) -> st
 async def redeem(request: web.Request) -> web.Response:
     """Link a guardian to that one child: a new account, or the logged-in one (seed rule 2).
 
-    Every attempt is counted per client address, code prefix and account before the code is checked
-    (429 with Retry-After over a limit); a right code takes its count back. The code is never logged:
+    Every attempt is counted per client address, code prefix and account before the code is checked;
+    over a limit a wrong or unusable code gets 429 with Retry-After, while a right, usable code still
+    gets in (codes are far too long to guess; the limits are against abuse, and must not block a
+    parent behind the same NAT address). A right code takes its count back, and the client is known
+    to the account from then on, as after a login (identity.login.throttle). The code is never logged:
     it travels in the body, and the request log holds the path only.
     """
     command = await read_json(request, Redeem)
@@ -65,9 +69,14 @@ async def redeem(request: web.Request) -> web.Response:
     )
     pool = request.app[POOL]
     async with pool.acquire() as conn, conn.transaction():
-        await throttle.count_attempt(conn, counters)
+        over_limit = await throttle.count_attempt(conn, counters)
     if canonical is None:
-        raise _refuse(INVALID)
+        raise over_limit or _refuse(INVALID)
+    if over_limit is not None:
+        # Only a usable code gets past a limit; looked up before any password is hashed.
+        async with pool.acquire() as conn:
+            if await _refusal(conn, await store.find_code(conn, canonical)) is not None:
+                raise over_limit
     password_hash = None
     if caller is None:
         missing = [f for f in ("display_name", "password") if getattr(command, f) is None]
@@ -87,9 +96,17 @@ async def redeem(request: web.Request) -> web.Response:
         found = await store.find_code(conn, canonical)
         refusal = await _refusal(conn, found)
         if refusal is not None:
-            raise _refuse(refusal)
+            raise over_limit or _refuse(refusal)
         assert found is not None
         if caller is not None:
+            # A code links the account of the address it was mailed to, never whoever holds it:
+            # otherwise anyone logged in could take a code forwarded or seen over a shoulder.
+            own = await conn.fetchval("SELECT email FROM accounts WHERE person_id = $1", caller.person_id)
+            if own is None or own.lower() != found["email"].lower():
+                raise _refuse(
+                    "this access code was sent to another email address: log in with the account of "
+                    "that address, or use the code without logging in to make that account"
+                )
             person_id, created = caller.person_id, False
         else:
             if await account_by_email(conn, found["email"]) is not None:
@@ -104,6 +121,7 @@ async def redeem(request: web.Request) -> web.Response:
         await store.use_code(conn, found["code_id"], found["guardianship_id"], person_id)
         await memberships.derive(conn, found["school_id"], [person_id])
         await throttle.take_back(conn, counters)
+        device_token = await remember_client(conn, request, found["email"])
         # A new account is logged in at once, as after a login: access and refresh token.
         issued = (
             await refresh.start_family(
@@ -113,7 +131,7 @@ async def redeem(request: web.Request) -> web.Response:
             else None
         )
     signer = request.app[SIGNER]
-    return json_response(
+    response = json_response(
         Redeemed(
             person_id=person_id,
             child_id=found["child_id"],
@@ -124,6 +142,8 @@ async def redeem(request: web.Request) -> web.Response:
         ),
         status=201,
     )
+    keep_device(response, device_token, settings_of(request.app, Settings))
+    return response
 
 
 async def resend(request: web.Request) -> web.Response:

@@ -253,10 +253,16 @@ async def remove_staff(request: web.Request) -> web.Response:
     query = read_query(request, RoleQuery)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
+        # Staff changes of one school are serialised on its row: two admins taking each other's role
+        # at the same moment must not both see "one admin left besides me".
+        await store.lock_school(conn, school_id)
         if query.role == "admin" and await store.admins_left(conn, school_id) <= 1:
             raise Conflict("a school keeps at least one admin")
         if not await store.remove_staff_role(conn, school_id, person_id, query.role):
             raise NotFound("no such staff member")
+        if query.role == "teacher":
+            # No longer a teacher here: no group of the school is theirs to teach, now or later.
+            await store.end_all_teaching(conn, school_id, person_id)
         await store.publish_staff(conn, school_id, person_id)
         await memberships.derive(conn, school_id, [person_id])
     return web.Response(status=204)

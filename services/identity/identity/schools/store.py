@@ -153,7 +153,7 @@ async def insert_group(
     """False when the school already has a group of that name in that year."""
     inserted = await conn.fetchval(
         """INSERT INTO groups (group_id, school_id, school_year_id, name) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (school_year_id, name) DO NOTHING RETURNING true""",
+           ON CONFLICT (school_year_id, (lower(name))) DO NOTHING RETURNING true""",
         group_id,
         school_id,
         school_year_id,
@@ -308,3 +308,17 @@ async def end_teaching(conn: asyncpg.Connection, group_id: uuid.UUID, person_id:
         "DELETE FROM teaching WHERE group_id = $1 AND person_id = $2 RETURNING true", group_id, person_id
     )
     return bool(ended)
+
+
+async def lock_school(conn: asyncpg.Connection, school_id: uuid.UUID) -> None:
+    """Serialise changes to the school's staff for the rest of the transaction."""
+    await conn.execute("SELECT 1 FROM schools WHERE school_id = $1 FOR UPDATE", school_id)
+
+
+async def end_all_teaching(conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    await conn.execute(
+        """DELETE FROM teaching t USING groups g
+           WHERE g.group_id = t.group_id AND g.school_id = $1 AND t.person_id = $2""",
+        school_id,
+        person_id,
+    )
