@@ -286,7 +286,10 @@ def _heif(path: str) -> pillow_heif.HeifFile:
     # Opening reads the boxes and the primary image's header; `.data` decodes. libheif has applied the
     # container's rotation and mirroring (irot, imir) by then, which HEIF readers must follow, so the EXIF
     # orientation an iPhone also writes is not applied a second time.
-    return pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+    heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+    if len(heif) == 0:  # boxes that parse but name no image
+        raise ImageRejected("the image is damaged or incomplete")
+    return heif
 
 
 def _checked_heif_size(path: str, max_pixels: int) -> tuple[int, int]:

@@ -41,7 +41,10 @@ def image_end(path: str, content_type: str) -> int:
     image/png, image/webp or image/heic). Raises NotAnImage when the structure is broken before its end, or
     when the file reads as an archive, document or page as well (a polyglot)."""
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        end = _ENDS[content_type](data)
+        try:
+            end = _ENDS[content_type](data)
+        except (struct.error, IndexError) as exc:  # a length pointing past the end, read anyway
+            raise NotAnImage("the image is damaged or incomplete") from exc
         if _is_polyglot(data, end):
             raise NotAnImage("the file holds more than an image (another kind of file is hidden in it)")
         return end

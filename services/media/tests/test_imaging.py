@@ -346,3 +346,27 @@ def test_data_after_the_image_is_cut_off_and_an_mpo_keeps_its_first_frame(tmp_pa
     assert Path(path).read_bytes() == stereo[: judged.size_bytes]
     variant = process_photo(path, [320], MAX_PIXELS).variants[320]
     assert near(decoded(variant.data).getpixel((5, 5)), LEFT_COLOUR)
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        jpeg_with_gps(120, 80, textured=True),
+        png_bytes(120, 80),
+        animated("WEBP", frames=1),
+        heic_with_gps(120, 80),
+    ],
+    ids=["jpeg", "png", "webp", "heic"],
+)
+def test_a_cut_or_flipped_upload_is_accepted_whole_or_refused_never_an_error(tmp_path, whole):
+    damaged = [whole[:cut] for cut in range(1, len(whole), max(1, len(whole) // 40))]
+    damaged += [
+        whole[:at] + bytes([whole[at] ^ 0xFF]) + whole[at + 1 :]
+        for at in range(12, len(whole), max(1, len(whole) // 40))
+    ]
+    for data in damaged:
+        try:
+            judged = inspect_upload(saved(tmp_path, data), MAX_PIXELS)
+        except ImageRejected:
+            continue
+        assert judged.size_bytes <= len(data)
