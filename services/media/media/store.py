@@ -103,9 +103,11 @@ async def mark_ready(
              height = EXCLUDED.height, bytes = EXCLUDED.bytes""",
         [(photo_id, *v) for v in variants],
     )
+    # Only a photo still processing: one taken out of its post meanwhile stays rejected (the clean-up
+    # then deletes the variants just written).
     await conn.execute(
         """UPDATE photos SET status = 'ready', width = $2, height = $3, processed_at = now(), claimed_until = NULL
-           WHERE photo_id = $1""",
+           WHERE photo_id = $1 AND status = 'processing'""",
         photo_id,
         width,
         height,

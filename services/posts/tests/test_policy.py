@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from posts.publishing import store
 from posts.publishing.api import admit
 from posts.publishing.domain import local_day, next_local_midnight
 from shared.app import POOL
@@ -238,7 +239,7 @@ async def test_the_day_counted_in_the_database_follows_amsterdam_on_daylight_sav
     school, group, _teacher, _parent = await make_class(system, "Groep 6")
     await set_time_zone(system, school.school_id, school.admin, AMS)
     async with pool(system).acquire() as conn:
-        row = await conn.fetchrow("SELECT group_id, school_id, name FROM groups WHERE group_id = $1", group)
+        row = await store.writer(conn, group, uuid.uuid4())
         tx = conn.transaction()
         await tx.start()
         try:

@@ -156,9 +156,14 @@ async def test_an_edit_changes_the_post_and_notifies_nobody_again(system: System
     post_id = post["post_id"]
 
     async def told() -> bool:
-        return await notified(system, post_id) >= 1
+        unsent = await pool(system, "notifier").fetchval(
+            """SELECT count(*) FILTER (WHERE d.status = 'pending') FROM notifications n
+               JOIN deliveries d USING (notification_id) WHERE n.post_id = $1""",
+            uuid.UUID(post_id),
+        )
+        return await notified(system, post_id) >= 1 and unsent == 0
 
-    await eventually(told, what="the parent notified of the post")
+    await eventually(told, what="the parent's mail about the post sent")
     mails_before = len(system.smtp.messages)
     messages_before = await notified(system, post_id)
 
@@ -180,7 +185,9 @@ async def test_an_edit_changes_the_post_and_notifies_nobody_again(system: System
     )
     assert excerpt == "Het wordt de dierentuin."
     assert await notified(system, post_id) == messages_before
-    assert len(system.smtp.messages) == mails_before
+    assert len(system.smtp.messages) == mails_before, [
+        (m.rcpt_tos, m.message["Subject"]) for m in system.smtp.messages[mails_before - 2 :]
+    ]
     assert (
         await pool(system).fetchval(
             "SELECT count(*) FROM outbox WHERE routing_key = 'posts.post_published' AND envelope->'payload'->>'post_id' = $1",
@@ -206,8 +213,8 @@ async def test_a_deleted_post_disappears_from_feed_photos_and_unsent_notificatio
     post_id = post["post_id"]
 
     async def photo_shown() -> bool:
-        status, _ = await system.call("GET", "media", f"/photos/{photo['photo_id']}", parent.token)
-        return status == 200
+        status, body = await system.call("GET", "media", f"/photos/{photo['photo_id']}", parent.token)
+        return status == 200 and body["status"] == "ready"
 
     await eventually(photo_shown, what="the post's photo shown to the parent")
 

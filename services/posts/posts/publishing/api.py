@@ -7,7 +7,9 @@ announcements and marks posts urgent. Announcements are the school's: only admin
 """
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -17,8 +19,10 @@ from posts.publishing.domain import (
     AnnouncementView,
     CreateAnnouncement,
     CreatePost,
+    PhotoRef,
     ScheduledList,
     UpdatePost,
+    WrittenPost,
     check_publish_at,
     excerpt,
     local_day,
@@ -33,24 +37,23 @@ from shared.outbox import publish, publish_many
 from shared.tokens import Caller, require_caller
 
 
-def published_event(row: asyncpg.Record, photo_ids: list[uuid.UUID]) -> PostPublished:
+def published_event(post: Mapping[str, Any], photo_ids: list[uuid.UUID]) -> PostPublished:
     """What consumers are told when a post appears (now, or at its send-later time)."""
     return PostPublished(
-        post_id=row["post_id"],
-        group_id=row["group_id"],
-        author_id=row["author_id"],
+        post_id=post["post_id"],
+        group_id=post["group_id"],
+        author_id=post["author_id"],
         photo_ids=photo_ids,
-        excerpt=excerpt(row["body"]),
-        title=row["title"],
-        urgent=row["urgent"],
-        published_at=row["published_at"],
-        announcement_id=row["announcement_id"],
+        excerpt=excerpt(post["body"]),
+        title=post["title"],
+        urgent=post["urgent"],
+        published_at=post["published_at"],
+        announcement_id=post["announcement_id"],
     )
 
 
-async def _appears(conn: asyncpg.Connection, publish_at: datetime | None) -> datetime:
+def _appears(now: datetime, publish_at: datetime | None) -> datetime:
     """When the post appears: now, or its send-later time once checked (422 naming publish_at)."""
-    now = await store.now(conn)
     if publish_at is None:
         return now
     problem = check_publish_at(publish_at, now)
@@ -84,8 +87,9 @@ async def _refuse_second_post(
 
 async def admit(conn: asyncpg.Connection, group: asyncpg.Record, appears: datetime, now: datetime) -> date:
     """Count a post of the group for the school's local day it appears on (seed rule 5), in the caller's
-    transaction, and return that day; Conflict (409) when the group has had its posts that day."""
-    time_zone, at_most = await store.policy(conn, group["school_id"])
+    transaction, and return that day; Conflict (409) when the group has had its posts that day.
+    ``group`` as store.writer reads it (with the school's time_zone and max_posts_per_day)."""
+    time_zone, at_most = group["time_zone"], group["max_posts_per_day"]
     day = local_day(appears, time_zone)
     if not await store.count_post(conn, group["group_id"], day, at_most):
         raise await _refuse_second_post(conn, group, day, local_day(now, time_zone), time_zone, at_most)
@@ -99,19 +103,16 @@ async def create_post(request: web.Request) -> web.Response:
     group_id = path_id(request, "group_id")
     command = await read_json(request, CreatePost)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        group = await store.group(conn, group_id)
-        role = await membership_copy.role_in(conn, group_id, caller.person_id)
-        admin = group is not None and await store.is_admin(conn, group["school_id"], caller.person_id)
-        if group is None or (role is None and not admin):
+        group = await store.writer(conn, group_id, caller.person_id)
+        if group is None or (group["role"] is None and not group["admin"]):
             raise NotFound("no such group")
-        if role != "teacher":
+        if group["role"] != "teacher":
             raise Forbidden("only the group's teachers can post to it; school admins write announcements")
-        if command.urgent and not admin:
+        if command.urgent and not group["admin"]:
             raise Forbidden("only school admins can mark a post urgent", {"field": "urgent"})
-        appears = await _appears(conn, command.publish_at)
-        day = await admit(conn, group, appears, await store.now(conn))
+        day = await admit(conn, group, _appears(group["now"], command.publish_at), group["now"])
         post_id = uuid.uuid4()
-        await store.insert_post(
+        stamps = await store.insert_post(
             conn,
             post_id,
             group,
@@ -123,11 +124,25 @@ async def create_post(request: web.Request) -> web.Response:
             publish_at=command.publish_at,
             day=day,
         )
-        row = await store.written_post(conn, post_id)
-        assert row is not None
+        post = WrittenPost(
+            post_id=post_id,
+            group_id=group_id,
+            group_name=group["name"],
+            author_id=caller.person_id,
+            title=command.title,
+            body=command.body,
+            urgent=command.urgent,
+            announcement_id=None,
+            photos=[PhotoRef(photo_id=p, status="processing") for p in command.photo_ids],
+            status="published" if command.publish_at is None else "scheduled",
+            created_at=stamps["created_at"],
+            publish_at=command.publish_at,
+            published_at=stamps["published_at"],
+            updated_at=None,
+        )
         if command.publish_at is None:
-            await publish(conn, published_event(row, command.photo_ids), group["school_id"])
-    return json_response(store.written_view(row), status=201)
+            await publish(conn, published_event(post.model_dump(), command.photo_ids), group["school_id"])
+    return json_response(post, status=201)
 
 
 async def create_announcement(request: web.Request) -> web.Response:
@@ -149,7 +164,7 @@ async def create_announcement(request: web.Request) -> web.Response:
             )
         if not groups:
             raise Conflict("no group of the school's current year has members yet")
-        appears = await _appears(conn, command.publish_at)
+        appears = _appears(await store.now(conn), command.publish_at)
         time_zone, _ = await store.policy(conn, school_id)
         announcement_id = uuid.uuid4()
         rows = []
@@ -254,12 +269,10 @@ async def scheduled_posts(request: web.Request) -> web.Response:
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
     async with request.app[POOL].acquire() as conn:
-        group = await store.group(conn, group_id)
-        role = await membership_copy.role_in(conn, group_id, caller.person_id)
-        admin = group is not None and await store.is_admin(conn, group["school_id"], caller.person_id)
-        if group is None or (role is None and not admin):
+        group = await store.writer(conn, group_id, caller.person_id)
+        if group is None or (group["role"] is None and not group["admin"]):
             raise NotFound("no such group")
-        if role != "teacher" and not admin:
+        if group["role"] != "teacher" and not group["admin"]:
             raise Forbidden("only the group's teachers and the school's admins see scheduled posts")
         rows = await store.scheduled_posts(conn, group_id)
     return json_response(ScheduledList(posts=[store.written_view(r) for r in rows]))

@@ -16,8 +16,28 @@ async def now(conn: asyncpg.Connection) -> datetime:
     return moment
 
 
-async def group(conn: asyncpg.Connection, group_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT group_id, school_id, name FROM groups WHERE group_id = $1", group_id)
+async def writer(
+    conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """In one round trip, what writing to a group needs: the group, the person's role in it (or NULL),
+    whether they administer its school, the school's time zone and posts per day (identity's defaults
+    until the copy has them), and the transaction's time. None when there is no such group."""
+    return await conn.fetchrow(
+        """SELECT g.group_id, g.school_id, g.name,
+                  (SELECT m.role FROM memberships m
+                   WHERE m.group_id = g.group_id AND m.person_id = $2 AND m.active) AS role,
+                  EXISTS (SELECT 1 FROM staff st WHERE st.school_id = g.school_id AND st.person_id = $2
+                                                   AND 'admin' = ANY(st.roles)) AS admin,
+                  COALESCE(s.time_zone, $3) AS time_zone,
+                  COALESCE(s.max_posts_per_day, $4) AS max_posts_per_day,
+                  now() AS now
+           FROM groups g LEFT JOIN schools s ON s.school_id = g.school_id
+           WHERE g.group_id = $1""",
+        group_id,
+        person_id,
+        DEFAULT_TIME_ZONE,
+        DEFAULT_MAX_POSTS_PER_DAY,
+    )
 
 
 async def policy(conn: asyncpg.Connection, school_id: uuid.UUID) -> tuple[str, int]:
@@ -88,12 +108,14 @@ async def insert_post(
     publish_at: datetime | None,
     day: date,
     announcement_id: uuid.UUID | None = None,
-) -> None:
-    """A post, published now (``publish_at`` None) or waiting for its send-later time."""
-    await conn.execute(
+) -> asyncpg.Record:
+    """A post, published now (``publish_at`` None) or waiting for its send-later time; its
+    created_at and published_at."""
+    stamps = await conn.fetchrow(
         """INSERT INTO posts (post_id, group_id, school_id, author_id, title, body, urgent, announcement_id,
                               publish_at, published_at, local_day)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9::timestamptz IS NULL THEN now() END, $10)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $9::timestamptz IS NULL THEN now() END, $10)
+           RETURNING created_at, published_at""",
         post_id,
         group["group_id"],
         group["school_id"],
@@ -105,10 +127,13 @@ async def insert_post(
         publish_at,
         day,
     )
-    await conn.executemany(
-        "INSERT INTO post_photos (post_id, photo_id, position) VALUES ($1, $2, $3)",
-        [(post_id, photo_id, i) for i, photo_id in enumerate(photo_ids)],
-    )
+    if photo_ids:
+        await conn.executemany(
+            "INSERT INTO post_photos (post_id, photo_id, position) VALUES ($1, $2, $3)",
+            [(post_id, photo_id, i) for i, photo_id in enumerate(photo_ids)],
+        )
+    assert stamps is not None
+    return stamps
 
 
 _WRITTEN = """
