@@ -16,10 +16,12 @@ from shared.tokens import require_caller
 
 
 def _json(text: str) -> web.Response:
+    """A 200 with JSON the database built."""
     return web.Response(body=text.encode(), content_type="application/json")
 
 
 async def get_feed(request: web.Request) -> web.Response:
+    """FeedPage: the newest posts of the groups the caller belongs to now; 422 for a bad query."""
     caller = require_caller(request)
     query = read_query(request, FeedQuery)
     async with request.app[POOL].acquire() as conn:
@@ -53,10 +55,12 @@ async def mark_seen(request: web.Request) -> web.Response:
 
 
 async def like(request: web.Request) -> web.Response:
+    """LikeState after liking: 404 for a post the caller cannot see, 403 for a teacher."""
     return await _set_like(request, liked=True)
 
 
 async def unlike(request: web.Request) -> web.Response:
+    """LikeState after taking the like back (none to take back is fine): 404 / 403 as for a like."""
     return await _set_like(request, liked=False)
 
 
@@ -76,7 +80,8 @@ async def _set_like(request: web.Request, liked: bool) -> web.Response:
 
 
 async def get_group_posts(request: web.Request) -> web.Response:
-    """The teacher's view of a group: per post who has seen and liked it and how it was delivered."""
+    """GroupPostsPage, the teacher's view of a group: per post the families that saw it, who liked it
+    and how it was delivered. 404 for a group the caller is not in, 403 for its parents."""
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
     query = read_query(request, FeedQuery)

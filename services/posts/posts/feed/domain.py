@@ -14,6 +14,8 @@ from shared.fields import QueryInt
 
 
 class PhotoRef(BaseModel):
+    """A photo of a post, in the post's order; media serves it (to members) once ready."""
+
     photo_id: uuid.UUID
     status: Literal["processing", "ready", "rejected"] = Field(
         description="Shown to parents only when ready (media processed it)."
@@ -60,6 +62,8 @@ class FeedCursor(BaseModel):
 
 
 class FeedQuery(BaseModel):
+    """``?limit=`` (1 to 100, default 20) and ``?cursor=`` (the previous page's next_cursor); 422 otherwise."""
+
     model_config = ConfigDict(extra="forbid")
 
     limit: QueryInt = Field(default=20, ge=1, le=100)
@@ -82,11 +86,15 @@ class FeedQuery(BaseModel):
 
 
 class FeedPage(BaseModel):
+    """A page of the feed, newest first."""
+
     posts: list[PostView]
     next_cursor: str | None = Field(description="Ask for the next page with it; null at the end.")
 
 
 class LikeState(BaseModel):
+    """The caller's like of a post after a like or unlike (seed rule 9), and the post's count."""
+
     post_id: uuid.UUID
     liked: bool
     like_count: int = Field(ge=0, description="Every account's likes, the caller's included.")
@@ -121,5 +129,7 @@ class GroupPostView(PostView):
 
 
 class GroupPostsPage(BaseModel):
+    """A page of a group's posts with the teachers' figures, newest first."""
+
     posts: list[GroupPostView]
     next_cursor: str | None
