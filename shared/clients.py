@@ -58,6 +58,19 @@ def client_address(request: web.BaseRequest, trusted: Sequence[IPNetwork]) -> st
     return str(client)
 
 
+def client_key(address: str) -> str:
+    """``address`` as the client that limits count on: an IPv4 address as it is, an IPv6 address as
+    its /64 ("2001:db8:1:2::/64"), which one home or device usually holds whole, so that stepping
+    through its 2^64 addresses does not make fresh clients. A mapped IPv4 address is its IPv4
+    address; text that is no IP address (``"unknown"``) is kept as it is."""
+    parsed = _parse(address)
+    if parsed is None:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 def _parse(text: str) -> IPAddress | None:
     text = text.strip().removeprefix("[").removesuffix("]")
     try:

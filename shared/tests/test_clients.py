@@ -9,7 +9,7 @@ from multidict import CIMultiDict
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from shared.clients import IPNetwork, TrustedProxies, client_address
+from shared.clients import IPNetwork, TrustedProxies, client_address, client_key
 
 PROXIES: list[IPNetwork] = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:cafe::/48")]
 
@@ -67,6 +67,14 @@ def test_an_ipv4_client_on_a_dual_stack_socket_is_its_ipv4_address() -> None:
 def test_a_peer_without_an_ip_address_is_one_unknown_client() -> None:
     # A Unix socket's peer name is empty.
     assert client_address(request("", "198.51.100.1"), PROXIES) == "unknown"
+
+
+def test_an_ipv6_client_is_counted_as_its_64_and_an_ipv4_client_as_its_address() -> None:
+    # One home (or device) holds a whole /64: stepping through it must not make fresh clients.
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:DB8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("unknown") == "unknown"
 
 
 class ProxySettings(BaseSettings):

@@ -12,6 +12,8 @@ import pytest
 
 from identity.invitations import launches, reminders, store, throttle
 from identity.invitations.api import EXPIRED, INVALID, NO_LONGER, REPLACED, USED, WITHDRAWN
+from identity.login.api import DEVICE_COOKIE
+from identity.login.throttle import device_client
 from tests.harness.identity_alone import (
     Identity,
     SchoolAlone,
@@ -220,8 +222,8 @@ async def test_guessing_one_code_prefix_is_throttled_from_any_address(identity: 
     status, body, headers = await redeem(identity, f"{prefix}-AAAA-AAAA-AAAA", source="127.0.2.1")
     assert status == 429, body
     assert int(headers["Retry-After"]) > 0
-    # Even the right code waits: its prefix is being guessed.
-    assert (await redeem(identity, code, source="127.0.2.2"))[0] == 429
+    # The right code gets in all the same: the limits are against abuse, not its owner.
+    assert (await redeem(identity, code, source="127.0.2.2"))[0] == 201
 
 
 async def test_guessing_by_a_logged_in_account_is_throttled(identity: Identity) -> None:
@@ -269,11 +271,39 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() 
         assert status == 422
 
 
-def test_an_ipv6_client_is_counted_as_its_64_and_a_mapped_ipv4_as_itself() -> None:
-    assert throttle.address_key("2001:db8:1:2:aaaa::1") == throttle.address_key("2001:db8:1:2:bbbb::2")
-    assert throttle.address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
-    assert throttle.address_key("::ffff:192.0.2.7") == "192.0.2.7"
-    assert throttle.address_key("192.0.2.7") == "192.0.2.7"
+async def test_a_right_code_gets_in_behind_an_address_over_its_limit(identity: Identity) -> None:
+    """A parent at the school's wifi after someone there typed 31 wrong codes."""
+    _, child, _, code = await invited_family(identity)
+    for n in range(throttle.PER_ADDRESS.attempts + 1):
+        await redeem(
+            identity, f"{'ACDEFGHJKM'[n % 10]}{'ACDE'[n // 10]}AA-AAAA-AAAA-AAAA", source="127.0.3.1"
+        )
+    assert (await redeem(identity, WRONG, source="127.0.3.1"))[0] == 429
+    # Only a right, usable code is let past the limit.
+    status, body, _ = await redeem(identity, code, source="127.0.3.1")
+    assert status == 201, body
+    assert body["child_id"] == child["child_id"]
+    # Its count was taken back; a wrong code is still refused, and so is a code used already.
+    async with identity.pool.acquire() as conn:
+        counted = await conn.fetchval(
+            "SELECT sum(attempts) FROM redeem_attempts WHERE key = 'address:127.0.3.1'"
+        )
+    assert counted == throttle.PER_ADDRESS.attempts + 2
+    assert (await redeem(identity, WRONG, source="127.0.3.1"))[0] == 429
+    assert (await redeem(identity, code, source="127.0.3.1"))[0] == 429
+
+
+async def test_redeeming_makes_the_client_known_to_the_account_as_a_login_does(identity: Identity) -> None:
+    """A parent who only ever redeemed a code is not held back by strangers' login failures."""
+    _, _, email, code = await invited_family(identity)
+    status, body, headers = await redeem(identity, code, source="127.0.4.1")
+    assert status == 201, body
+    cookie = headers["Set-Cookie"]
+    device = cookie.split(f"{DEVICE_COOKIE}=", 1)[1].split(";", 1)[0]
+    assert "HttpOnly" in cookie
+    async with identity.pool.acquire() as conn:
+        known = await conn.fetch("SELECT client FROM known_clients WHERE email = $1", email.lower())
+    assert {row["client"] for row in known} == {"ip:127.0.4.1", device_client(device)}
 
 
 async def test_a_right_code_takes_its_attempt_back(identity: Identity) -> None:

@@ -21,7 +21,7 @@ from aiohttp import web
 from identity.app import spec
 from identity.login import refresh, store
 from identity.login.api import DEVICE_COOKIE, RESET_ANSWER_SECONDS
-from identity.login.throttle import LoginRules
+from identity.login.throttle import DelayedChecks, LoginAttempt, LoginRules, SoftLimit
 from identity.passwords import hash_password
 from identity.settings import Settings
 from identity.tokens import generate_signing_key_pem
@@ -170,14 +170,13 @@ async def test_the_owners_right_password_works_from_their_device_while_a_strange
             throttled(answer)
     assert (await identity.login(owner, client=home, device=first.device)).status == 200
 
-    # 150 wrong passwords from 30 other addresses: past the address's soft limit (100).
+    # 150 wrong passwords from 30 other addresses: past the address's soft limit (100), after which
+    # they are answered later, not refused; each stranger's own pair still holds it to a handful.
     strangers = [a_client() for _ in range(30)]
     answers = await asyncio.gather(
         *(identity.login(owner, f"gok {n}", client=strangers[n % 30]) for n in range(150))
     )
     assert {a.status for a in answers} <= {401, 429}
-    # Checked until the address's soft limit (the first stranger's checked guesses included), then
-    # spaced out.
     checked = sum(a.status == 401 for a in answers) + sum(a.status == 401 for a in first_strangers)
     assert checked >= identity.settings.login_address_soft_limit
 
@@ -199,16 +198,89 @@ async def seed_failures(identity: Identity, key: str, count: int, ago: float = 0
     )
 
 
-async def test_after_the_soft_limit_an_unknown_client_is_slowed_not_locked(identity: Identity) -> None:
-    owner = await identity.account()
-    spacing = identity.settings.login_address_spacing_seconds
-    await seed_failures(identity, f"address:{owner}", identity.settings.login_address_soft_limit, spacing - 2)
+async def timed(answer: "asyncio.Future[Answer] | Any") -> tuple[Answer, float]:
+    """The answer to a request and the seconds it took."""
+    clock = asyncio.get_running_loop().time
+    started = clock()
+    got = await answer
+    return got, clock() - started
 
-    wait = throttled(await identity.login(owner, "nog een gok", client=a_client()))
-    assert wait <= 2
-    # The owner on a new device waits out the spacing, then gets in.
-    await asyncio.sleep(wait)
-    assert (await identity.login(owner, client=a_client())).status == 200
+
+async def test_past_the_soft_limit_an_unknown_client_is_answered_later_never_refused(
+    identity: Identity,
+) -> None:
+    owner = await identity.account()
+    device = (await identity.login(owner, client=a_client())).device
+    delay = LoginRules.from_settings(identity.settings).address.delay
+    await seed_failures(identity, f"address:{owner}", identity.settings.login_address_soft_limit)
+
+    wrong, took = await timed(identity.login(owner, "nog een gok", client=a_client()))
+    assert wrong.status == 401
+    assert took >= delay
+    # The owner on a new device and address waits as long, and gets in.
+    right, took = await timed(identity.login(owner, client=a_client()))
+    assert right.status == 200, right.body
+    assert took >= delay
+    # The owner's known device is not held back at all.
+    known, took = await timed(identity.login(owner, client=a_client(), device=device))
+    assert known.status == 200
+    assert took < delay
+
+
+async def test_strangers_spraying_wrong_passwords_cannot_lock_the_owner_out_of_a_new_device(
+    identity: Identity,
+) -> None:
+    """105 wrong passwords from as many addresses, and one more every 50 ms while the owner, on a new
+    device and a new address, logs in: the owner gets in (the soft limit per address was a slot the
+    strangers kept taking: 429 for as long as they kept at it)."""
+    owner = await identity.account()
+    answers = await asyncio.gather(
+        *(identity.login(owner, f"gok {n}", client=a_client()) for n in range(105))
+    )
+    assert {a.status for a in answers} == {401}
+    spraying = True
+
+    async def spray() -> list[Answer]:
+        sprayed = []
+        while spraying:
+            sprayed.append(asyncio.ensure_future(identity.login(owner, "nog een gok", client=a_client())))
+            await asyncio.sleep(0.05)
+        return list(await asyncio.gather(*sprayed))
+
+    sprayer = asyncio.create_task(spray())
+    await asyncio.sleep(1)
+    owners, took = await timed(identity.login(owner, client=a_client()))
+    spraying = False
+    sprayed = await sprayer
+    assert owners.status == 200, owners.body
+    assert took < 15
+    assert len(sprayed) >= 20
+    assert {a.status for a in sprayed} == {401}
+
+
+async def test_delayed_checks_of_one_address_are_let_through_a_few_at_a_time_and_forgotten() -> None:
+    rule = SoftLimit(limit=1, window=60, delay=0.2, concurrent=2)
+    checks = DelayedChecks()
+    running = 0
+    most = 0
+
+    async def check(email: str) -> None:
+        nonlocal running, most
+        attempt = LoginAttempt(email=email, ip="192.0.2.1", device=None, pair_key="", ids=[], delayed=True)
+        async with checks.turn(rule, attempt):
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0)
+            running -= 1
+
+    clock = asyncio.get_running_loop().time
+    started = clock()
+    await asyncio.gather(*(check("a@lichtstraat.nl") for _ in range(6)), check("b@lichtstraat.nl"))
+    # Six for one address, two at a time, each after the delay: three rounds; the other address
+    # waits in no one's line.
+    assert clock() - started == pytest.approx(3 * rule.delay, abs=0.15)
+    assert most <= 3
+    assert checks._lines == {}
 
 
 async def test_one_client_guessing_one_address_waits_longer_after_each_failure(identity: Identity) -> None:
@@ -246,8 +318,8 @@ async def test_a_stranger_behind_the_owners_nat_address_cannot_slow_the_owners_d
     owner = await identity.account()
     school = a_client()
     device = (await identity.login(owner, client=school)).device
-    for n in range(8):
-        await identity.login(owner, f"gok {n}", client=school)
+    # Someone else at the school guessed the owner's password eight times.
+    await seed_failures(identity, f"pair:{owner} ip:{school}", 8)
     throttled(await identity.login(owner, "gok", client=school))
 
     assert (await identity.login(owner, client=school, device=device)).status == 200
@@ -291,6 +363,18 @@ async def test_past_the_limit_of_a_client_address_only_clients_unknown_to_the_ac
 
     assert (await identity.login(regular, client=school, device=device)).status == 200
     assert (await identity.login(regular, client=school)).status == 200
+
+
+async def test_an_ipv6_client_is_counted_as_its_64(identity: Identity) -> None:
+    owner = await identity.account()
+    home = f"2001:db8:{next(_numbers):x}:7"
+    for n in range(5):
+        assert (await identity.login(owner, f"gok {n}", client=f"{home}::{n + 1:x}")).status == 401
+    # Another address in the same /64 is the same guesser: its pair waits.
+    throttled(await identity.login(owner, "gok", client=f"{home}:ffff::99"))
+    # And past the limit per client, every address of the /64 waits, for any account.
+    await seed_failures(identity, f"ip:{home}::/64", identity.settings.login_client_limit)
+    throttled(await identity.login(await identity.account(), client=f"{home}::abcd"))
 
 
 async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(identity: Identity) -> None:
@@ -507,6 +591,34 @@ async def test_resets_are_throttled_per_address_and_per_client(identity: Identit
     for _ in range(identity.settings.reset_limit_per_client):
         assert (await ask_reset(identity, f"x{uuid.uuid4().hex[:8]}@lichtstraat.nl", client)).status == 202
     throttled(await ask_reset(identity, f"x{uuid.uuid4().hex[:8]}@lichtstraat.nl", client))
+
+
+async def test_a_client_that_set_the_password_from_a_link_is_known_as_after_a_login(
+    identity: Identity, reset_mails: asyncio.Queue[dict[str, Any]]
+) -> None:
+    """A parent who only ever used a welcome or reset link: its device and address are not held
+    back by strangers' failures at its address or its client address."""
+    email = await identity.account()
+    await ask_reset(identity, email)
+    mail = await asyncio.wait_for(reset_mails.get(), 10)
+    home = a_client()
+    answer = await identity.call(
+        "/auth/password", {"token": mail["reset_token"], "password": NEW_PASSWORD}, client=home
+    )
+    assert answer.status == 200, answer.body
+    assert answer.device is not None
+
+    await seed_failures(identity, f"address:{email}", identity.settings.login_address_soft_limit)
+    await seed_failures(identity, f"ip:{home}", identity.settings.login_client_limit)
+    delay = LoginRules.from_settings(identity.settings).address.delay
+    by_device, took = await timed(
+        identity.login(email, NEW_PASSWORD, client=a_client(), device=answer.device)
+    )
+    assert by_device.status == 200, by_device.body
+    assert took < delay
+    by_address, took = await timed(identity.login(email, NEW_PASSWORD, client=home))
+    assert by_address.status == 200, by_address.body
+    assert took < delay
 
 
 async def test_setting_a_password_with_guessed_links_is_throttled(identity: Identity) -> None:

@@ -2,10 +2,11 @@
 
 Each attempt is counted, atomically, before the code is checked, so guesses sent at once cannot all
 slip in under a limit; a right code takes its count back. Codes carry about 2^76 of entropy, so these
-limits are about abuse and noise more than about the odds of a hit.
+limits are about abuse and noise more than about the odds of a hit: a right, usable code is let in
+over a limit too (its count taken back), so a parent behind the same NAT address as someone who
+mistyped or abused is never blocked; only a wrong code is refused with 429.
 """
 
-import ipaddress
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from identity.settings import Settings
 from shared.app import settings_of
 from shared.clients import client_address as shared_client_address
+from shared.clients import client_key
 from shared.errors import TooManyRequests
 
 
@@ -37,20 +39,9 @@ KEPT_SECONDS = 86_400
 
 def client_address(request: web.Request) -> str:
     """The client address attempts are counted on: the peer, or the address a trusted proxy names
-    (shared.clients, TRUSTED_PROXIES); an IPv6 client counts as its /64, which one client usually
-    holds whole."""
-    return address_key(shared_client_address(request, settings_of(request.app, Settings).trusted_proxies))
-
-
-def address_key(address: str) -> str:
-    """``address`` as a counter key: an IPv4 address as it is, an IPv6 address as its /64."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return str(parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else parsed)
+    (shared.clients, TRUSTED_PROXIES); an IPv6 client counts as its /64 (shared.clients.client_key),
+    which one client usually holds whole."""
+    return client_key(shared_client_address(request, settings_of(request.app, Settings).trusted_proxies))
 
 
 def keys(address: str, prefix: str | None, person_id: uuid.UUID | None) -> list[tuple[str, Limit]]:
@@ -64,9 +55,12 @@ def keys(address: str, prefix: str | None, person_id: uuid.UUID | None) -> list[
     return found
 
 
-async def count_attempt(conn: asyncpg.Connection, counters: list[tuple[str, Limit]]) -> None:
-    """Count one attempt on every counter; raise TooManyRequests (429, Retry-After in seconds until
-    the longest-blocked window ends) when any counter is over its limit, this attempt included."""
+async def count_attempt(
+    conn: asyncpg.Connection, counters: list[tuple[str, Limit]]
+) -> TooManyRequests | None:
+    """Count one attempt on every counter. Returns the refusal for a wrong code when any counter is
+    over its limit, this attempt included (429, Retry-After in seconds until the longest-blocked
+    window ends), else None: raise it only once the code is found not to be usable."""
     wait = 0
     for key, limit in counters:
         row = await conn.fetchrow(
@@ -81,10 +75,11 @@ async def count_attempt(conn: asyncpg.Connection, counters: list[tuple[str, Limi
         assert row is not None
         if row["attempts"] > limit.attempts:
             wait = max(wait, row["left"], 1)
-    if wait:
-        raise TooManyRequests(
-            "too many attempts with access codes; wait a while and try again", retry_after=wait
-        )
+    if not wait:
+        return None
+    return TooManyRequests(
+        "too many attempts with access codes; wait a while and try again", retry_after=wait
+    )
 
 
 async def take_back(conn: asyncpg.Connection, counters: list[tuple[str, Limit]]) -> None:

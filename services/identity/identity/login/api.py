@@ -1,12 +1,13 @@
 """Logging in and out, refreshing tokens, and setting a password from a reset or welcome link."""
 
 import asyncio
-import secrets
+import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
-from identity.accounts.store import set_password_hash
+from identity.accounts.store import account, set_password_hash
 from identity.login import refresh, store, throttle
 from identity.login.domain import Login, Refresh, RequestReset, ResetRequested, SetPassword, TokenView
 from identity.login.resets import issue_reset, token_hash, use_reset
@@ -15,7 +16,7 @@ from identity.passwords import DUMMY_HASH, check_password_policy, hash_password,
 from identity.resources import SIGNER
 from identity.settings import Settings
 from shared.app import POOL, settings_of
-from shared.clients import client_address
+from shared.clients import client_address, client_key
 from shared.errors import Unauthorized, ValidationFailed
 from shared.http import json_response, read_json
 from shared.tokens import Caller
@@ -30,7 +31,34 @@ RESET_ANSWER_SECONDS = 0.25
 
 
 def _client(request: web.Request) -> str:
-    return client_address(request, settings_of(request.app, Settings).trusted_proxies)
+    """The client that limits count on: its IP address, an IPv6 address as its /64 (client_key)."""
+    return client_key(client_address(request, settings_of(request.app, Settings).trusted_proxies))
+
+
+async def remember_client(conn: asyncpg.Connection, request: web.Request, email: str) -> str:
+    """The request's client proved it holds the account of ``email``: remember its device and IP
+    address (identity.login.throttle.remember_client). Returns the device cookie for `keep_device`."""
+    return await throttle.remember_client(conn, email, _client(request), request.cookies.get(DEVICE_COOKIE))
+
+
+async def email_of(conn: asyncpg.Connection, person_id: uuid.UUID) -> str:
+    """The login address of an account that exists."""
+    found = await account(conn, person_id)
+    assert found is not None
+    return str(found["email"])
+
+
+def keep_device(response: web.StreamResponse, device_token: str, settings: Settings) -> None:
+    """Set the device cookie, for as long as a device stays known."""
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token,
+        max_age=settings.known_client_days * 86_400,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
 
 
 def _tokens(request: web.Request, issued: refresh.Issued) -> TokenView:
@@ -46,45 +74,36 @@ def _tokens(request: web.Request, issued: refresh.Issued) -> TokenView:
 
 async def login(request: web.Request) -> web.Response:
     """Log in with email and password: 401 when either is wrong (the same answer for an unknown
-    address), 429 with Retry-After when attempts are throttled (identity.login.throttle)."""
+    address), 429 with Retry-After when attempts are throttled; past the soft limit per address an
+    unknown client's answer comes a few seconds later instead (identity.login.throttle)."""
     command = await read_json(request, Login)
     settings = settings_of(request.app, Settings)
     pool = request.app[POOL]
     device_token = request.cookies.get(DEVICE_COOKIE)
+    rules = LoginRules.from_settings(settings)
     async with pool.acquire() as conn, conn.transaction():
         attempt = await throttle.admit_login(
-            conn, LoginRules.from_settings(settings), command.email.lower(), _client(request), device_token
+            conn, rules, command.email.lower(), _client(request), device_token
         )
-    async with pool.acquire() as conn:
-        person = await store.account_for_login(conn, command.email)
-    # Verify against a dummy hash for unknown addresses, so timing does not tell who has an account.
-    ok, new_hash = await verify_password(
-        person["password_hash"] if person and person["password_hash"] else DUMMY_HASH, command.password
-    )
+    # A delayed check waits its turn holding no database connection.
+    async with throttle.DELAYED_CHECKS.turn(rules.address, attempt):
+        async with pool.acquire() as conn:
+            person = await store.account_for_login(conn, command.email)
+        # Verify against a dummy hash for unknown addresses, so timing does not tell who has an account.
+        ok, new_hash = await verify_password(
+            person["password_hash"] if person and person["password_hash"] else DUMMY_HASH, command.password
+        )
     if not ok or person is None:
         raise Unauthorized("the email address or password is wrong")
-    # A device keeps its cookie; a client without a well-formed one gets a new one.
-    if attempt.device is None:
-        device_token = secrets.token_urlsafe(32)
-    device = throttle.device_client(device_token)
-    assert device is not None
     async with pool.acquire() as conn, conn.transaction():
-        await throttle.login_succeeded(conn, attempt, device)
+        device_token = await throttle.login_succeeded(conn, attempt, device_token)
         if new_hash:
             await set_password_hash(conn, person["person_id"], new_hash)
         issued = await refresh.start_family(
             conn, person["person_id"], refresh.Lifetime.from_settings(settings)
         )
     response = json_response(_tokens(request, issued))
-    response.set_cookie(
-        DEVICE_COOKIE,
-        str(device_token),
-        max_age=settings.known_client_days * 86_400,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="Strict",
-    )
+    keep_device(response, device_token, settings)
     return response
 
 
@@ -132,8 +151,9 @@ async def request_reset(request: web.Request) -> web.Response:
 
 
 async def set_password(request: web.Request) -> web.Response:
-    """Set the password with a single-use token from a reset or welcome email; logs in, and ends every
-    other login of the account. 401 for a token that is unknown, used or expired; 429 past the
+    """Set the password with a single-use token from a reset or welcome email; logs in (the client is
+    known to the account from then on, as after a login), and ends every other login of the
+    account. 401 for a token that is unknown, used or expired; 429 past the
     limit of attempts per client."""
     command = await read_json(request, SetPassword)
     settings = settings_of(request.app, Settings)
@@ -156,7 +176,10 @@ async def set_password(request: web.Request) -> web.Response:
         await set_password_hash(conn, person_id, password_hash)
         await refresh.revoke_all(conn, person_id)
         issued = await refresh.start_family(conn, person_id, refresh.Lifetime.from_settings(settings))
-    return json_response(_tokens(request, issued))
+        device_token = await remember_client(conn, request, await email_of(conn, person_id))
+    response = json_response(_tokens(request, issued))
+    keep_device(response, device_token, settings)
+    return response
 
 
 async def jwks(request: web.Request) -> web.Response:

@@ -6,21 +6,28 @@ as OWASP's Authentication Cheat Sheet and NIST SP 800-63B §5.2.2 advise, limits
 
 - per *pair* (address + client): a few failures are free, then each attempt waits a delay that
   doubles per failure, up to a cap. The client is the device, when its cookie logged in to the
-  address before, else the IP address; so the owner's device is a pair of its own that a stranger,
-  even behind the same NAT address, cannot slow down.
-- per *address* over all clients: a much higher soft limit past which attempts are spaced out, not
-  refused for long; clients that logged in to the address before are exempt.
+  address before, else the IP address (an IPv6 address as its /64, shared.clients.client_key); so
+  the owner's device is a pair of its own that a stranger, even behind the same NAT address, cannot
+  slow down.
 - per *client IP* over all addresses: high enough for a school's NAT; known clients are exempt.
+- per *address* over all clients: past a soft limit an unknown client is never refused (a refusal
+  there would be a slot that strangers keep taking, locking the owner out of every new device), but
+  its answer comes only after a delay, with a bounded number of such checks per address at a time
+  (the rest wait in line), so guesses spread over many clients still cost time and cannot tie up
+  the server. Clients that logged in to the address before are exempt.
 
 Attempts are counted before the password is checked, under advisory locks on their keys, so guesses
 sent at once are counted one after the other; a successful login takes its count back. A refusal is a
 429 whose Retry-After says when the attempt would be let through.
 """
 
+import asyncio
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +37,13 @@ from identity.login import store
 from identity.login.store import Recent
 from identity.settings import Settings
 from shared.errors import TooManyRequests
+
+# Past the soft limit per address, an unknown client's answer comes this much later, and at most
+# this many such answers per address are on their way at once. Both bound how fast guesses spread
+# over many clients are checked (ADDRESS_CONCURRENT_CHECKS / ADDRESS_DELAY_SECONDS per second),
+# while the owner on a new device waits a few seconds, never a refusal.
+ADDRESS_DELAY_SECONDS = 2.0
+ADDRESS_CONCURRENT_CHECKS = 64
 
 # The device cookie is 32 random bytes, URL-safe base64, that identity made at a successful login.
 _DEVICE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -54,17 +68,17 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class Spacing:
-    """Past ``limit`` failures in ``window`` seconds, one attempt per ``spacing`` seconds."""
+class SoftLimit:
+    """Past ``limit`` failures in ``window`` seconds, an unknown client's answer waits ``delay``
+    seconds, with at most ``concurrent`` such delayed checks per address at a time."""
 
     limit: int
     window: float
-    spacing: float
+    delay: float
+    concurrent: int
 
-    def wait(self, recent: Recent, now: datetime) -> float:
-        if recent.count < self.limit or recent.newest is None:
-            return 0.0
-        return _until(recent.newest + timedelta(seconds=self.spacing), now)
+    def exceeded(self, recent: Recent) -> bool:
+        return recent.count >= self.limit
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,7 @@ class Limit:
 @dataclass(frozen=True)
 class LoginRules:
     pair: Backoff
-    address: Spacing
+    address: SoftLimit
     client: Limit
     known_days: int
 
@@ -97,10 +111,11 @@ class LoginRules:
                 settings.login_max_delay_seconds,
                 settings.login_pair_window_seconds,
             ),
-            address=Spacing(
+            address=SoftLimit(
                 settings.login_address_soft_limit,
                 settings.login_address_window_seconds,
-                settings.login_address_spacing_seconds,
+                ADDRESS_DELAY_SECONDS,
+                ADDRESS_CONCURRENT_CHECKS,
             ),
             client=Limit(settings.login_client_limit, settings.login_client_window_seconds),
             known_days=settings.known_client_days,
@@ -120,6 +135,7 @@ class LoginAttempt:
     device: str | None
     pair_key: str
     ids: list[int]
+    delayed: bool
 
 
 def device_client(device_token: str | None) -> str | None:
@@ -132,8 +148,10 @@ def device_client(device_token: str | None) -> str | None:
 async def admit_login(
     conn: asyncpg.Connection, rules: LoginRules, email: str, ip: str, device_token: str | None
 ) -> LoginAttempt:
-    """Count a login attempt for ``email`` (lower-cased) from client IP ``ip`` with the request's
-    device cookie, or refuse it: TooManyRequests (429) with ``retry_after`` in whole seconds.
+    """Count a login attempt for ``email`` (lower-cased) from client ``ip`` (its IP address as
+    shared.clients.client_key: an IPv6 client as its /64) with the request's device cookie, or
+    refuse it: TooManyRequests (429) with ``retry_after`` in whole seconds. An attempt past the soft
+    limit per address is let through ``delayed`` (check it in its `DelayedChecks.turn`).
 
     Call in a transaction, and check the password only after it committed.
     """
@@ -143,23 +161,70 @@ async def admit_login(
         conn, email, [c for c in (device, ip_client) if c is not None], rules.known_days
     )
     pair_client = device if device is not None and device in known else ip_client
-    pair_key, address_key, client_key = f"pair:{email} {pair_client}", f"address:{email}", f"ip:{ip}"
-    now = await store.lock_keys(conn, (pair_key, address_key, client_key))
+    pair_key, address_key = f"pair:{email} {pair_client}", f"address:{email}"
+    keys = (pair_key, address_key, ip_client)
+    now = await store.lock_keys(conn, keys)
     waits = [rules.pair.wait(await store.recent(conn, pair_key, now, rules.pair.window, 1), now)]
+    delayed = False
     if not known:
-        address = await store.recent(conn, address_key, now, rules.address.window, 1)
-        client = await store.recent(conn, client_key, now, rules.client.window, rules.client.limit)
-        waits += [rules.address.wait(address, now), rules.client.wait(client, now)]
+        client = await store.recent(conn, ip_client, now, rules.client.window, rules.client.limit)
+        waits.append(rules.client.wait(client, now))
+        delayed = rules.address.exceeded(await store.recent(conn, address_key, now, rules.address.window, 1))
     refuse_if_waiting(max(waits))
-    ids = await store.count_attempt(conn, (pair_key, address_key, client_key), now)
-    return LoginAttempt(email=email, ip=ip, device=device, pair_key=pair_key, ids=ids)
+    ids = await store.count_attempt(conn, keys, now)
+    return LoginAttempt(email=email, ip=ip, device=device, pair_key=pair_key, ids=ids, delayed=delayed)
 
 
-async def login_succeeded(conn: asyncpg.Connection, attempt: LoginAttempt, device: str) -> None:
+class DelayedChecks:
+    """The line of delayed checks per address (in this process): `turn` lets at most
+    ``concurrent`` through at once per address, each after ``delay`` seconds; the rest wait, first
+    come first served, and are never refused. Its length is bounded by the pair and per-IP limits,
+    which admitted every attempt in it."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, rule: SoftLimit, attempt: LoginAttempt) -> AsyncIterator[None]:
+        """Wait for the attempt's turn (at once for an attempt that is not ``delayed``)."""
+        if not attempt.delayed:
+            yield
+            return
+        semaphore, waiting = self._lines.get(attempt.email) or (asyncio.Semaphore(rule.concurrent), 0)
+        self._lines[attempt.email] = (semaphore, waiting + 1)
+        try:
+            async with semaphore:
+                await asyncio.sleep(rule.delay)
+                yield
+        finally:
+            semaphore, waiting = self._lines[attempt.email]
+            if waiting == 1:
+                del self._lines[attempt.email]
+            else:
+                self._lines[attempt.email] = (semaphore, waiting - 1)
+
+
+DELAYED_CHECKS = DelayedChecks()
+
+
+async def login_succeeded(conn: asyncpg.Connection, attempt: LoginAttempt, device_token: str | None) -> str:
     """The password was right: the attempt was no failure, the pair's failures are forgiven, and the
-    device (client name from `device_client`) and IP address are known to the address from now on."""
+    client is known to the address from now on (`remember_client`). Returns the device cookie."""
     await store.take_back(conn, attempt.ids, [attempt.pair_key])
-    await store.remember_clients(conn, attempt.email, [device, f"ip:{attempt.ip}"])
+    return await remember_client(conn, attempt.email, attempt.ip, device_token)
+
+
+async def remember_client(conn: asyncpg.Connection, email: str, ip: str, device_token: str | None) -> str:
+    """The client proved it holds the account of ``email`` (a login, a redeemed access code, a reset
+    or welcome link): its device and client ``ip`` (as shared.clients.client_key) are known to the
+    address from now on, and not held back by strangers' failures. Returns the device cookie to set:
+    the request's, or a new one when it had none or a malformed one."""
+    if device_client(device_token) is None:
+        device_token = secrets.token_urlsafe(32)
+    device = device_client(device_token)
+    assert device is not None
+    await store.remember_clients(conn, email.lower(), [device, f"ip:{ip}"])
+    return str(device_token)
 
 
 async def admit(conn: asyncpg.Connection, limits: Sequence[tuple[str, Limit]]) -> list[int]:
