@@ -5,10 +5,13 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email import policy, quoprimime
 from email.errors import HeaderParseError
-from email.headerregistry import Address
+from email.header import Header
+from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.policy import Policy
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,6 +91,100 @@ def message_id(kind: str, key: uuid.UUID | str, mail_from: str) -> str:
     return f"<{kind}.{token}@{domain}>"
 
 
+class _EncodedText(UnstructuredHeader, BaseHeader):
+    """Free text (Subject) folded as RFC 2047 encoded-words that carry their own spaces.
+
+    Python 3.11's folder splits non-ASCII text into encoded-words with the space between them left
+    outside; decoders drop whitespace between adjacent encoded-words (RFC 2047 6.2), so two words were
+    glued together and a space doubled at the fold. Here the whole value goes into encoded-words.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        text = str(self)
+        room = (policy.max_line_length or 78) - len(self.name) - 2
+        if text.isascii() and all(len(word) <= room for word in text.split()):
+            return super().fold(policy=policy)
+        return f"{self.name}: {_encoded_words(text, self.name, policy)}{policy.linesep}"
+
+
+class _EncodedAddresses(AddressHeader, BaseHeader):  # type: ignore[misc]  # stubs: init differs
+    """Addresses (From, To) whose non-ASCII display names decode to what was meant.
+
+    The email package's own folding has the same fault as in a Subject, and its parser keeps the
+    space between two encoded-words in a name where RFC 2047 drops it. So no two encoded-words
+    stand side by side here: each run of words that needs encoding is one encoded-word, and folds
+    fall only at spaces beside a plain word.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        groups = self.groups
+        addresses = [a for group in groups for a in group.addresses]
+        if any(group.display_name is not None for group in groups) or any(
+            not a.addr_spec.isascii() for a in addresses
+        ):
+            return super().fold(policy=policy)
+        entries = []
+        for address in addresses:
+            if address.display_name.isascii():
+                entries.append([formataddr((address.display_name, address.addr_spec))])
+            else:
+                entries.append([*_phrase_words(address.display_name), f"<{address.addr_spec}>"])
+        words = [word for entry in entries for word in _with_commas(entry, entry is entries[-1])]
+        return _fold_words(f"{self.name}:", words, policy)
+
+
+def _phrase_words(name: str) -> list[str]:
+    """name as plain atoms and encoded-words (RFC 2047 5(3): only [-!*+/A-Za-z0-9] and _ inside)."""
+    words: list[str] = []
+    run: list[str] = []
+    for word in name.split(" "):
+        if _ATOM.fullmatch(word):
+            if run:
+                words.append(quoprimime.header_encode(" ".join(run).encode(), "utf-8"))
+                run = []
+            words.append(word)
+        else:
+            run.append(word)
+    if run:
+        words.append(quoprimime.header_encode(" ".join(run).encode(), "utf-8"))
+    return words
+
+
+def _with_commas(entry: list[str], last: bool) -> list[str]:
+    return entry if last else [*entry[:-1], entry[-1] + ","]
+
+
+def _fold_words(start: str, words: list[str], policy: Policy) -> str:
+    limit = policy.max_line_length or 78
+    lines = [start]
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > limit and lines[-1] != start:
+            lines.append("")
+        lines[-1] += " " + word
+    return policy.linesep.join(lines) + policy.linesep
+
+
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=^_`{|}~-]+")  # atext (RFC 5322 3.2.3) without ?: no =?..?=
+
+
+def _encoded_words(text: str, name: str, policy: Policy) -> str:
+    # The legacy Header splits at character boundaries and keeps every space inside the words.
+    encoded = Header(text, "utf-8", header_name=name).encode(
+        linesep=policy.linesep, maxlinelen=policy.max_line_length or 78
+    )
+    return str(encoded)
+
+
+_headers = HeaderRegistry()
+for _name in ("subject",):
+    _headers.map_to_type(_name, _EncodedText)
+for _name in ("from", "to", "cc", "reply-to"):
+    _headers.map_to_type(_name, _EncodedAddresses)
+
+#: The policy of every mail built here: the default one, with headers that decode to what was meant.
+MAIL_POLICY = policy.default.clone(header_factory=_headers)
+
+
 def build_email(
     template: str,
     lang: Locale,
@@ -102,7 +199,7 @@ def build_email(
     ``headers`` carries at least Message-ID; the templates get ``context`` plus ``lang`` and ``subject``.
     """
     values = {**context, "lang": lang, "subject": subject}
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = mail_from
     msg["To"] = to
     msg["Subject"] = subject
