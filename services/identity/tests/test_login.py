@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,7 +198,7 @@ async def seed_failures(identity: Identity, key: str, count: int, ago: float = 0
     )
 
 
-async def timed(answer: "asyncio.Future[Answer] | Any") -> tuple[Answer, float]:
+async def timed(answer: Awaitable[Answer]) -> tuple[Answer, float]:
     """The answer to a request and the seconds it took."""
     clock = asyncio.get_running_loop().time
     started = clock()

@@ -78,6 +78,7 @@ class SoftLimit:
     concurrent: int
 
     def exceeded(self, recent: Recent) -> bool:
+        """Whether the failures counted in the window (``recent``) reached the soft limit."""
         return recent.count >= self.limit
 
 
