@@ -30,11 +30,10 @@ class Settings(ServiceSettings):
     login_first_delay_seconds: float = Field(default=1.0, gt=0)
     login_max_delay_seconds: float = Field(default=900.0, gt=0)
     login_pair_window_seconds: int = Field(default=86_400, gt=0)
-    # Failures of one address from all clients together: past the soft limit, clients that never
-    # logged in to it get one attempt per login_address_spacing_seconds (slowed, never locked).
+    # Failures of one address from all clients together: past the soft limit, a client that never
+    # logged in to it has its password checked a little later (identity.login.throttle), never refused.
     login_address_soft_limit: int = Field(default=100, ge=1)
     login_address_window_seconds: int = Field(default=3_600, gt=0)
-    login_address_spacing_seconds: float = Field(default=10.0, gt=0)
     # Failures from one client IP address, for all addresses: high enough for a school behind one NAT
     # address on a Monday morning; clients known to the address are exempt.
     login_client_limit: int = Field(default=500, ge=1)
