@@ -155,6 +155,7 @@ async def deployed() -> AsyncIterator[Deployment]:
                 "smtp_port": smtp.port,
                 "vapid_private_key": vapid_private,
                 "vapid_public_key": vapid_public,
+                "vapid_subject": "mailto:beheer@klaspost.nl",
                 "public_base_url": "http://klaspost.test",
             },
         }

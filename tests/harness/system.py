@@ -142,6 +142,7 @@ async def start_system() -> System:
                 "smtp_port": smtp.port,
                 "vapid_private_key": vapid_private,
                 "vapid_public_key": vapid_public,
+                "vapid_subject": "mailto:beheer@klaspost.nl",
                 "push_allowed_hosts": ["127.0.0.1"],
                 "public_base_url": "http://klaspost.test",
                 **common,

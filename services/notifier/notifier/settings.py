@@ -1,6 +1,10 @@
 """Notifier's settings: mail and push delivery."""
 
-from pydantic import SecretStr
+import ipaddress
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, model_validator
 
 from shared.settings import ServiceSettings
 
@@ -21,7 +25,9 @@ class Settings(ServiceSettings):
     # VAPID key pair for Web Push: base64url of the raw P-256 private scalar and the uncompressed public point.
     vapid_private_key: SecretStr | None = None
     vapid_public_key: str | None = None
-    vapid_subject: str = "mailto:beheer@klaspost.local"
+    # The push services' contact for this server (RFC 8292 "sub"): a mailto: or https: URL on a real
+    # domain. No default: Apple refuses a reserved one (403 BadJwtToken), so iPhones would get nothing.
+    vapid_subject: str | None = None
     push_ttl_seconds: int = 86_400
     push_timeout_seconds: float = 10.0
     delivery_max_attempts: int = 8
@@ -36,3 +42,49 @@ class Settings(ServiceSettings):
         "web.push.apple.com",
         "*.notify.windows.com",
     ]
+
+    @model_validator(mode="after")
+    def _vapid_subject_reaches_someone(self) -> Self:
+        """With Web Push configured, VAPID_SUBJECT must be set and name a real contact."""
+        if self.vapid_private_key is not None:
+            problem = vapid_subject_problem(self.vapid_subject)
+            if problem:
+                raise ValueError(f"VAPID_SUBJECT {problem}")
+        return self
+
+
+# RFC 2606 and RFC 6761/6762 names that never reach anyone.
+_RESERVED_SUFFIXES = (".local", ".localhost", ".invalid", ".test", ".example")
+_RESERVED_DOMAINS = ("localhost", "example.com", "example.net", "example.org")
+
+
+def vapid_subject_problem(subject: str | None) -> str | None:
+    """Why ``subject`` cannot be a VAPID contact (RFC 8292 2.1: a mailto: or https: URI), or None.
+
+    Push services refuse a JWT whose contact is on a reserved or local name (Apple: 403 BadJwtToken).
+    """
+    if not subject:
+        return "is not set: give a contact for the push services, e.g. mailto:beheer@uwschool.nl"
+    parts = urlsplit(subject.strip())
+    if parts.scheme == "mailto":
+        host = parts.path.rpartition("@")[2]
+    elif parts.scheme == "https":
+        host = parts.hostname or ""
+    else:
+        return f"must be a mailto: or https: URL, not {subject!r}"
+    host = host.lower().rstrip(".")
+    if not host:
+        return f"names no host: {subject!r}"
+    if _is_ip(host) or "." not in host:
+        return f"must name a domain on the internet, not {host!r}: {subject!r}"
+    if host in _RESERVED_DOMAINS or host.endswith(_RESERVED_SUFFIXES) or host.endswith(".example.com"):
+        return f"names a reserved domain ({host}) that push services refuse: {subject!r}"
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -8,6 +8,7 @@ import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
 from notifier import vapid
 from notifier.delivery_errors import DeliveryFailed
@@ -24,7 +25,7 @@ def settings_with(private=VAPID_PRIVATE, public=VAPID_PUBLIC, **kw):
         database_url="postgresql://unused",
         vapid_private_key=private,
         vapid_public_key=public,
-        vapid_subject="mailto:beheer@klaspost.test",
+        vapid_subject="mailto:beheer@klaspost.nl",
         push_ttl_seconds=3600,
         push_timeout_seconds=5,
         **kw,
@@ -54,7 +55,7 @@ async def test_push_arrives_decryptable_with_the_payload(service, sender):
     assert push.ttl == 3600
     assert push.topic == "post-p1"
     assert push.claims["aud"] == service.base_url
-    assert push.claims["sub"] == "mailto:beheer@klaspost.test"
+    assert push.claims["sub"] == "mailto:beheer@klaspost.nl"
 
 
 async def test_one_sender_serves_several_push_services(sender):
@@ -293,3 +294,53 @@ def _b64url_decode(text):
 def test_payload_json_is_what_the_service_worker_parses():
     payload = new_post_push("nl", "Groep 3B", 'Zeg "hallo"', "https://klaspost.test/p/1", "p1")
     assert json.loads(json.dumps(payload)) == payload
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        None,
+        "mailto:beheer@klaspost.local",
+        "mailto:root@localhost",
+        "mailto:beheer@school.invalid",
+        "mailto:beheer@klaspost.test",
+        "mailto:beheer@school.example",
+        "mailto:beheer@example.com",
+        "https://localhost/contact",
+        "https://klaspost.local",
+        "mailto:beheer@127.0.0.1",
+        "mailto:beheer@school",
+        "beheer@klaspost.nl",
+        "http://klaspost.nl/contact",
+    ],
+)
+def test_web_push_with_a_subject_no_push_service_accepts_refuses_to_start(subject):
+    with pytest.raises(ValidationError, match="VAPID_SUBJECT"):
+        Settings.model_validate(
+            {
+                "database_url": "postgresql://unused",
+                "vapid_private_key": VAPID_PRIVATE,
+                "vapid_public_key": VAPID_PUBLIC,
+                "vapid_subject": subject,
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["mailto:beheer@klaspost.nl", "mailto:ict@Basisschool-De-Regenboog.NL", "https://klaspost.nl/contact"],
+)
+def test_web_push_with_a_real_contact_starts(subject):
+    settings = Settings.model_validate(
+        {
+            "database_url": "postgresql://unused",
+            "vapid_private_key": VAPID_PRIVATE,
+            "vapid_public_key": VAPID_PUBLIC,
+            "vapid_subject": subject,
+        }
+    )
+    assert WebPushSender(settings)
+
+
+def test_without_web_push_no_subject_is_needed():
+    assert Settings(database_url="postgresql://unused").vapid_subject is None
