@@ -45,6 +45,8 @@ class ServiceSpec:
     # How to verify access tokens; by default from JWKS_URL or JWKS_JSON (identity uses its own keys).
     verifier: Callable[[web.Application], TokenVerifier] | None = None
     version: str = "0.1.0"
+    # Lines of the service's own figures for /metrics (Prometheus text), after the shared ones.
+    metrics: Callable[[web.Application], Awaitable[list[str]]] | None = None
 
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
@@ -206,4 +208,7 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append("# TYPE klaspost_events_total counter")
         for outcome, count in sorted(request.app[CONSUMER].outcomes.items()):
             lines.append(f'klaspost_events_total{{service="{service}",outcome="{outcome}"}} {count}')
+    spec = request.app[SPEC]
+    if spec.metrics is not None:
+        lines.extend(await spec.metrics(request.app))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

@@ -10,7 +10,7 @@ from notifier import store
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
 from notifier.settings import Settings
 from shared.app import POOL, settings_of
-from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
+from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from shared.http import json_response, path_id, read_json
 from shared.tokens import require_caller
 
@@ -50,6 +50,12 @@ async def register_device(request: web.Request) -> web.Response:
             command.subscription.endpoint,
             command.subscription.keys.p256dh,
             command.subscription.keys.auth,
+        )
+    if row is None:
+        # Only the endpoint URL matched: proof of holding a link, not of being that browser.
+        raise Conflict(
+            "this push subscription is registered to another account; subscribe again in this browser "
+            "to get a new one"
         )
     return json_response(_view(row), status=201)
 

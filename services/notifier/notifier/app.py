@@ -29,6 +29,8 @@ routes = [
         body=RegisterDevice,
         response=DeviceView,
         status=201,
+        # The endpoint is another person's device and the keys are not that browser's.
+        errors=(409,),
     ),
     Route("GET", "/devices", api.list_devices, "The caller's registered devices", response=DeviceList),
     Route(

@@ -1,5 +1,5 @@
-"""Sending what the deliveries and mails tables hold: claimed in batches, sent over mail or Web Push,
-and marked sent, retried later with back-off, or failed for good.
+"""Sending what the deliveries and mails tables hold: claimed a few at a time on short leases, sent
+over mail or Web Push, and each marked sent, retried later with back-off, or failed for good.
 
 A one-off mail carries a secret (an access code, a reset token): it is dropped in the statement that
 marks the mail sent or failed, and it never reaches a log line or a stored error.
@@ -8,6 +8,8 @@ marks the mail sent or failed, and it never reaches a log line or a stored error
 import asyncio
 import logging
 import traceback
+import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,8 @@ NOTIFY_CHANNEL = "notifier_deliveries"
 class _Attempt:
     """One claimed row: how to send it, and how to record each outcome in its table."""
 
+    key: tuple[str, uuid.UUID]  # (table, id)
+    channel: str  # "email" or "push": whose send slots it takes
     names: dict[str, str]  # what log lines name it by, e.g. {"mail_id": ..., "kind": ...}
     attempts: int
     correlation_id: str | None
@@ -57,8 +61,21 @@ class _Attempt:
 
 
 class Deliverer:
-    """Sends what is due: each ``drain()`` claims a batch of deliveries and a batch of mails, sends
-    them concurrently and records each outcome; the Drainer calls it until nothing is left."""
+    """Sends what is due, a few at a time per provider, and records each outcome as soon as it is known.
+
+    ``drain()`` streams: it claims only as many rows as there are free send slots (email and push
+    each have their own limit), starts each send as soon as its slot is free, claims again whenever
+    one finishes, and returns when nothing is due and nothing runs. A slot is given back only after
+    its outcome is stored, so at any instant at most the slots' worth of sends can have been accepted
+    by a server without being recorded: that is all a crash can make us send twice (each repeat with
+    the same Message-ID, or push Topic and notification tag).
+
+    Claims are short leases (``delivery_lease_seconds``) renewed by a heartbeat while the rows are
+    held, so a restarted notifier or another replica takes over a crashed one's work within one lease.
+    A renewal names the attempt number the claim gave the row: once another worker re-claimed it
+    (attempts moved on) this one cannot renew it, and a send whose lease is not comfortably valid
+    is not started.
+    """
 
     def __init__(
         self, pool: asyncpg.Pool, mailer: Mailer, push: WebPushSender | None, settings: Settings
@@ -67,14 +84,81 @@ class Deliverer:
         self._mailer = mailer
         self._push = push
         self._settings = settings
+        self._lease = settings.delivery_lease_seconds
+        self._slots = {
+            "email": asyncio.Semaphore(settings.delivery_email_concurrency),
+            "push": asyncio.Semaphore(settings.delivery_push_concurrency),
+        }
+        self._capacity = settings.delivery_email_concurrency + settings.delivery_push_concurrency
+        # Rows this worker holds, by (table, id): the attempt number of its claim, and the loop time
+        # its lease runs out at.
+        self._held: dict[tuple[str, uuid.UUID], _Lease] = {}
+        # Counters for /metrics since start, by channel: attempts that failed and will be tried
+        # again, and deliveries given up on.
+        self.retries: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
 
     async def drain(self) -> int:
-        async with self._pool.acquire() as conn:
-            deliveries = await store.claim_deliveries(conn, self._settings.delivery_batch)
-            mails = await store.claim_mails(conn, self._settings.delivery_batch)
-        attempts = [self._delivery(row) for row in deliveries] + [self._mail(row) for row in mails]
-        await asyncio.gather(*(self._run(attempt) for attempt in attempts))
-        return len(attempts)
+        loop = asyncio.get_running_loop()
+        handled = 0
+        running: set[asyncio.Task[None]] = set()
+        heartbeat = asyncio.create_task(self._heartbeat(), name="notifier-deliveries-heartbeat")
+        try:
+            while True:
+                room = self._capacity - len(running)
+                if room > 0:
+                    started = loop.time()
+                    async with self._pool.acquire() as conn:
+                        deliveries = await store.claim_deliveries(conn, room, self._lease)
+                        mails = await store.claim_mails(conn, room - len(deliveries), self._lease)
+                    attempts = [self._delivery(row) for row in deliveries] + [
+                        self._mail(row) for row in mails
+                    ]
+                    for attempt in attempts:
+                        self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
+                        running.add(asyncio.create_task(self._run(attempt)))
+                    handled += len(attempts)
+                if not running:
+                    return handled
+                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            heartbeat.cancel()
+            for task in running:
+                task.cancel()
+            await asyncio.gather(heartbeat, *running, return_exceptions=True)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of held rows every third of a lease; drop those another worker took."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if not self._held:
+                continue
+            held = dict(self._held)
+            started = loop.time()
+            try:
+                async with self._pool.acquire() as conn:
+                    renewed = await store.renew_claims(
+                        conn,
+                        [(table, key, lease.attempts) for (table, key), lease in held.items()],
+                        self._lease,
+                    )
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("delivery leases not renewed", extra={"error": repr(exc), "held": len(held)})
+                continue
+            for key in held:
+                if key not in self._held:
+                    continue  # finished meanwhile
+                if key in renewed:
+                    self._held[key] = _Lease(held[key].attempts, started + self._lease)
+                else:
+                    # Re-claimed by another worker (or finished or cancelled): not ours to send.
+                    self._held[key] = _Lease(held[key].attempts, 0.0)
+
+    def _may_start(self, key: tuple[str, uuid.UUID]) -> bool:
+        """Whether this worker's lease on the row leaves room for a send: more than half of it left."""
+        lease = self._held.get(key)
+        return lease is not None and lease.until - asyncio.get_running_loop().time() > self._lease / 2
 
     def _delivery(self, row: asyncpg.Record) -> _Attempt:
         delivery_id = row["delivery_id"]
@@ -85,6 +169,8 @@ class Deliverer:
                 await store.delete_device(conn, row["device_id"])
 
         return _Attempt(
+            key=("deliveries", delivery_id),
+            channel=row["channel"],
             names={"delivery_id": str(delivery_id), "channel": row["channel"]},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
@@ -98,7 +184,9 @@ class Deliverer:
     def _mail(self, row: asyncpg.Record) -> _Attempt:
         mail_id = row["mail_id"]
         return _Attempt(
-            names={"mail_id": str(mail_id), "kind": row["kind"]},
+            key=("mails", mail_id),
+            channel="email",
+            names={"mail_id": str(mail_id), "kind": row["kind"], "channel": "email"},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_mail(row),
@@ -174,6 +262,17 @@ class Deliverer:
         return subscription, payload
 
     async def _run(self, attempt: _Attempt) -> None:
+        try:
+            async with self._slots[attempt.channel]:
+                if not self._may_start(attempt.key):
+                    # The lease ran out (a stalled worker) or another worker took the row: leave it.
+                    log.warning("delivery lease lost, not sent", extra=attempt.names)
+                    return
+                await self._attempt(attempt)
+        finally:
+            self._held.pop(attempt.key, None)
+
+    async def _attempt(self, attempt: _Attempt) -> None:
         # Each attempt runs in its own task: this sets the id of the request that caused it for its logs only.
         correlation_id.set(attempt.correlation_id)
         try:
@@ -189,17 +288,33 @@ class Deliverer:
             log.error("delivery error", extra={**attempt.names, "error": error, "traceback": trace})
             await self._record_failure(attempt, DeliveryFailed(False, error))
             return
-        async with self._pool.acquire() as conn:
-            await attempt.sent(conn)
+        # Recorded before the slot is given back: the next send starts only once this one is stored.
+        # Shielded: a stop while this runs still records what the server already accepted.
+        await asyncio.shield(self._record(attempt.sent))
         log.info("delivered", extra=attempt.names)
+
+    async def _record(self, statement: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+        async with self._pool.acquire() as conn:
+            await statement(conn)
 
     async def _record_failure(self, attempt: _Attempt, exc: DeliveryFailed) -> None:
         reason = attempt.redact(exc.reason)
+        facts = {**attempt.names, "reason": reason, "attempt": attempt.attempts}
         async with self._pool.acquire() as conn, conn.transaction():
             if attempt.on_failure is not None:
                 await attempt.on_failure(conn, exc)
             if exc.permanent or attempt.attempts >= self._settings.delivery_max_attempts:
                 await attempt.failed(conn, reason)
-                log.warning("delivery failed", extra={**attempt.names, "reason": reason})
+                self.failures[attempt.channel] += 1
+                log.warning("delivery failed", extra=facts)
             else:
-                await attempt.retry(conn, backoff_seconds(attempt.attempts, exc.retry_after), reason)
+                seconds = backoff_seconds(attempt.attempts, exc.retry_after)
+                await attempt.retry(conn, seconds, reason)
+                self.retries[attempt.channel] += 1
+                log.warning("delivery attempt failed, retrying", extra={**facts, "retry_in_seconds": seconds})
+
+
+@dataclass(frozen=True)
+class _Lease:
+    attempts: int  # the attempt number the claim gave the row: renewals name it
+    until: float  # loop time the lease runs out at, as this worker last made sure of it

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.fields import Matches
 
-# A claimed delivery is someone's for this long; a crashed sender's claim runs out and it is retried.
-CLAIM_SECONDS = 60
+# A claimed delivery is a worker's for this long unless its heartbeat renews the claim (every third of
+# it): a crashed sender's work is taken over by another worker within this many seconds.
+CLAIM_SECONDS = 6.0
 
 
 class SubscriptionKeys(BaseModel):

@@ -12,6 +12,7 @@ from shared.app import HTTP, POOL, settings_of
 from shared.drain import Drainer
 
 DELIVERIES = web.AppKey("deliveries", Drainer)
+DELIVERER = web.AppKey("deliverer", Deliverer)
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
@@ -19,6 +20,7 @@ async def delivery(app: web.Application) -> AsyncIterator[None]:
     # Without VAPID keys the service still mails; push deliveries wait until keys are configured.
     push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
     deliverer = Deliverer(app[POOL], Mailer(settings), push, settings)
+    app[DELIVERER] = deliverer
     drainer = Drainer(
         "notifier-deliveries",
         settings.database_url,

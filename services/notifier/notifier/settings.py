@@ -4,8 +4,9 @@ import ipaddress
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from notifier.domain import CLAIM_SECONDS
 from shared.settings import ServiceSettings
 
 
@@ -31,7 +32,13 @@ class Settings(ServiceSettings):
     push_ttl_seconds: int = 86_400
     push_timeout_seconds: float = 10.0
     delivery_max_attempts: int = 8
-    delivery_batch: int = 50
+    # Sends in flight at once, per provider. A crash can repeat at most this many (each with the same
+    # Message-ID or push Topic): the outcome of each send is stored before its slot takes the next.
+    delivery_email_concurrency: int = Field(default=4, ge=1)
+    delivery_push_concurrency: int = Field(default=8, ge=1)
+    # How long a claim on a delivery lasts without renewal: a heartbeat renews it every third of this
+    # while the worker lives, so another worker takes over a crashed one's deliveries within this.
+    delivery_lease_seconds: float = Field(default=CLAIM_SECONDS, ge=1.0)
     # How often delivery figures of recent posts are counted and reported to posts (DeliveryReport).
     delivery_report_seconds: float = 5.0
     # Hosts a browser's push subscription may point at. The notifier POSTs to whatever endpoint a

@@ -102,12 +102,20 @@ async def register_device(
     endpoint: str,
     p256dh: str,
     auth: str,
-) -> asyncpg.Record:
-    """A browser re-subscribing keeps its endpoint: the row moves to the current person, with new keys."""
-    row = await conn.fetchrow(
+) -> asyncpg.Record | None:
+    """The device row for this subscription, or None when its endpoint is another person's device
+    and the keys differ: then nothing changes.
+
+    A known endpoint is the same browser re-subscribing. Its owner may give it new keys (the browser
+    rotated them); another person may take it over only with the very same keys, i.e. from the
+    browser itself (logged in as someone else), never with just the endpoint URL.
+    """
+    row: asyncpg.Record | None = await conn.fetchrow(
         """INSERT INTO devices (device_id, person_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (endpoint) DO UPDATE SET person_id = EXCLUDED.person_id, p256dh = EXCLUDED.p256dh,
              auth = EXCLUDED.auth
+           WHERE devices.person_id = EXCLUDED.person_id
+              OR (devices.p256dh = EXCLUDED.p256dh AND devices.auth = EXCLUDED.auth)
            RETURNING device_id, endpoint, created_at""",
         device_id,
         person_id,
@@ -115,7 +123,6 @@ async def register_device(
         p256dh,
         auth,
     )
-    assert row is not None
     return row
 
 

@@ -121,7 +121,7 @@ async def test_registering_the_same_subscription_again_keeps_one_device(system: 
     again = await register(system, parent, subscription)
     assert again["device_id"] == first["device_id"]
     assert await devices(system, parent) == [first]
-    # The same browser, now logged in as someone else: the device is theirs, no longer the first's.
+    # The same browser (the same keys), now logged in as someone else: the device is theirs.
     moved = await register(system, partner, subscription)
     assert moved["device_id"] == first["device_id"]
     assert await devices(system, parent) == []
@@ -274,3 +274,85 @@ async def test_two_gone_subscriptions_of_one_parent_are_both_deleted(system: Sys
 
     await eventually(both_failed, within=8, what="both push deliveries failed")
     assert await devices(system, parent) == []
+
+
+async def device_row(system: System, endpoint: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool(system).fetchrow(
+        "SELECT device_id, person_id, p256dh, auth FROM devices WHERE endpoint = $1", endpoint
+    )
+    return row
+
+
+async def test_a_stranger_with_a_parents_endpoint_cannot_take_over_the_device(system: System) -> None:
+    _school, group, teacher, parent = await class_with_parent(system)
+    stranger = await add_person(system, await make_school(system), "vreemde", "teacher")
+    subscription = await subscribe(system)
+    device = await register(system, parent, subscription)
+    before = await device_row(system, subscription["endpoint"])
+    # The endpoint URL leaked; the keys the stranger sends are their own browser's.
+    forged = {**subscription, "keys": (await subscribe(system))["keys"]}
+
+    status, body = await system.call(
+        "POST", "notifier", "/devices", stranger.token, json={"subscription": forged}
+    )
+
+    assert status == 409, body
+    assert body["error"]["code"] == "conflict"
+    assert device["device_id"] not in str(body)
+    assert await device_row(system, subscription["endpoint"]) == before
+    assert await devices(system, stranger) == []
+    assert await devices(system, parent) == [device]
+    status, body = await system.call("DELETE", "notifier", f"/devices/{device['device_id']}", stranger.token)
+    assert status == 404, body
+    # The owner still gets the pushes.
+    post_id = await publish(system, teacher, group)
+
+    async def pushed() -> bool:
+        return len(system.push.pushes_for(subscription)) == 1
+
+    await eventually(pushed, what="the post pushed to the owner's device")
+    assert post_id in system.push.pushes_for(subscription)[0].json()["url"]
+
+
+async def test_a_stranger_in_the_same_school_cannot_take_over_the_device_either(system: System) -> None:
+    school = await make_school(system)
+    await add_group(system, school, "Groep 1")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 1")
+    other = await add_person(system, school, "ander", "guardian", "Groep 1")
+    subscription = await subscribe(system)
+    device = await register(system, parent, subscription)
+    for keys in (
+        (await subscribe(system))["keys"],
+        {**subscription["keys"], "auth": (await subscribe(system))["keys"]["auth"]},
+        {**subscription["keys"], "p256dh": (await subscribe(system))["keys"]["p256dh"]},
+    ):
+        forged = {**subscription, "keys": keys}
+        status, body = await system.call(
+            "POST", "notifier", "/devices", other.token, json={"subscription": forged}
+        )
+        assert status == 409, (keys, body)
+    assert await devices(system, parent) == [device]
+    assert await devices(system, other) == []
+
+
+async def test_the_owner_re_subscribing_with_rotated_keys_keeps_the_device_with_the_new_keys(
+    system: System,
+) -> None:
+    school = await make_school(system)
+    await add_group(system, school, "Groep 1")
+    parent = await add_person(system, school, "ouder", "guardian", "Groep 1")
+    subscription = await subscribe(system)
+    device = await register(system, parent, subscription)
+    rotated = {**subscription, "keys": (await subscribe(system))["keys"]}
+
+    again = await register(system, parent, rotated)
+
+    assert again["device_id"] == device["device_id"]
+    row = await device_row(system, subscription["endpoint"])
+    assert row is not None
+    assert (row["person_id"], row["p256dh"], row["auth"]) == (
+        parent.person_id,
+        rotated["keys"]["p256dh"],
+        rotated["keys"]["auth"],
+    )
+    assert await devices(system, parent) == [device]

@@ -1,0 +1,206 @@
+"""A notifier killed or stalled in the middle of a fan-out: each is a real ``python -m notifier``
+process on its own database, mailing a real SMTP server. Only a send in flight at the instant of the
+kill may be repeated, with the same Message-ID; a restarted notifier (or another replica) takes over
+the rest within one lease; two replicas never send the same delivery."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from notifier import store
+from notifier.delivery import NOTIFY_CHANNEL
+from notifier.settings import Settings
+from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
+from shared.testing.smtp import SmtpSink
+
+REPO = Path(__file__).resolve().parents[3]
+SETTINGS = Settings(database_url="postgresql://unused")
+LEASE = SETTINGS.delivery_lease_seconds
+IN_FLIGHT = SETTINGS.delivery_email_concurrency  # the most one kill may repeat
+
+
+@dataclass
+class Site:
+    """A database, a vhost and an SMTP sink that notifier processes share."""
+
+    database_url: str
+    amqp_url: str
+    sink: SmtpSink
+    pool: asyncpg.Pool
+    logs: Path
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def start_notifier(self) -> asyncio.subprocess.Process:
+        """A notifier process, once it serves (its migrations are done by then)."""
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "services/notifier")),
+            "DATABASE_URL": self.database_url,
+            "AMQP_URL": self.amqp_url,
+            "HTTP_PORT": str(port),
+            "JWKS_URL": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json",
+            "SMTP_HOST": self.sink.host,
+            "SMTP_PORT": str(self.sink.port),
+            "SMTP_TIMEOUT_SECONDS": "5",
+            "MAIL_FROM": "Klaspost <noreply@klaspost.test>",
+            "PUBLIC_BASE_URL": "https://klaspost.test",
+            "OUTBOX_SWEEP_SECONDS": "0.5",
+            "LOG_LEVEL": "WARNING",
+        }
+        log = self.logs / f"notifier-{len(self.processes)}.log"
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "notifier", env=env, stdout=out, stderr=out, cwd=REPO
+            )
+        self.processes.append(process)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                if process.returncode is not None:
+                    raise AssertionError(f"notifier exited: {log.read_text()[-3000:]}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            return process
+                await asyncio.sleep(0.05)
+        raise AssertionError("notifier did not start")
+
+    async def post_to_parents(self, count: int) -> list[str]:
+        """A group of count parents (one email address each) and a post to it; their addresses."""
+        group_id, addresses = uuid.uuid4(), []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
+            for i in range(count):
+                person_id, address = uuid.uuid4(), f"ouder{i}-{uuid.uuid4().hex[:6]}@ouders.test"
+                await store.upsert_person(conn, person_id, address, f"Ouder {i}", "nl", 1)
+                await conn.execute(
+                    """INSERT INTO memberships (group_id, person_id, role, active, revision)
+                       VALUES ($1, $2, 'guardian', true, 1)""",
+                    group_id,
+                    person_id,
+                )
+                addresses.append(address)
+            await store.create_post_notification(
+                conn, uuid.uuid4(), None, group_id, uuid.uuid4(), "Morgen schoolreis!", None
+            )
+            await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        return addresses
+
+    async def mails_at_least(self, count: int, within: float = 20.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(self.sink.messages) < count:
+            assert loop.time() < deadline, f"{len(self.sink.messages)} mails, not {count}"
+            await asyncio.sleep(0.002)
+
+    async def all_sent(self, within: float) -> float:
+        """Seconds until no delivery is pending (AssertionError after within)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while await self.pool.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'sent'"):
+            assert loop.time() - start < within, "deliveries still not sent"
+            await asyncio.sleep(0.05)
+        return loop.time() - start
+
+    def repeats(self, addresses: list[str]) -> Counter[str]:
+        """How often each parent got the mail beyond the first; every parent got it at least once."""
+        received = Counter(rcpt for mail in self.sink.messages for rcpt in mail.rcpt_tos)
+        assert set(received) == set(addresses)
+        for address, count in received.items():
+            if count > 1:
+                ids = {mail.message["Message-ID"] for mail in self.sink.messages if address in mail.rcpt_tos}
+                assert len(ids) == 1, f"a repeat to {address} has another Message-ID: {ids}"
+        return Counter({a: n - 1 for a, n in received.items() if n > 1})
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    async with contextlib.AsyncExitStack() as stack:
+        amqp_url = await create_vhost()
+        stack.push_async_callback(delete_vhost, amqp_url)
+        database_url = await create_database("notifier_crash")
+        stack.push_async_callback(drop_database, database_url)
+        sink = await stack.enter_async_context(SmtpSink())
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        site = Site(
+            database_url,
+            amqp_url,
+            sink,
+            await asyncpg.create_pool(database_url, min_size=1, max_size=2),
+            logs,
+        )
+        stack.push_async_callback(site.pool.close)
+        try:
+            yield site
+        finally:
+            for process in site.processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGCONT)
+                        process.kill()
+                    await process.wait()
+
+
+def kill(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGKILL)
+
+
+async def test_a_killed_notifier_repeats_only_sends_in_flight_and_a_restart_resumes_within_a_lease(site):
+    first = await site.start_notifier()
+    addresses = await site.post_to_parents(500)
+
+    kills = 0
+    for at in (100, 300):
+        await site.mails_at_least(at)
+        kill(first)
+        await first.wait()
+        kills += 1
+        first = await site.start_notifier()
+    took = await site.all_sent(within=3 * LEASE)
+
+    # Only what was claimed by the last killed one waits out its lease; the rest starts at once.
+    assert took < LEASE + 3
+    repeats = site.repeats(addresses)
+    assert sum(repeats.values()) <= kills * IN_FLIGHT
+    assert sum(repeats.values()) < 0.01 * len(addresses) * kills
+
+
+async def test_two_replicas_share_a_fan_out_without_sending_anything_twice(site):
+    await site.start_notifier()
+    await site.start_notifier()
+
+    addresses = await site.post_to_parents(300)
+    await site.all_sent(within=30)
+
+    assert not site.repeats(addresses)
+    # Each delivery was claimed once: the replicas never took each other's.
+    assert await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts <> 1") == 0
+
+
+async def test_a_stalled_notifier_is_taken_over_and_sends_nothing_it_no_longer_holds(site):
+    stalled = await site.start_notifier()
+    addresses = await site.post_to_parents(300)
+    await site.mails_at_least(50)
+    stalled.send_signal(signal.SIGSTOP)
+
+    await site.start_notifier()
+    took = await site.all_sent(within=3 * LEASE)
+    assert took < LEASE + 3
+    stalled.send_signal(signal.SIGCONT)
+    # Its heartbeat or its own clock tells it the claims are gone: what it held but had not started
+    # stays unsent by it. Only the sends that were under way when it stopped can arrive twice.
+    await asyncio.sleep(LEASE / 2)
+
+    assert sum(site.repeats(addresses).values()) <= IN_FLIGHT
