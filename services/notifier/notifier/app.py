@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from notifier import api
+from notifier.delivery_metrics import delivery_metrics
 from notifier.delivery_reports import delivery_reports
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey
 from notifier.events import handlers
@@ -46,4 +47,5 @@ def spec() -> ServiceSpec:
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
         contexts=[delivery, delivery_reports],
+        metrics=delivery_metrics,
     )

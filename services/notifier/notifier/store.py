@@ -184,7 +184,11 @@ async def create_post_notification(
     return int(emails.split()[-1]) + int(pushes.split()[-1])
 
 
-async def claim_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def claim_deliveries(
+    conn: asyncpg.Connection, limit: int, lease_seconds: float = CLAIM_SECONDS
+) -> list[asyncpg.Record]:
+    """Up to limit due pending deliveries, each claimed for lease_seconds (its attempts counted up:
+    the new number identifies this claim), with what their messages need."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second', attempts = d.attempts + 1
            FROM notifications n, people p, groups g
@@ -199,9 +203,37 @@ async def claim_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT endpoint, p256dh, auth FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
         limit,
-        CLAIM_SECONDS,
+        lease_seconds,
     )
     return rows
+
+
+_RENEW = {
+    "deliveries": """UPDATE deliveries t SET next_attempt_at = now() + $3 * interval '1 second'
+        FROM unnest($1::uuid[], $2::int[]) AS h(id, attempts)
+        WHERE t.delivery_id = h.id AND t.attempts = h.attempts AND t.status = 'pending'
+        RETURNING t.delivery_id AS id""",
+    "mails": """UPDATE mails t SET next_attempt_at = now() + $3 * interval '1 second'
+        FROM unnest($1::uuid[], $2::int[]) AS h(id, attempts)
+        WHERE t.mail_id = h.id AND t.attempts = h.attempts AND t.status = 'pending'
+        RETURNING t.mail_id AS id""",
+}
+
+
+async def renew_claims(
+    conn: asyncpg.Connection, held: list[tuple[str, uuid.UUID, int]], lease_seconds: float
+) -> set[tuple[str, uuid.UUID]]:
+    """Extend a worker's claims by lease_seconds from now. held: (table "deliveries" or "mails", id,
+    the attempt number its claim gave the row). Returns the (table, id) renewed: a row another worker
+    re-claimed since (attempts moved on), or no longer pending, is not."""
+    renewed: set[tuple[str, uuid.UUID]] = set()
+    for table, statement in _RENEW.items():
+        ids = [key for t, key, _ in held if t == table]
+        if ids:
+            attempts = [n for t, _, n in held if t == table]
+            rows = await conn.fetch(statement, ids, attempts, lease_seconds)
+            renewed.update((table, row["id"]) for row in rows)
+    return renewed
 
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
@@ -227,8 +259,10 @@ async def retry_later(conn: asyncpg.Connection, delivery_id: uuid.UUID, seconds:
     )
 
 
-async def claim_mails(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Due pending mails, each claimed for CLAIM_SECONDS, with the reader's name and the school's
+async def claim_mails(
+    conn: asyncpg.Connection, limit: int, lease_seconds: float = CLAIM_SECONDS
+) -> list[asyncpg.Record]:
+    """Up to limit due pending mails, each claimed for lease_seconds, with the reader's name and the school's
     time zone when the copies have them."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE mails m SET next_attempt_at = now() + $2 * interval '1 second', attempts = m.attempts + 1
@@ -240,7 +274,7 @@ async def claim_mails(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Reco
                      (SELECT display_name FROM people WHERE person_id = m.person_id) AS display_name,
                      (SELECT time_zone FROM schools WHERE school_id = m.school_id) AS time_zone""",
         limit,
-        CLAIM_SECONDS,
+        lease_seconds,
     )
     return rows
 
