@@ -7,7 +7,7 @@ Every pattern here is plain ECMA-262 that Python's ``re`` reads the same way.
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import email_validator
 from pydantic import (
@@ -190,3 +190,126 @@ Email = Annotated[
 ]
 """An email address people can be mailed at, normalised (domain in lower case); what is refused, the
 schema says too. Surrounding spaces are refused rather than trimmed, whatever the model's config."""
+
+
+@dataclass(frozen=True)
+class NotNull:
+    """For a field a PATCH body may leave out but never set to null, as
+    ``Annotated[X | None, NotNull()] = None`` (or ``Omittable[X] = None``): left out it stays None
+    (nothing to change), an explicit null is refused with a ValueError (a 422 naming the field), and
+    the schema states X alone, without null and without the default.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def refuse_null(value: Any) -> Any:
+            if value is None:
+                raise ValueError("may be left out, but not null")
+            return value
+
+        # After, not before, the inner schema: JSON input keeps being parsed as JSON (a time from a
+        # string in strict mode); a None here can only be an explicit null, as defaults are not validated.
+        return core_schema.no_info_after_validator_function(refuse_null, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        options = json_schema.get("anyOf")
+        if isinstance(options, list) and {"type": "null"} in options:
+            kept = [option for option in options if option != {"type": "null"}]
+            rest = {k: v for k, v in json_schema.items() if k != "anyOf"}
+            json_schema = {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+        return json_schema
+
+
+T = TypeVar("T")
+Omittable = Annotated[T | None, NotNull()]
+"""A PATCH field: leave it out to keep the value; null is refused (see `NotNull`)."""
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """``Annotated[str, OneOf(values, problem)]``: the text must be one of ``values`` exactly, which
+    the schema states as an enum (sorted); anything else raises ValueError saying ``problem``."""
+
+    values: frozenset[str]
+    problem: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        def check(value: str) -> str:
+            if value not in self.values:
+                raise ValueError(self.problem)
+            return value
+
+        inner = handler(source)
+        if inner["type"] == "str":
+            inner = {**inner, "strip_whitespace": False}
+        return core_schema.no_info_after_validator_function(check, inner)
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["enum"] = sorted(self.values)
+        return json_schema
+
+
+def omitted_not_null(schema: dict[str, Any]) -> None:
+    """A model's ``json_schema_extra`` for PATCH bodies: a property that may be left out but not be
+    null (see `NotNull`) does not claim null as its default."""
+    for prop in schema.get("properties", {}).values():
+        nullable = {"type": "null"} in prop.get("anyOf", []) or "null" in prop.get("type", [])
+        if prop.get("default", "") is None and not nullable:
+            del prop["default"]
+
+
+@dataclass(frozen=True)
+class TrimmedOrEmpty(Trimmed):
+    """As `Trimmed`, except that nothing may remain: blank text becomes the empty string (an optional
+    text such as a tussenvoegsel)."""
+
+    @property
+    def pattern(self) -> str:
+        return f"^(?:[{WHITESPACE}]*|{super().pattern[1:-1]})$"
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = self.pattern
+        return json_schema
+
+    def _check(self, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        value = value.strip()
+        if len(value) > self.max_length:
+            raise ValueError(f"is longer than {self.max_length} characters")
+        return value
+
+
+def _boolean_text(value: Any) -> Any:
+    # pydantic would also read "yes", "on", "1", "t" and "True" as true, which no JSON Schema boolean is.
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("not true or false")
+    return value
+
+
+QueryBool = Annotated[bool, BeforeValidator(_boolean_text)]
+"""A boolean query parameter: its text is ``true`` or ``false``, as the documents' type boolean."""
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's integer is a whole number however it is written: 6.0 is one, 6.5 and "6" are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integral = BeforeValidator(_integral)
+"""For an integer in a JSON body, as JSON Schema's type integer has it: 6 and 6.0 are 6 (strict
+validation alone refuses 6.0, which the documents allow); 6.5, "6" and true are refused. Put it
+after the bounds, ``Annotated[int, Field(ge=1, le=10), Integral]``, so the schema states them."""
+
+JsonInt = Annotated[int, Integral]
+"""An integer in a JSON body (see `Integral`)."""

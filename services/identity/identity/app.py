@@ -85,6 +85,7 @@ routes = [
         body=CreateSchoolYear,
         response=SchoolYearView,
         status=201,
+        errors=(409,),  # the name taken, or dates overlapping another year
     ),
     Route(
         "GET",
@@ -110,6 +111,7 @@ routes = [
         body=CreateGroup,
         response=GroupView,
         status=201,
+        errors=(409,),  # the year has a group of that name
     ),
     Route(
         "GET",
@@ -127,6 +129,7 @@ routes = [
         "Rename a group",
         body=RenameGroup,
         response=GroupView,
+        errors=(409,),  # the year has a group of that name
     ),
     Route(
         "PUT",
@@ -167,6 +170,7 @@ routes = [
         "Take a staff role away",
         query=RoleQuery,
         status=204,
+        errors=(409,),  # the last admin stays
     ),
     # Class-list import (issue 5).
     Route(
@@ -197,6 +201,7 @@ routes = [
         body=CreateChild,
         response=ChildView,
         status=201,
+        errors=(409,),  # the external_id is taken
     ),
     Route(
         "GET",
@@ -222,6 +227,7 @@ routes = [
         "Place the child in a group for that group's school year",
         body=Place,
         response=PlacementView,
+        errors=(409,),  # the child has left
     ),
     Route(
         "POST",
@@ -270,6 +276,7 @@ routes = [
         "Send a new access code (the old one stops working)",
         response=InvitationSent,
         status=201,
+        errors=(409,),  # linked already, or the child has left
     ),
     Route(
         "DELETE",
@@ -297,6 +304,7 @@ routes = [
         "Families reached per group and for the school (JSON, or CSV with Accept: text/csv or format=csv)",
         query=AdoptionQuery,
         response=Adoption,
+        also_as=("text/csv",),
     ),
     # Login and the caller's account.
     Route(

@@ -63,12 +63,14 @@ def check_password_policy(password: str, email: str | None = None) -> str | None
     """Why the password is refused, in words for the user; None when it is acceptable.
 
     No composition rules (they make passwords worse, not stronger); length and a breached list do.
+    The length is counted as typed (characters, as the documents' minLength/maxLength count them),
+    the breached list compared after normalising.
     """
-    password = _normalize(password)
     if len(password) < MIN_LENGTH:
         return f"Use at least {MIN_LENGTH} characters."
     if len(password) > MAX_LENGTH:
         return f"Use at most {MAX_LENGTH} characters."
+    password = _normalize(password)
     if password.lower() in COMMON_PASSWORDS:
         return "This password is too common; choose another."
     if email is not None and password.casefold() == email.strip().casefold():

@@ -1,11 +1,11 @@
 """The account as its owner sees it: contact details and every role it holds."""
 
 import uuid
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from identity.schools.domain import DisplayName, Input, Locale, StaffRole
+from identity.schools.domain import DisplayName, Locale, Patch, StaffRole
+from shared.fields import Omittable
 
 
 class SchoolRoles(BaseModel):
@@ -45,6 +45,6 @@ class Me(BaseModel):
     teaches: list[TaughtGroup]
 
 
-class UpdateMe(Input):
-    display_name: DisplayName | None = None
-    locale: Literal["nl", "en"] | None = None
+class UpdateMe(Patch):
+    display_name: Omittable[DisplayName] = None
+    locale: Omittable[Locale] = None

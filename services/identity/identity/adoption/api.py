@@ -24,10 +24,11 @@ async def adoption(request: web.Request) -> web.Response:
     """Placed, invited, linked and pending families (children) per group of the school year (default
     the current one) and for the school, with the share reached (seed rule 10). 404 for an unknown
     year, or when the school has no current year and none is named."""
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
     query = read_query(request, AdoptionQuery)
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
         year = await store.year_of(conn, school_id, query.school_year)
         if year is None:
             raise NotFound(

@@ -47,8 +47,8 @@ async def _group_of_school(conn: asyncpg.Connection, group_id: uuid.UUID, school
 
 
 async def create_child(request: web.Request) -> web.Response:
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     command = await read_json(request, CreateChild)
     child_id = uuid.uuid4()
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -66,10 +66,11 @@ async def create_child(request: web.Request) -> web.Response:
 
 
 async def list_children(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
     query = read_query(request, ChildQuery)
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
         rows = await store.children_page(conn, school_id, query.group_id, query.limit, query.after())
     items = [ChildView.model_validate(dict(r)) for r in rows]
     page: Page[ChildView] = page_of(
@@ -79,16 +80,17 @@ async def list_children(request: web.Request) -> web.Response:
 
 
 async def get_child(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     child_id = path_id(request, "child_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin_of(conn, require_caller(request), "children", "child_id", child_id, "child")
+        await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
         view = await _child_view(conn, child_id)
     return json_response(view)
 
 
 async def update_child(request: web.Request) -> web.Response:
-    child_id = path_id(request, "child_id")
     caller = require_caller(request)
+    child_id = path_id(request, "child_id")
     command = await read_json(request, UpdateChild)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
@@ -99,8 +101,8 @@ async def update_child(request: web.Request) -> web.Response:
 
 async def place_child(request: web.Request) -> web.Response:
     """Place the child in a group for that group's school year; mid-year, guardians follow at once."""
-    child_id = path_id(request, "child_id")
     caller = require_caller(request)
+    child_id = path_id(request, "child_id")
     command = await read_json(request, Place)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
@@ -118,8 +120,8 @@ async def place_child(request: web.Request) -> web.Response:
 async def leave_school(request: web.Request) -> web.Response:
     """The child leaves: their guardians lose the child's group at once (and the school, when they
     have no other child there)."""
-    child_id = path_id(request, "child_id")
     caller = require_caller(request)
+    child_id = path_id(request, "child_id")
     command = await read_json(request, Leave)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
@@ -151,8 +153,8 @@ async def leave_school(request: web.Request) -> web.Response:
 async def add_guardian(request: web.Request) -> web.Response:
     """Add a guardian by email. The answer looks the same whether the address has an account
     anywhere or not: the guardian gets an invitation and links themselves with its code."""
-    child_id = path_id(request, "child_id")
     caller = require_caller(request)
+    child_id = path_id(request, "child_id")
     command = await read_json(request, NewGuardian)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
@@ -166,8 +168,8 @@ async def add_guardian(request: web.Request) -> web.Response:
 
 
 async def remove_guardian(request: web.Request) -> web.Response:
-    guardianship_id = path_id(request, "guardianship_id")
     caller = require_caller(request)
+    guardianship_id = path_id(request, "guardianship_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(
             conn, caller, "guardianships", "guardianship_id", guardianship_id, "guardian"

@@ -4,48 +4,69 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from identity.emails import EmailAddress
-from identity.schools.domain import Input
-from shared.pagination import PageQuery
+from identity.schools.domain import Input, Paging, Patch
+from shared.fields import Omittable, Trimmed, TrimmedOrEmpty, Uuid
 
 MAX_GUARDIANS_PER_REQUEST = 10
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Name = Annotated[str, Trimmed(100)]
+Tussenvoegsel = Annotated[str, TrimmedOrEmpty(20), Field(description="e.g. 'van', 'de', 'van der'")]
+FIRST_BIRTH_DATE, LAST_BIRTH_DATE = date(1990, 1, 1), date(2099, 12, 31)
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+# Every calendar date from FIRST_BIRTH_DATE to LAST_BIRTH_DATE as YYYY-MM-DD, 29 February in leap years.
+BIRTH_DATE_PATTERN = (
+    f"^(?:(?:199[0-9]|20[0-9][0-9])-{_MONTH_DAY}|(?:199[26]|20(?:[02468][048]|[13579][26]))-02-29)$"
+)
+
+
+def _plausible(value: date) -> date:
+    if not FIRST_BIRTH_DATE <= value <= LAST_BIRTH_DATE:
+        raise ValueError(
+            f"not a plausible date of birth for a pupil: from {FIRST_BIRTH_DATE} to {LAST_BIRTH_DATE}"
+        )
+    return value
+
+
+BirthDate = Annotated[
+    date,
+    AfterValidator(_plausible),
+    # A pattern rather than format "date", so that the schema states the range too.
+    WithJsonSchema({"type": "string", "pattern": BIRTH_DATE_PATTERN, "examples": ["2019-03-14"]}),
+]
 GuardianStatus = Literal["not_invited", "invited", "expired", "linked"]
 
 
 class NewGuardian(Input):
     email: EmailAddress
-    display_name: str = Field(default="", max_length=120)
+    display_name: Annotated[str, TrimmedOrEmpty(120)] = ""
 
 
 class CreateChild(Input):
     given_name: Name = Field(description="Roepnaam")
-    tussenvoegsel: str = Field(default="", max_length=20, description="e.g. 'van', 'de', 'van der'")
+    tussenvoegsel: Tussenvoegsel = ""
     family_name: Name
-    date_of_birth: date | None = None
+    date_of_birth: BirthDate | None = None
     photo_consent: bool = Field(default=False, description="Whether photos showing the child may be posted.")
-    external_id: str | None = Field(
-        default=None, min_length=1, max_length=40, description="The pupil administration's number."
+    external_id: Annotated[str, Trimmed(40)] | None = Field(
+        default=None, description="The pupil administration's number."
     )
-    group_id: uuid.UUID | None = Field(default=None, description="Place the child in this group now.")
+    group_id: Uuid | None = Field(default=None, description="Place the child in this group now.")
     guardians: list[NewGuardian] = Field(default_factory=list, max_length=MAX_GUARDIANS_PER_REQUEST)
 
-    @field_validator("date_of_birth")
-    @classmethod
-    def plausible(cls, value: date | None) -> date | None:
-        if value is not None and not date(1990, 1, 1) <= value <= date.today():
-            raise ValueError("not a plausible date of birth for a pupil")
-        return value
 
+class UpdateChild(Patch):
+    """The fields to change; null clears the date of birth (the only one that may be unknown)."""
 
-class UpdateChild(Input):
-    given_name: Name | None = None
-    tussenvoegsel: str | None = Field(default=None, max_length=20)
-    family_name: Name | None = None
-    date_of_birth: date | None = None
-    photo_consent: bool | None = None
+    given_name: Omittable[Name] = None
+    tussenvoegsel: Omittable[Tussenvoegsel] = None
+    family_name: Omittable[Name] = None
+    date_of_birth: BirthDate | None = None
+    photo_consent: Omittable[bool] = None
 
 
 class GuardianView(BaseModel):
@@ -74,7 +95,7 @@ class ChildView(BaseModel):
 
 
 class Place(Input):
-    group_id: uuid.UUID
+    group_id: Uuid
 
 
 class PlacementView(BaseModel):
@@ -87,5 +108,5 @@ class Leave(Input):
     left_on: date | None = Field(default=None, description="Default: today; access ends at once.")
 
 
-class ChildQuery(PageQuery):
-    group_id: uuid.UUID | None = None
+class ChildQuery(Paging):
+    group_id: Uuid | None = Field(default=None, description="Only the children placed in this group.")

@@ -38,8 +38,8 @@ async def start_import(request: web.Request) -> web.Response:
     An apply (dry_run=false) of a file with bad rows is refused at once with 422 listing every row,
     unless skip_invalid=true; the job then plans again under the school's import lock and writes.
     """
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     query = read_query(request, ImportQuery)
     if request.content_type not in ACCEPTED_TYPES:
         raise UnsupportedMediaType("send the class list as CSV with Content-Type: text/csv")
@@ -105,9 +105,10 @@ async def start_import(request: web.Request) -> web.Response:
 
 async def get_import(request: web.Request) -> web.Response:
     """The import's progress and outcome, for admins of its school (404 for anyone else)."""
+    caller = require_caller(request)
     import_id = path_id(request, "import_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin_of(conn, require_caller(request), "imports", "import_id", import_id, "import")
+        await require_admin_of(conn, caller, "imports", "import_id", import_id, "import")
         view = await _view(conn, import_id)
     return json_response(view)
 

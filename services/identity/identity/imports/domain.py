@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from identity.emails import normalise_email
 from identity.imports.parsing import FIELDS, GUARDIAN_FIELDS, Row, Table
+from identity.schools.domain import SchoolYearName
+from shared.fields import Matches, QueryBool
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
@@ -43,25 +45,35 @@ _NO = {"nee", "n", "no", "false", "0", "", "geen", "niet"}
 _DATE_FORMATS = ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%y")
 
 
+# A JSON object of strings to strings, as JSON spells it (RFC 8259: its whitespace, its escapes).
+_JSON_SPACE = "[ \\t\\n\\r]*"
+_JSON_STRING = '"(?:[^"\\\\\\x00-\\x1f]|\\\\["\\\\/bfnrt]|\\\\u[0-9A-Fa-f]{4})*"'
+_JSON_PAIR = f"{_JSON_STRING}{_JSON_SPACE}:{_JSON_SPACE}{_JSON_STRING}"
+MAPPING_PATTERN = f"^{_JSON_SPACE}\\{{{_JSON_SPACE}(?:{_JSON_PAIR}{_JSON_SPACE}(?:,{_JSON_SPACE}{_JSON_PAIR}{_JSON_SPACE})*)?\\}}{_JSON_SPACE}$"
+
+
 class ImportQuery(BaseModel):
     """How to import: see the route's description."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    dry_run: bool = Field(default=True, description="Only report what would happen (the default).")
-    school_year: Annotated[str, Field(pattern=r"^\d{4}-\d{4}$")] | None = Field(
+    dry_run: QueryBool = Field(default=True, description="Only report what would happen (the default).")
+    school_year: SchoolYearName | None = Field(
         default=None, description="The year whose groups the file names; default the current year."
     )
-    skip_invalid: bool = Field(
+    skip_invalid: QueryBool = Field(
         default=False,
         description="Apply the valid rows although some are not; otherwise apply refuses (422).",
     )
-    create_groups: bool = Field(default=False, description="Create groups the year does not have yet.")
-    mapping: str | None = Field(
+    create_groups: QueryBool = Field(default=False, description="Create groups the year does not have yet.")
+    mapping: (
+        Annotated[str, Matches(MAPPING_PATTERN, "not a JSON object of field names to header names")] | None
+    ) = Field(
         default=None,
         max_length=2000,
-        description='JSON object: our field -> the file\'s header, e.g. {"group": "Jaargroep"}. '
-        f"Fields: {', '.join(FIELDS)}.",
+        description="A JSON object (in the parameter's text) naming, for a field of ours, the file's "
+        'header that holds it, e.g. {"group": "Jaargroep"}; headers the file has are recognised '
+        f"without it. Fields: {', '.join(FIELDS)}.",
     )
 
     @field_validator("mapping")

@@ -148,8 +148,8 @@ async def redeem(request: web.Request) -> web.Response:
 
 async def resend(request: web.Request) -> web.Response:
     """A new code for a guardian who has not linked yet; the old one stops working."""
-    guardianship_id = path_id(request, "guardianship_id")
     caller = require_caller(request)
+    guardianship_id = path_id(request, "guardianship_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin_of(conn, caller, "guardianships", "guardianship_id", guardianship_id, "guardian")
         if await store.issue(conn, guardianship_id) is None:
@@ -159,8 +159,8 @@ async def resend(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     """Withdraw the guardian's open code (it stops working; no reminders follow); 404 if none."""
-    guardianship_id = path_id(request, "guardianship_id")
     caller = require_caller(request)
+    guardianship_id = path_id(request, "guardianship_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin_of(conn, caller, "guardianships", "guardianship_id", guardianship_id, "guardian")
         revoked = await conn.fetchval(
@@ -178,8 +178,8 @@ async def launch(request: web.Request) -> web.Response:
     who has no account linked and no open code is invited, each once, in the background; from then
     on new guardians are invited as they are added (seed: one launch day). 202 with the launch to
     follow at its Location."""
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     pool = request.app[POOL]
     async with pool.acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
@@ -194,10 +194,9 @@ async def launch(request: web.Request) -> web.Response:
 
 async def get_launch(request: web.Request) -> web.Response:
     """How far a launch has come: follow it until ``status`` is ``done``."""
+    caller = require_caller(request)
     launch_id = path_id(request, "launch_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin_of(
-            conn, require_caller(request), "invitation_launches", "launch_id", launch_id, "launch"
-        )
+        await require_admin_of(conn, caller, "invitation_launches", "launch_id", launch_id, "launch")
         row = await launches.launch(conn, launch_id)
     return json_response(LaunchView.model_validate(dict(row)))  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ import hashlib
 import re
 import secrets
 
+from shared.fields import WHITESPACE
+
 ALPHABET = "ACDEFGHJKMNPQRTUVWXYZ234679"
 # Ambiguous characters are left out of ALPHABET; a typed one is read as the character it resembles.
 _LOOKALIKES = str.maketrans(
@@ -17,7 +19,11 @@ _LOOKALIKES = str.maketrans(
 GROUPS, GROUP_LENGTH = 4, 4
 LENGTH = GROUPS * GROUP_LENGTH
 PREFIX_LENGTH = GROUP_LENGTH
-CODE_PATTERN = r"^[A-Za-z0-9 -]{16,32}$"
+# What `canonical` can read: 16 letters and digits (look-alikes included, any case), with spaces and
+# dashes anywhere between; no more than 64 characters in all.
+_SEPARATOR = f"[{WHITESPACE}-]"
+CODE_PATTERN = f"^(?![\\s\\S]{{65}}){_SEPARATOR}*(?:[A-Za-z0-9]{_SEPARATOR}*){{{LENGTH}}}$"
+CODE_PROBLEM = "not an access code: 16 letters and digits, as in the email (e.g. KD7M-3QXZ-PA4R-9TNF)"
 
 
 def new_code() -> str:
@@ -28,7 +34,7 @@ def new_code() -> str:
 
 def canonical(typed: str) -> str | None:
     """The code as typed, without spaces, dashes and case, look-alikes mapped; None if it cannot be one."""
-    code = re.sub(r"[\s-]", "", typed).upper().translate(_LOOKALIKES)
+    code = re.sub(_SEPARATOR, "", typed).upper().translate(_LOOKALIKES)
     if len(code) != LENGTH or any(ch not in ALPHABET for ch in code):
         return None
     return code

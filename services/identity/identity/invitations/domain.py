@@ -2,21 +2,24 @@
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from identity.invitations.codes import CODE_PATTERN
-from identity.schools.domain import DisplayName, Input, Locale
+from identity.invitations.codes import CODE_PATTERN, CODE_PROBLEM
+from identity.schools.domain import DisplayName, Input, Locale, Password
+from shared.fields import Matches
 
 
 class Redeem(Input):
     """Without an access token this makes the account (``display_name`` and ``password`` needed);
     with one, it links the logged-in account."""
 
-    code: str = Field(pattern=CODE_PATTERN, description="As in the email, e.g. KD7M-3QXZ-PA4R-9TNF")
+    code: Annotated[str, Matches(CODE_PATTERN, CODE_PROBLEM)] = Field(
+        description="As in the email, e.g. KD7M-3QXZ-PA4R-9TNF"
+    )
     display_name: DisplayName | None = None
-    password: str | None = Field(default=None, min_length=10, max_length=128)
+    password: Password | None = None
     locale: Locale | None = None
 
 

@@ -1,16 +1,18 @@
 """Login and password shapes."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from identity.emails import EmailAddress
-from identity.schools.domain import Input
+from identity.schools.domain import Input, Password
+from shared.fields import Matches
 
 
 class Login(Input):
     email: EmailAddress
-    password: str = Field(min_length=1, max_length=1024)
+    # As typed: a password is never trimmed.
+    password: Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
 
 
 class TokenView(BaseModel):
@@ -23,13 +25,14 @@ class TokenView(BaseModel):
     refresh_expires_in: int = Field(description="Seconds until the refresh token expires unused.")
 
 
-_OPAQUE_TOKEN = r"^[A-Za-z0-9_-]+$"
+_OPAQUE_TOKEN = r"^[A-Za-z0-9_-]{20,200}$"
+OpaqueToken = Annotated[str, Matches(_OPAQUE_TOKEN, "not a token we hand out: 20 to 200 of A-Z a-z 0-9 _ -")]
 
 
 class Refresh(Input):
     """A refresh token from the last login or refresh."""
 
-    refresh_token: str = Field(min_length=20, max_length=200, pattern=_OPAQUE_TOKEN)
+    refresh_token: OpaqueToken
 
 
 class RequestReset(Input):
@@ -45,8 +48,8 @@ class ResetRequested(BaseModel):
 class SetPassword(Input):
     """Set a password with the token from a reset or welcome email."""
 
-    token: str = Field(min_length=20, max_length=200, pattern=_OPAQUE_TOKEN)
-    password: str = Field(min_length=10, max_length=128)
+    token: OpaqueToken
+    password: Password
 
 
 class Jwk(BaseModel):

@@ -19,6 +19,7 @@ from identity.schools.domain import (
     CreateSchoolYear,
     GroupQuery,
     GroupView,
+    Paging,
     RenameGroup,
     SchoolCreated,
     SchoolSettings,
@@ -32,7 +33,7 @@ from identity.settings import Settings
 from shared.app import POOL, settings_of
 from shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from shared.http import json_response, path_id, read_json, read_query
-from shared.pagination import Page, PageQuery, page_of
+from shared.pagination import Page, page_of
 from shared.tokens import require_caller
 
 
@@ -82,16 +83,17 @@ async def _school_view(request: web.Request, school_id: uuid.UUID) -> SchoolView
 
 
 async def get_school(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
     return json_response(await _school_view(request, school_id))
 
 
 async def update_school(request: web.Request) -> web.Response:
     """Change the school's name, time zone or settings; the other services learn of it by event."""
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     command = await read_json(request, SchoolSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
@@ -104,8 +106,8 @@ async def update_school(request: web.Request) -> web.Response:
 
 async def create_school_year(request: web.Request) -> web.Response:
     """A school year with its dates; it becomes current when it holds today's local date."""
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     command = await read_json(request, CreateSchoolYear)
     starts, ends = command.dates()
     school_year_id = uuid.uuid4()
@@ -127,16 +129,17 @@ class SchoolYearList(BaseModel):
 
 
 async def list_school_years(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
         rows = await store.school_years(conn, school_id)
     return json_response(SchoolYearList(items=[SchoolYearView.model_validate(dict(r)) for r in rows]))
 
 
 async def create_group(request: web.Request) -> web.Response:
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     command = await read_json(request, CreateGroup)
     group_id = uuid.uuid4()
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -164,10 +167,11 @@ class GroupList(BaseModel):
 
 async def list_groups(request: web.Request) -> web.Response:
     """The groups of one school year (default: the current one), by name."""
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
     query = read_query(request, GroupQuery)
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
         if query.school_year is not None:
             year = await store.school_year_by_name(conn, school_id, query.school_year)
         else:
@@ -183,16 +187,17 @@ async def list_groups(request: web.Request) -> web.Response:
 
 
 async def get_group(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     group_id = path_id(request, "group_id")
     async with request.app[POOL].acquire() as conn:
-        await require_admin_of(conn, require_caller(request), "groups", "group_id", group_id, "group")
+        await require_admin_of(conn, caller, "groups", "group_id", group_id, "group")
         row = await store.group(conn, group_id)
     return json_response(GroupView.model_validate(dict(row)))  # type: ignore[arg-type]
 
 
 async def rename_group(request: web.Request) -> web.Response:
-    group_id = path_id(request, "group_id")
     caller = require_caller(request)
+    group_id = path_id(request, "group_id")
     command = await read_json(request, RenameGroup)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin_of(conn, caller, "groups", "group_id", group_id, "group")
@@ -209,8 +214,8 @@ async def add_staff(request: web.Request) -> web.Response:
     school learns nothing about another's people; a new account gets a welcome mail to set its
     password.
     """
-    school_id = path_id(request, "school_id")
     caller = require_caller(request)
+    school_id = path_id(request, "school_id")
     command = await read_json(request, AddStaff)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
@@ -230,10 +235,11 @@ async def add_staff(request: web.Request) -> web.Response:
 
 
 async def list_staff(request: web.Request) -> web.Response:
+    caller = require_caller(request)
     school_id = path_id(request, "school_id")
-    query = read_query(request, PageQuery)
+    query = read_query(request, Paging)
     async with request.app[POOL].acquire() as conn:
-        await require_admin(conn, require_caller(request), school_id)
+        await require_admin(conn, caller, school_id)
         rows = await store.staff_page(conn, school_id, query.limit, query.after())
     items = [StaffView.model_validate(dict(r)) for r in rows]
     page: Page[StaffView] = page_of(items, query.limit, lambda s: [s.display_name.lower(), str(s.person_id)])
@@ -248,8 +254,8 @@ class RoleQuery(BaseModel):
 
 async def remove_staff(request: web.Request) -> web.Response:
     """Take a staff role away; a teacher stops teaching the school's groups. The last admin stays."""
-    school_id, person_id = path_id(request, "school_id"), path_id(request, "person_id")
     caller = require_caller(request)
+    school_id, person_id = path_id(request, "school_id"), path_id(request, "person_id")
     query = read_query(request, RoleQuery)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin(conn, caller, school_id)
@@ -270,8 +276,8 @@ async def remove_staff(request: web.Request) -> web.Response:
 
 async def assign_teacher(request: web.Request) -> web.Response:
     """The teacher teaches the group (idempotent); in the current year they join it at once."""
-    group_id, person_id = path_id(request, "group_id"), path_id(request, "person_id")
     caller = require_caller(request)
+    group_id, person_id = path_id(request, "group_id"), path_id(request, "person_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "groups", "group_id", group_id, "group")
         if not await store.is_teacher(conn, school_id, person_id):
@@ -282,8 +288,8 @@ async def assign_teacher(request: web.Request) -> web.Response:
 
 
 async def end_teacher(request: web.Request) -> web.Response:
-    group_id, person_id = path_id(request, "group_id"), path_id(request, "person_id")
     caller = require_caller(request)
+    group_id, person_id = path_id(request, "group_id"), path_id(request, "person_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         school_id = await require_admin_of(conn, caller, "groups", "group_id", group_id, "group")
         if not await store.end_teaching(conn, group_id, person_id):

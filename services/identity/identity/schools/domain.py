@@ -1,17 +1,23 @@
 """Schools, their settings, school years, groups, staff and teaching assignments: rules and shapes."""
 
-import re
 import uuid
 from datetime import date, datetime, time
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from identity.emails import EmailAddress
+from shared.fields import Integral, Matches, Omittable, OneOf, QueryInt, Trimmed, omitted_not_null
+from shared.pagination import PageQuery
 
-SCHOOL_YEAR_PATTERN = r"^(\d{4})-(\d{4})$"
-_SCHOOL_YEAR = re.compile(SCHOOL_YEAR_PATTERN)
+# Two consecutive years, spelled out one by one so that the schema says exactly what is taken.
+FIRST_SCHOOL_YEAR, LAST_SCHOOL_YEAR = 1990, 2099
+SCHOOL_YEAR_PATTERN = (
+    "^(?:" + "|".join(f"{y}-{y + 1}" for y in range(FIRST_SCHOOL_YEAR, LAST_SCHOOL_YEAR + 1)) + ")$"
+)
+# The IANA names of this machine's time zone database; "localtime" is a file of the system's, no zone name.
+TIME_ZONES = frozenset(available_timezones()) - {"localtime"}
 Locale = Literal["nl", "en"]
 StaffRole = Literal["admin", "teacher"]
 DEFAULT_SHARE_NOTICE = (
@@ -23,31 +29,34 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def _time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("not a known IANA time zone, e.g. Europe/Amsterdam") from None
-    return name
+class Patch(Input):
+    """A PATCH body: each field may be left out (kept as it is); declare them ``Omittable[X] = None``
+    so that an explicit null is refused too (422 naming the field), as the schema says. A field that
+    null clears is declared ``X | None = None`` instead."""
 
-
-def _school_year(name: str) -> str:
-    match = _SCHOOL_YEAR.match(name)
-    if not match or int(match.group(2)) != int(match.group(1)) + 1:
-        raise ValueError("a school year looks like 2026-2027")
-    return name
+    model_config = ConfigDict(json_schema_extra=omitted_not_null)
 
 
 TimeZone = Annotated[
     str,
-    Field(min_length=1, max_length=64, examples=["Europe/Amsterdam"]),
-    AfterValidator(_time_zone),
+    OneOf(TIME_ZONES, "not a known IANA time zone, e.g. Europe/Amsterdam"),
+    Field(examples=["Europe/Amsterdam"]),
 ]
 SchoolYearName = Annotated[
-    str, Field(pattern=SCHOOL_YEAR_PATTERN, examples=["2026-2027"]), AfterValidator(_school_year)
+    str,
+    Matches(
+        SCHOOL_YEAR_PATTERN,
+        f"a school year is two consecutive years from {FIRST_SCHOOL_YEAR}-{FIRST_SCHOOL_YEAR + 1} "
+        f"to {LAST_SCHOOL_YEAR}-{LAST_SCHOOL_YEAR + 1}, e.g. 2026-2027",
+    ),
+    Field(examples=["2026-2027"]),
 ]
-GroupName = Annotated[str, Field(min_length=1, max_length=80, description="e.g. 'Groep 3B'")]
-DisplayName = Annotated[str, Field(min_length=1, max_length=120)]
+GroupName = Annotated[str, Trimmed(80), Field(description="e.g. 'Groep 3B'")]
+DisplayName = Annotated[str, Trimmed(120)]
+SchoolName = Annotated[str, Trimmed(200)]
+# As identity.passwords checks them (MIN_LENGTH, MAX_LENGTH); the common-password list is checked
+# beyond the schema (a documented 422).
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=10, max_length=128)]
 
 
 def default_dates(name: str) -> tuple[date, date]:
@@ -64,12 +73,12 @@ class NewAdmin(Input):
     email: EmailAddress
     display_name: DisplayName
     # Optional: without one, the admin gets a mail to set their own (as every staff member does).
-    password: str | None = Field(default=None, min_length=10, max_length=128)
+    password: Password | None = None
     locale: Locale = "nl"
 
 
 class CreateSchool(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: SchoolName
     time_zone: TimeZone = "Europe/Amsterdam"
     locale: Locale = "nl"
     admin: NewAdmin
@@ -80,33 +89,31 @@ class SchoolCreated(BaseModel):
     admin_id: uuid.UUID
 
 
-class SchoolSettings(Input):
+class SchoolSettings(Patch):
     """What an admin may change; every field optional (PATCH). Defaults come from the seed's policy."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    time_zone: TimeZone | None = None
-    locale: Locale | None = None
-    max_posts_per_day: int | None = Field(
-        default=None, ge=1, le=10, description="Seed rule 5: at most this many posts per group per day."
+    name: Omittable[SchoolName] = None
+    time_zone: Omittable[TimeZone] = None
+    locale: Omittable[Locale] = None
+    max_posts_per_day: Omittable[Annotated[int, Field(ge=1, le=10), Integral]] = Field(
+        default=None, description="Seed rule 5: at most this many posts per group per day."
     )
-    min_posts_per_week: int | None = Field(
-        default=None, ge=0, le=7, description="Seed rule 5: at least this many posts per group per week."
+    min_posts_per_week: Omittable[Annotated[int, Field(ge=0, le=7), Integral]] = Field(
+        default=None, description="Seed rule 5: at least this many posts per group per week."
     )
-    digest_time: time | None = Field(default=None, description="Local time of the daily digest email.")
-    photo_retention_days: int | None = Field(
+    digest_time: Omittable[time] = Field(default=None, description="Local time of the daily digest email.")
+    photo_retention_days: Omittable[Annotated[int, Field(ge=0, le=3650), Integral]] = Field(
         default=None,
-        ge=0,
-        le=3650,
         description="Days after the end of a school year that its photos are kept.",
     )
-    share_notice: str | None = Field(default=None, min_length=1, max_length=500)
-    access_code_days: int | None = Field(
-        default=None, ge=1, le=90, description="Days an access code is valid."
+    share_notice: Omittable[Annotated[str, Trimmed(500)]] = None
+    access_code_days: Omittable[Annotated[int, Field(ge=1, le=90), Integral]] = Field(
+        default=None, description="Days an access code is valid."
     )
-    reminder_days: int | None = Field(
-        default=None, ge=1, le=60, description="Days between reminders of a pending invitation."
+    reminder_days: Omittable[Annotated[int, Field(ge=1, le=60), Integral]] = Field(
+        default=None, description="Days between reminders of a pending invitation."
     )
-    max_reminders: int | None = Field(default=None, ge=0, le=10)
+    max_reminders: Omittable[Annotated[int, Field(ge=0, le=10), Integral]] = None
 
 
 class SchoolView(BaseModel):
@@ -159,7 +166,7 @@ class CreateGroup(Input):
     school_year: SchoolYearName
 
 
-class RenameGroup(Input):
+class RenameGroup(Patch):
     name: GroupName
 
 
@@ -171,6 +178,12 @@ class GroupView(BaseModel):
     school_year_id: uuid.UUID
     teachers: list[uuid.UUID] = Field(default_factory=list)
     children: int = Field(default=0, description="Children placed in the group.")
+
+
+class Paging(PageQuery):
+    """A page of a list: ``limit`` read as the schema has it (decimal digits, not " 5" or "5.0")."""
+
+    limit: QueryInt = Field(default=50, ge=1, le=200)
 
 
 class GroupQuery(Input):
