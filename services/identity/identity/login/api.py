@@ -164,6 +164,9 @@ async def set_password(request: web.Request) -> web.Response:
         )
     async with request.app[POOL].acquire() as conn:
         email = await store.email_of_reset(conn, token_hash(command.token))
+    # An unknown link is told so before the password is judged (a used or expired one at its use).
+    if email is None:
+        raise Unauthorized("this link is not valid (any more); ask for a new one")
     problem = check_password_policy(command.password, email)
     if problem:
         raise ValidationFailed("the password is not accepted", [{"field": "password", "problem": problem}])
