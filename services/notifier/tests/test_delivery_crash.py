@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,11 +18,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from notifier import store
-from notifier.delivery import NOTIFY_CHANNEL
 from notifier.settings import Settings
 from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
 from shared.testing.smtp import SmtpSink
+from tests.harness.fanout import post_to_parents
 
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = Settings(database_url="postgresql://unused")
@@ -78,25 +76,7 @@ class Site:
         raise AssertionError("notifier did not start")
 
     async def post_to_parents(self, count: int) -> list[str]:
-        """A group of count parents (one email address each) and a post to it; their addresses."""
-        group_id, addresses = uuid.uuid4(), []
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
-            for i in range(count):
-                person_id, address = uuid.uuid4(), f"ouder{i}-{uuid.uuid4().hex[:6]}@ouders.test"
-                await store.upsert_person(conn, person_id, address, f"Ouder {i}", "nl", 1)
-                await conn.execute(
-                    """INSERT INTO memberships (group_id, person_id, role, active, revision)
-                       VALUES ($1, $2, 'guardian', true, 1)""",
-                    group_id,
-                    person_id,
-                )
-                addresses.append(address)
-            await store.create_post_notification(
-                conn, uuid.uuid4(), None, group_id, uuid.uuid4(), "Morgen schoolreis!", None
-            )
-            await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-        return addresses
+        return await post_to_parents(self.pool, count)
 
     async def mails_at_least(self, count: int, within: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
@@ -170,11 +150,12 @@ async def test_a_killed_notifier_repeats_only_sends_in_flight_and_a_restart_resu
         first = await site.start_notifier()
     took = await site.all_sent(within=3 * LEASE)
 
-    # Only what was claimed by the last killed one waits out its lease; the rest starts at once.
-    assert took < LEASE + 3
-    repeats = site.repeats(addresses)
-    assert sum(repeats.values()) <= kills * IN_FLIGHT
-    assert sum(repeats.values()) < 0.01 * len(addresses) * kills
+    # Only what was claimed by the last killed one waits out its lease (the rest starts at once);
+    # the margin is for sending the rest on a busy 2-core machine.
+    assert took < LEASE + 5, f"{took:.1f} s"
+    repeats = sum(site.repeats(addresses).values())
+    assert repeats <= kills * IN_FLIGHT, f"{repeats} repeats"
+    assert repeats < 0.01 * len(addresses) * kills, f"{repeats} repeats"
 
 
 async def test_two_replicas_share_a_fan_out_without_sending_anything_twice(site):
@@ -197,10 +178,11 @@ async def test_a_stalled_notifier_is_taken_over_and_sends_nothing_it_no_longer_h
 
     await site.start_notifier()
     took = await site.all_sent(within=3 * LEASE)
-    assert took < LEASE + 3
+    assert took < LEASE + 5, f"{took:.1f} s"
     stalled.send_signal(signal.SIGCONT)
     # Its heartbeat or its own clock tells it the claims are gone: what it held but had not started
     # stays unsent by it. Only the sends that were under way when it stopped can arrive twice.
     await asyncio.sleep(LEASE / 2)
 
-    assert sum(site.repeats(addresses).values()) <= IN_FLIGHT
+    repeats = sum(site.repeats(addresses).values())
+    assert repeats <= IN_FLIGHT, f"{repeats} repeats"

@@ -1,0 +1,32 @@
+"""A group of parents and a post to it, written straight into a notifier's database the way its
+event handlers write them (people, group and memberships copies; the notification and its
+deliveries), then the delivery worker is woken."""
+
+import uuid
+
+import asyncpg
+
+from notifier import store
+from notifier.delivery import NOTIFY_CHANNEL
+
+
+async def post_to_parents(pool: asyncpg.Pool, count: int, domain: str = "ouders.test") -> list[str]:
+    """count parents with one email address each at domain, and a post to their group; the addresses."""
+    group_id, addresses = uuid.uuid4(), []
+    async with pool.acquire() as conn, conn.transaction():
+        await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
+        for i in range(count):
+            person_id, address = uuid.uuid4(), f"ouder{i}-{uuid.uuid4().hex[:6]}@{domain}"
+            await store.upsert_person(conn, person_id, address, f"Ouder {i}", "nl", 1)
+            await conn.execute(
+                """INSERT INTO memberships (group_id, person_id, role, active, revision)
+                   VALUES ($1, $2, 'guardian', true, 1)""",
+                group_id,
+                person_id,
+            )
+            addresses.append(address)
+        await store.create_post_notification(
+            conn, uuid.uuid4(), None, group_id, uuid.uuid4(), "Morgen schoolreis!", None
+        )
+        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return addresses
