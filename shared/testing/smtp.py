@@ -26,7 +26,7 @@ from typing import Any, Self, cast
 from urllib.parse import unquote
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,7 +42,7 @@ class ReceivedMail:
     message: EmailMessage
     raw: bytes
     login: str | None  # the AUTH user name; None when the client did not authenticate
-    tls: bool  # the message came over a STARTTLS-upgraded connection
+    tls: bool  # the message came over a STARTTLS-upgraded or implicit-TLS connection
 
     @property
     def text(self) -> str:
@@ -76,6 +76,7 @@ class SmtpSink:
         username: str | None = None,
         password: str | None = None,
         smtputf8: bool = False,
+        implicit_tls: bool = False,
     ) -> None:
         """``smtputf8``: offer SMTPUTF8 (RFC 6531), so addresses with a UTF-8 local part are taken;
         off by default, like many relays."""
@@ -87,9 +88,19 @@ class SmtpSink:
         self._lock = threading.Lock()
         self._cert_pem: bytes | None = None
         self._server_tls: ssl.SSLContext | None = None
-        if starttls:
+        if starttls and implicit_tls:
+            raise ValueError("STARTTLS or implicit TLS, not both")
+        if starttls or implicit_tls:
             self._cert_pem, self._server_tls = _self_signed_tls()
+        self._implicit_tls = implicit_tls
         self._smtputf8 = smtputf8
+        # Client connections accepted since start (the controller's own readiness probe not counted),
+        # how many are open now, and the most that were open at once.
+        self.connections = 0
+        self.open_connections = 0
+        self.peak_connections = 0
+        self._counting = False
+        self._servers: set[_CountingSMTP] = set()
         self._controller: Controller | None = None
         self._port: int | None = None
 
@@ -102,7 +113,7 @@ class SmtpSink:
     def client_tls_context(self) -> ssl.SSLContext:
         """A client context that trusts this sink's self-signed certificate (for 127.0.0.1/localhost)."""
         if self._cert_pem is None:
-            raise RuntimeError("SmtpSink was made without starttls")
+            raise RuntimeError("SmtpSink was made without starttls or implicit_tls")
         return ssl.create_default_context(cadata=self._cert_pem.decode())
 
     def refuse_domain(self, domain: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
@@ -120,16 +131,20 @@ class SmtpSink:
         for attempt in range(5):
             port = _free_port(self.host)
             handler = _Handler(self)
-            controller = Controller(
+            controller = _CountingController(
+                self,
                 handler,
                 hostname=self.host,
                 port=port,
                 server_hostname="localhost",  # else aiosmtpd asks DNS for this machine's FQDN
-                tls_context=self._server_tls,
-                require_starttls=self._server_tls is not None,
+                # Implicit TLS (port 465 style): the controller wraps every connection from the start.
+                ssl_context=self._server_tls if self._implicit_tls else None,
+                tls_context=None if self._implicit_tls else self._server_tls,
+                require_starttls=self._server_tls is not None and not self._implicit_tls,
                 authenticator=handler.authenticate if self._credentials else None,
                 # Without TLS, AUTH is allowed in the clear: it is a test on the loopback interface.
-                auth_require_tls=self._server_tls is not None,
+                # aiosmtpd sees only STARTTLS as TLS; an implicit-TLS connection is encrypted throughout.
+                auth_require_tls=self._server_tls is not None and not self._implicit_tls,
                 enable_SMTPUTF8=self._smtputf8,
             )
             try:
@@ -140,7 +155,33 @@ class SmtpSink:
                     continue  # the port was taken after all
                 raise
             self._controller, self._port = controller, port
+            with self._lock:
+                self._counting = True
             return
+
+    def drop_connections(self) -> None:
+        """Close every open client connection from the server's side, as a relay does to idle ones."""
+        if self._controller is None:
+            return
+        with self._lock:
+            servers = list(self._servers)
+        for server in servers:
+            if server.transport is not None:
+                self._controller.loop.call_soon_threadsafe(server.transport.close)
+
+    def _connected(self) -> bool:
+        """Counts a connection the server accepted; True when it is a client's (not the probe's)."""
+        with self._lock:
+            if not self._counting:
+                return False
+            self.connections += 1
+            self.open_connections += 1
+            self.peak_connections = max(self.peak_connections, self.open_connections)
+            return True
+
+    def _disconnected(self) -> None:
+        with self._lock:
+            self.open_connections -= 1
 
     def stop(self) -> None:
         if self._controller is not None:
@@ -178,6 +219,42 @@ class SmtpSink:
             await asyncio.sleep(0.01)
         with self._lock:
             return self.messages[:count]
+
+
+class _CountingController(Controller):
+    def __init__(self, sink: SmtpSink, handler: Any, **kwargs: Any) -> None:
+        self._sink = sink
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self._sink, self.handler, **self.SMTP_kwargs)
+
+
+class _CountingSMTP(SMTP):
+    """aiosmtpd's server, telling the sink when a client connects and leaves (once each, also
+    across STARTTLS, which calls connection_made again)."""
+
+    def __init__(self, sink: SmtpSink, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sink = sink
+        self._counted = False
+        self._seen = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._seen:
+            self._seen = True
+            self._counted = self._sink._connected()
+            with self._sink._lock:
+                self._sink._servers.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        with self._sink._lock:
+            self._sink._servers.discard(self)
+        if self._counted:
+            self._counted = False
+            self._sink._disconnected()
 
 
 class _Handler:
@@ -223,7 +300,7 @@ class _Handler:
             message=email.message_from_bytes(raw, policy=email.policy.default),
             raw=raw,
             login=auth_data.login.decode() if isinstance(auth_data, LoginPassword) else None,
-            tls=session.ssl is not None,
+            tls=session.ssl is not None or self._sink._implicit_tls,
         )
         with self._sink._lock:
             self._sink.messages.append(mail)

@@ -19,7 +19,8 @@ async def delivery(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
     # Without VAPID keys the service still mails; push deliveries wait until keys are configured.
     push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
-    deliverer = Deliverer(app[POOL], Mailer(settings), push, settings)
+    mailer = Mailer(settings)  # a pool of SMTP connections kept open between sends
+    deliverer = Deliverer(app[POOL], mailer, push, settings)
     app[DELIVERER] = deliverer
     drainer = Drainer(
         "notifier-deliveries",
@@ -32,3 +33,4 @@ async def delivery(app: web.Application) -> AsyncIterator[None]:
     app[DELIVERIES] = drainer
     yield
     await drainer.stop()
+    await mailer.close()

@@ -22,6 +22,13 @@ class Settings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 15.0
+    # Implicit TLS from the first byte (port 465, RFC 8314); smtp_starttls upgrades a plain connection.
+    smtp_implicit_tls: bool = False
+    # The connection pool to the relay: connections open at once, messages per connection before a
+    # fresh one (relays cap it, often at 100), and seconds an unused one is kept.
+    smtp_max_connections: int = Field(default=4, ge=1)
+    smtp_messages_per_connection: int = Field(default=100, ge=1)
+    smtp_idle_seconds: float = Field(default=30.0, gt=0)
     mail_from: str = "Klaspost <noreply@klaspost.local>"
     # VAPID key pair for Web Push: base64url of the raw P-256 private scalar and the uncompressed public point.
     vapid_private_key: SecretStr | None = None
