@@ -38,6 +38,8 @@ class Settings(ServiceSettings):
     vapid_subject: str | None = None
     push_ttl_seconds: int = 86_400
     push_timeout_seconds: float = 10.0
+    # Sends to one push service at once; the app's HTTP session keeps their connections alive.
+    push_connections_per_host: int = Field(default=8, ge=1)
     delivery_max_attempts: int = 8
     # Sends in flight at once, per provider. A crash can repeat at most this many (each with the same
     # Message-ID or push Topic): the outcome of each send is stored before its slot takes the next.

@@ -1,11 +1,13 @@
 """Sends Web Push messages (RFC 8030, encrypted per RFC 8291, signed with VAPID per RFC 8292)."""
 
+import asyncio
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid
@@ -25,7 +27,9 @@ _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")  # RFC 8030 5.4: base64url alphabet,
 
 class WebPushSender:
     """Shares one aiohttp session across sends: use ``async with`` or ``start()``/``close()``, or pass
-    a session the caller owns (then ``close()`` leaves it open)."""
+    a session the caller owns (then ``close()`` leaves it open). The session keeps connections alive
+    between sends; at most ``push_connections_per_host`` sends go to one push service at once, so a
+    fan-out reuses a few connections instead of opening one per subscription."""
 
     def __init__(self, settings: Settings, *, session: aiohttp.ClientSession | None = None) -> None:
         if settings.vapid_private_key is None:
@@ -38,6 +42,7 @@ class WebPushSender:
         self._settings = settings
         self._session = session
         self._owns_session = session is None
+        self._per_host: dict[str, asyncio.Semaphore] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -73,18 +78,8 @@ class WebPushSender:
                 raise ValueError(f"a push topic is 1-32 characters of [A-Za-z0-9_-]: {topic!r}")
             headers["Topic"] = topic
         try:
-            await webpush_async(
-                dict(subscription),
-                data=data.decode(),
-                vapid_private_key=self._vapid,
-                # A fresh dict each call: pywebpush writes aud and exp into it, and a reused one
-                # would carry one push service's audience (and a stale expiry) to the next.
-                vapid_claims={"sub": self._settings.vapid_subject},
-                ttl=self._settings.push_ttl_seconds,
-                timeout=self._settings.push_timeout_seconds,
-                headers=headers,
-                aiohttp_session=self._session,
-            )
+            async with self._slot(subscription):
+                await self._post(subscription, data, headers)
         except WebPushException as exc:
             raise _classify(exc) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -92,6 +87,27 @@ class WebPushSender:
         except ValueError as exc:
             # Undecodable p256dh/auth or a point not on the curve: this subscription can never work.
             raise DeliveryFailed(True, f"invalid subscription keys: {exc}") from exc
+
+    def _slot(self, subscription: Mapping[str, Any]) -> asyncio.Semaphore:
+        parts = urlsplit(str(subscription.get("endpoint", "")))
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        if origin not in self._per_host:
+            self._per_host[origin] = asyncio.Semaphore(self._settings.push_connections_per_host)
+        return self._per_host[origin]
+
+    async def _post(self, subscription: Mapping[str, Any], data: bytes, headers: dict[str, str]) -> None:
+        await webpush_async(
+            dict(subscription),
+            data=data.decode(),
+            vapid_private_key=self._vapid,
+            # A fresh dict each call: pywebpush writes aud and exp into it, and a reused one
+            # would carry one push service's audience (and a stale expiry) to the next.
+            vapid_claims={"sub": self._settings.vapid_subject},
+            ttl=self._settings.push_ttl_seconds,
+            timeout=self._settings.push_timeout_seconds,
+            headers=headers,
+            aiohttp_session=self._session,
+        )
 
 
 def _classify(exc: WebPushException) -> DeliveryFailed:

@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import json
 import socket
@@ -5,6 +6,7 @@ import time
 import uuid
 
 import aiohttp
+import aiohttp.web
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -344,3 +346,38 @@ def test_web_push_with_a_real_contact_starts(subject):
 
 def test_without_web_push_no_subject_is_needed():
     assert Settings(database_url="postgresql://unused").vapid_subject is None
+
+
+async def test_a_fan_out_to_one_push_service_reuses_a_few_kept_alive_connections(service):
+    # Issue 8, case 4: HTTP connections to a push service stay open, and at most
+    # push_connections_per_host requests go to one service at once.
+    in_flight, peak, peers = 0, 0, set()
+
+    async def accept(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        nonlocal in_flight, peak
+        peers.add(request.transport.get_extra_info("peername"))
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return aiohttp.web.Response(status=201)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/push/{id}", accept)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    keys = service.subscribe(VAPID_PUBLIC)["keys"]
+    try:
+        async with aiohttp.ClientSession() as session:
+            sender = WebPushSender(settings_with(push_connections_per_host=3), session=session)
+            subscriptions = [
+                {"endpoint": f"http://127.0.0.1:{port}/push/{i}", "keys": keys} for i in range(60)
+            ]
+            await asyncio.gather(*(sender.send(s, {"n": 1}) for s in subscriptions))
+    finally:
+        await runner.cleanup()
+    assert peak <= 3
+    assert len(peers) <= 3
