@@ -60,6 +60,13 @@ class Settings(ServiceSettings):
     ]
 
     @model_validator(mode="after")
+    def _one_kind_of_smtp_tls(self) -> Self:
+        """STARTTLS upgrades a plain connection; implicit TLS has none to upgrade."""
+        if self.smtp_starttls and self.smtp_implicit_tls:
+            raise ValueError("set SMTP_STARTTLS (port 587) or SMTP_IMPLICIT_TLS (port 465), not both")
+        return self
+
+    @model_validator(mode="after")
     def _vapid_subject_reaches_someone(self) -> Self:
         """With Web Push configured, VAPID_SUBJECT must be set and name a real contact."""
         if self.vapid_private_key is not None:

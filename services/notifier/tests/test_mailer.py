@@ -4,6 +4,7 @@ import uuid
 from email.message import EmailMessage
 
 import pytest
+from pydantic import ValidationError
 
 from notifier.delivery_errors import DeliveryFailed
 from notifier.mailer import Mailer
@@ -375,3 +376,8 @@ async def test_implicit_tls_and_auth_deliver_over_one_kept_connection(mailers):
         assert all(m.tls and m.login == "notifier" for m in mails)
         assert sink.connections == 1
         await mailer.close()
+
+
+def test_starttls_and_implicit_tls_together_are_refused_at_start():
+    with pytest.raises(ValidationError, match="not both"):
+        settings_for(465, smtp_starttls=True, smtp_implicit_tls=True)
