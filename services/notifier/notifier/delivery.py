@@ -85,11 +85,11 @@ class Deliverer:
         self._push = push
         self._settings = settings
         self._lease = settings.delivery_lease_seconds
-        self._slots = {
-            "email": asyncio.Semaphore(settings.delivery_email_concurrency),
-            "push": asyncio.Semaphore(settings.delivery_push_concurrency),
+        # Sends at once per channel; rows are claimed only for free slots, so a claimed row is sent at once.
+        self._limits = {
+            "email": settings.delivery_email_concurrency,
+            "push": settings.delivery_push_concurrency,
         }
-        self._capacity = settings.delivery_email_concurrency + settings.delivery_push_concurrency
         # Rows this worker holds, by (table, id): the attempt number of its claim, and the loop time
         # its lease runs out at.
         self._held: dict[tuple[str, uuid.UUID], _Lease] = {}
@@ -101,26 +101,33 @@ class Deliverer:
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
         handled = 0
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], str] = {}  # each send's task and its channel
         heartbeat = asyncio.create_task(self._heartbeat(), name="notifier-deliveries-heartbeat")
         try:
             while True:
-                room = self._capacity - len(running)
-                if room > 0:
+                busy = Counter(running.values())
+                free = {channel: self._limits[channel] - busy[channel] for channel in self._limits}
+                if any(free.values()):
                     started = loop.time()
                     async with self._pool.acquire() as conn:
-                        deliveries = await store.claim_deliveries(conn, room, self._lease)
-                        mails = await store.claim_mails(conn, room - len(deliveries), self._lease)
-                    attempts = [self._delivery(row) for row in deliveries] + [
-                        self._mail(row) for row in mails
-                    ]
+                        deliveries = await store.claim_deliveries(
+                            conn, free["email"], free["push"], self._lease
+                        )
+                        free["email"] -= sum(1 for row in deliveries if row["channel"] == "email")
+                        mails = (
+                            await store.claim_mails(conn, free["email"], self._lease) if free["email"] else []
+                        )
+                    attempts = [self._delivery(row) for row in deliveries]
+                    attempts += [self._mail(row) for row in mails]
                     for attempt in attempts:
                         self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
-                        running.add(asyncio.create_task(self._run(attempt)))
+                        running[asyncio.create_task(self._run(attempt))] = attempt.channel
                     handled += len(attempts)
                 if not running:
                     return handled
-                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    del running[task]
         finally:
             heartbeat.cancel()
             for task in running:
@@ -263,12 +270,11 @@ class Deliverer:
 
     async def _run(self, attempt: _Attempt) -> None:
         try:
-            async with self._slots[attempt.channel]:
-                if not self._may_start(attempt.key):
-                    # The lease ran out (a stalled worker) or another worker took the row: leave it.
-                    log.warning("delivery lease lost, not sent", extra=attempt.names)
-                    return
-                await self._attempt(attempt)
+            if not self._may_start(attempt.key):
+                # The lease ran out (a stalled worker) or another worker took the row: leave it.
+                log.warning("delivery lease lost, not sent", extra=attempt.names)
+                return
+            await self._attempt(attempt)
         finally:
             self._held.pop(attempt.key, None)
 

@@ -185,24 +185,29 @@ async def create_post_notification(
 
 
 async def claim_deliveries(
-    conn: asyncpg.Connection, limit: int, lease_seconds: float = CLAIM_SECONDS
+    conn: asyncpg.Connection, email: int, push: int, lease_seconds: float = CLAIM_SECONDS
 ) -> list[asyncpg.Record]:
-    """Up to limit due pending deliveries, each claimed for lease_seconds (its attempts counted up:
-    the new number identifies this claim), with what their messages need."""
+    """Up to ``email`` due pending email deliveries and up to ``push`` push ones (each channel by its
+    own free send slots, so one never waits behind the other), each claimed for lease_seconds (its
+    attempts counted up: the new number identifies this claim), with what their messages need."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second', attempts = d.attempts + 1
+        """WITH email AS (SELECT delivery_id FROM deliveries
+                          WHERE status = 'pending' AND next_attempt_at <= now() AND channel = 'email'
+                          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+                push AS (SELECT delivery_id FROM deliveries
+                         WHERE status = 'pending' AND next_attempt_at <= now() AND channel = 'push'
+                         ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           UPDATE deliveries d SET next_attempt_at = now() + $3 * interval '1 second', attempts = d.attempts + 1
            FROM notifications n, people p, groups g
-           WHERE d.delivery_id IN (
-                 SELECT delivery_id FROM deliveries
-                 WHERE status = 'pending' AND next_attempt_at <= now()
-                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           WHERE d.delivery_id IN (SELECT delivery_id FROM email UNION ALL SELECT delivery_id FROM push)
              AND n.notification_id = d.notification_id AND p.person_id = d.person_id AND g.group_id = n.group_id
            RETURNING d.delivery_id, d.notification_id, d.channel, d.device_id, d.attempts, n.post_id, n.excerpt,
                      n.correlation_id,
                      g.name AS group_name, p.email, p.display_name, p.locale,
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT endpoint, p256dh, auth FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
-        limit,
+        email,
+        push,
         lease_seconds,
     )
     return rows
