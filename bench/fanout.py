@@ -1,0 +1,167 @@
+"""Fan-out to a class (issue 8, case 9): a teacher posts to a group of 28 parents, each with one
+Web Push device and an email address; how long from the post's 201 at posts until the last push and
+the last email arrived. Beside it, in the same run, the building blocks alone: the same 28 pushes
+sent straight to the same push endpoint (WebPushSender: encryption, VAPID and aiohttp POSTs over one
+session, all at once), and 28 emails over one reused aiosmtplib connection to the same SMTP sink.
+
+The whole system runs in this process (tests/harness/system.py: identity, posts, media and the
+notifier on real PostgreSQL and RabbitMQ, a local push service and SMTP sink), set up through the
+APIs as the tests do (tests/harness/school.py). Posts are one a day per group (seed rule 5): the
+bench frees the day in posts' table between posts, as tests/test_openapi.py does.
+
+    cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
+        .venv/bin/python bench/fanout.py [--parents 28] [--posts 50] [--gap 0.5]
+"""
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+
+from notifier.messages import new_post_push
+from notifier.resources import DELIVERER
+from notifier.settings import Settings as NotifierSettings
+from notifier.webpush import WebPushSender
+from shared.app import POOL, SETTINGS
+from tests.harness.school import add_person, make_class, wait_until_linked
+from tests.harness.system import System, start_system, stop_system
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def register_push(system: System, token: str) -> dict[str, Any]:
+    _, key = await system.call("GET", "notifier", "/push/vapid-public-key")
+    subscription = system.push.subscribe(key["application_server_key"])
+    status, body = await system.call(
+        "POST", "notifier", "/devices", token, json={"subscription": subscription}
+    )
+    assert status == 201, body
+    return subscription
+
+
+async def until(check: Any, timeout: float = 10.0) -> float:  # noqa: ASYNC109
+    """perf_counter when check() first held (polled every millisecond)."""
+    deadline = time.perf_counter() + timeout
+    while not check():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("not reached")
+        await asyncio.sleep(0.001)
+    return time.perf_counter()
+
+
+async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[str, list[float]]:
+    school, group, teacher, first = await make_class(system, "Groep 7")
+    people = [first] + [
+        await add_person(system, school, f"ouder{i}", "guardian", "Groep 7") for i in range(1, parents)
+    ]
+    for person in people:
+        await wait_until_linked(system, person, group)
+    subscriptions = [await register_push(system, p.token) for p in people]
+    addresses = {p.email for p in people}
+    posts_pool = system.services["posts"].app[POOL]
+
+    push_ms, mail_ms = [], []
+    for n in range(1, posts + 1):
+        await posts_pool.execute("DELETE FROM post_days WHERE group_id = $1", group)
+        mails_before, pushes_before = len(system.smtp.messages), len(system.push.messages)
+        status, body = await system.call(
+            "POST",
+            "posts",
+            f"/groups/{group}/posts",
+            teacher.token,
+            json={"title": "Nieuws", "body": f"Bericht {n}"},
+        )
+        accepted = time.perf_counter()
+        assert status == 201, body
+
+        # Cheap checks (counts only): the polling shares the event loop with every service.
+        def all_pushed(before: int = pushes_before) -> bool:
+            return len(system.push.messages) - before >= len(subscriptions)
+
+        def all_mailed(before: int = mails_before) -> bool:
+            return len(system.smtp.messages) - before >= len(addresses)
+
+        pushed, mailed = await asyncio.gather(until(all_pushed), until(all_mailed))
+        push_ms.append((pushed - accepted) * 1000)
+        mail_ms.append((mailed - accepted) * 1000)
+        await asyncio.sleep(gap)
+    return {"push": push_ms, "email": mail_ms, "subscriptions": subscriptions}  # type: ignore[dict-item]
+
+
+async def raw_push(system: System, subscriptions: list[dict[str, Any]], rounds: int) -> list[float]:
+    settings = system.services["notifier"].app[SETTINGS]
+    assert isinstance(settings, NotifierSettings)
+    payload = new_post_push("nl", "Groep 7", "Bericht", "http://klaspost.test/posts/1", uuid.uuid4())
+    times = []
+    async with WebPushSender(settings) as sender:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            await asyncio.gather(*(sender.send(s, payload, topic="bench") for s in subscriptions))
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+async def raw_smtp(system: System, count: int, rounds: int) -> list[float]:
+    times = []
+    async with aiosmtplib.SMTP(hostname=system.smtp.host, port=system.smtp.port, start_tls=False) as client:
+        for r in range(rounds):
+            start = time.perf_counter()
+            for i in range(count):
+                msg = EmailMessage()
+                msg["From"], msg["To"], msg["Subject"] = (
+                    "noreply@klaspost.nl",
+                    f"raw{r}-{i}@ouders.test",
+                    "Raw",
+                )
+                msg.set_content("Nieuw bericht")
+                await client.send_message(msg)
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def line(name: str, values: list[float]) -> str:
+    return f"{name:<58} p50 {statistics.median(values):7.1f} ms   p99 {pct(values, 99):7.1f} ms   (n={len(values)})"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parents", type=int, default=28)
+    parser.add_argument("--posts", type=int, default=50)
+    parser.add_argument("--gap", type=float, default=0.5)
+    parser.add_argument("--email-slots", type=int, help="DELIVERY_EMAIL_CONCURRENCY (default: the setting's)")
+    parser.add_argument("--push-slots", type=int, help="DELIVERY_PUSH_CONCURRENCY (default: the setting's)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    system = await start_system()
+    deliverer = system.services["notifier"].app[DELIVERER]
+    # The harness builds the settings itself; the bench's knobs go straight to the running worker.
+    limits = deliverer._limits
+    limits["email"] = args.email_slots or limits["email"]
+    limits["push"] = args.push_slots or limits["push"]
+    try:
+        result = await fan_out(system, args.parents, args.posts, args.gap)
+        pushes = await raw_push(system, result["subscriptions"], 20)  # type: ignore[arg-type]
+        smtp = await raw_smtp(system, args.parents, 20)
+    finally:
+        await stop_system(system)
+    print(
+        f"fan-out to {args.parents} parents (push + email each), {args.posts} posts, {args.gap} s apart, "
+        f"send slots email {limits['email']} push {limits['push']}"
+    )
+    print(line("post 201 -> last push received", result["push"]))
+    print(line("post 201 -> last email received", result["email"]))
+    print(line(f"raw: {args.parents} pushes at once (WebPushSender, one session)", pushes))
+    print(line(f"raw: {args.parents} emails over one aiosmtplib connection", smtp))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
