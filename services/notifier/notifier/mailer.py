@@ -32,9 +32,20 @@ class _Connection:
         self.expiry: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
+        """Drop the connection at once (its state is unknown, or nobody waits for it)."""
         if self.expiry is not None:
             self.expiry.cancel()
         self.client.close()
+
+    async def quit(self) -> None:
+        """End the session with QUIT, so the relay has let go of it before a new one takes its place
+        (relays limit connections per client)."""
+        try:
+            await self.client.quit()  # within the client's timeout (SMTP_TIMEOUT_SECONDS)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            self.close()
 
 
 class Mailer:
@@ -65,10 +76,10 @@ class Mailer:
         await self.close()
 
     async def close(self) -> None:
-        """Close the idle connections; one still sending is closed when its send ends."""
+        """Close the idle connections (QUIT); one still sending is closed when its send ends."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(c.quit() for c in idle))
 
     async def send(self, msg: EmailMessage) -> None:
         """Hand msg to the relay. Raises DeliveryFailed, permanent when a retry cannot help: the relay
@@ -110,7 +121,7 @@ class Mailer:
             raise DeliveryFailed(False, f"smtp connection failed: {exc!r}") from exc
         finally:
             connection.sent += 1
-            self._give_back(connection, keep)
+            await self._give_back(connection, keep)
 
     async def _take(self) -> _Connection:
         """An idle connection the relay still holds, else a new one. Raises DeliveryFailed
@@ -157,15 +168,14 @@ class Mailer:
             raise DeliveryFailed(False, f"smtp connection failed: {exc!r}") from exc
         return _Connection(client)
 
-    def _give_back(self, connection: _Connection, keep: bool) -> None:
+    async def _give_back(self, connection: _Connection, keep: bool) -> None:
         s = self._settings
-        if (
-            not keep
-            or self._closed
-            or not connection.client.is_connected
-            or connection.sent >= s.smtp_messages_per_connection
-        ):
+        if not keep or not connection.client.is_connected:
             connection.close()
+            return
+        if self._closed or connection.sent >= s.smtp_messages_per_connection:
+            # Still holding the send slot: the replacement opens only once this one is gone.
+            await connection.quit()
             return
         loop = asyncio.get_running_loop()
         connection.idle_since = loop.time()
