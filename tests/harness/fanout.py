@@ -3,6 +3,8 @@ event handlers write them (people, group and memberships copies; the notificatio
 deliveries), then the delivery worker is woken."""
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -10,8 +12,14 @@ from notifier import store
 from notifier.delivery import NOTIFY_CHANNEL
 
 
-async def post_to_parents(pool: asyncpg.Pool, count: int, domain: str = "ouders.test") -> list[str]:
-    """count parents with one email address each at domain, and a post to their group; the addresses."""
+async def post_to_parents(
+    pool: asyncpg.Pool,
+    count: int,
+    domain: str = "ouders.test",
+    subscribe: Callable[[], dict[str, Any]] | None = None,
+) -> list[str]:
+    """count parents with one email address each at domain (and, with ``subscribe``, one Web Push
+    device each: the browser subscription it returns), and a post to their group; the addresses."""
     group_id, addresses = uuid.uuid4(), []
     async with pool.acquire() as conn, conn.transaction():
         await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
@@ -25,6 +33,16 @@ async def post_to_parents(pool: asyncpg.Pool, count: int, domain: str = "ouders.
                 person_id,
             )
             addresses.append(address)
+            if subscribe is not None:
+                subscription = subscribe()
+                await store.register_device(
+                    conn,
+                    uuid.uuid4(),
+                    person_id,
+                    subscription["endpoint"],
+                    subscription["keys"]["p256dh"],
+                    subscription["keys"]["auth"],
+                )
         await store.create_post_notification(
             conn, uuid.uuid4(), None, group_id, uuid.uuid4(), "Morgen schoolreis!", None
         )

@@ -5,6 +5,7 @@ the rest within one lease; two replicas never send the same delivery."""
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -19,14 +20,17 @@ import asyncpg
 import pytest
 
 from notifier.settings import Settings
+from notifier.vapid import generate_vapid_keys
 from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
+from shared.testing.pushservice import PushService, ReceivedPush
 from shared.testing.smtp import SmtpSink
 from tests.harness.fanout import post_to_parents
 
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = Settings(database_url="postgresql://unused")
 LEASE = SETTINGS.delivery_lease_seconds
-IN_FLIGHT = SETTINGS.delivery_email_concurrency  # the most one kill may repeat
+IN_FLIGHT = SETTINGS.delivery_email_concurrency  # the most one kill may repeat, of emails
+PUSHES_IN_FLIGHT = SETTINGS.delivery_push_concurrency
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Site:
     database_url: str
     amqp_url: str
     sink: SmtpSink
+    push: PushService
+    vapid: tuple[str, str]  # private, public
     pool: asyncpg.Pool
     logs: Path
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -57,6 +63,10 @@ class Site:
             "PUBLIC_BASE_URL": "https://klaspost.test",
             "OUTBOX_SWEEP_SECONDS": "0.5",
             "LOG_LEVEL": "WARNING",
+            "VAPID_PRIVATE_KEY": self.vapid[0],
+            "VAPID_PUBLIC_KEY": self.vapid[1],
+            "VAPID_SUBJECT": "mailto:beheer@klaspost.nl",
+            "PUSH_ALLOWED_HOSTS": '["127.0.0.1"]',
         }
         log = self.logs / f"notifier-{len(self.processes)}.log"
         with log.open("wb") as out:
@@ -76,7 +86,8 @@ class Site:
         raise AssertionError("notifier did not start")
 
     async def post_to_parents(self, count: int) -> list[str]:
-        return await post_to_parents(self.pool, count)
+        """count parents with an email address and a Web Push device each, and a post to them."""
+        return await post_to_parents(self.pool, count, subscribe=lambda: self.push.subscribe(self.vapid[1]))
 
     async def mails_at_least(self, count: int, within: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
@@ -93,6 +104,16 @@ class Site:
             assert loop.time() - start < within, "deliveries still not sent"
             await asyncio.sleep(0.05)
         return loop.time() - start
+
+    def push_repeats(self) -> int:
+        """How many pushes arrived beyond one per device; every repeat carries the same Topic and tag."""
+        by_device: dict[str, list[ReceivedPush]] = {}
+        for push in self.push.messages:
+            by_device.setdefault(push.subscription_id, []).append(push)
+        assert len(by_device) == len(self.push._subscriptions)
+        for pushes in by_device.values():
+            assert len({(p.topic, json.loads(p.data)["tag"]) for p in pushes}) == 1
+        return sum(len(pushes) - 1 for pushes in by_device.values())
 
     def repeats(self, addresses: list[str]) -> Counter[str]:
         """How often each parent got the mail beyond the first; every parent got it at least once."""
@@ -113,11 +134,14 @@ async def site() -> AsyncIterator[Site]:
         database_url = await create_database("notifier_crash")
         stack.push_async_callback(drop_database, database_url)
         sink = await stack.enter_async_context(SmtpSink())
+        push = await stack.enter_async_context(PushService())
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         site = Site(
             database_url,
             amqp_url,
             sink,
+            push,
+            generate_vapid_keys(),
             await asyncpg.create_pool(database_url, min_size=1, max_size=2),
             logs,
         )
@@ -156,6 +180,8 @@ async def test_a_killed_notifier_repeats_only_sends_in_flight_and_a_restart_resu
     repeats = sum(site.repeats(addresses).values())
     assert repeats <= kills * IN_FLIGHT, f"{repeats} repeats"
     assert repeats < 0.01 * len(addresses) * kills, f"{repeats} repeats"
+    pushes = site.push_repeats()
+    assert pushes <= kills * PUSHES_IN_FLIGHT, f"{pushes} repeated pushes"
 
 
 async def test_two_replicas_share_a_fan_out_without_sending_anything_twice(site):
@@ -166,6 +192,7 @@ async def test_two_replicas_share_a_fan_out_without_sending_anything_twice(site)
     await site.all_sent(within=30)
 
     assert not site.repeats(addresses)
+    assert site.push_repeats() == 0
     # Each delivery was claimed once: the replicas never took each other's.
     assert await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts <> 1") == 0
 
@@ -186,3 +213,5 @@ async def test_a_stalled_notifier_is_taken_over_and_sends_nothing_it_no_longer_h
 
     repeats = sum(site.repeats(addresses).values())
     assert repeats <= IN_FLIGHT, f"{repeats} repeats"
+    pushes = site.push_repeats()
+    assert pushes <= PUSHES_IN_FLIGHT, f"{pushes} repeated pushes"
