@@ -63,9 +63,9 @@ class _Attempt:
 class Deliverer:
     """Sends what is due, a few at a time per provider, and records each outcome as soon as it is known.
 
-    ``drain()`` streams: it claims only as many rows as there are free send slots (email and push
-    each have their own limit), starts each send as soon as its slot is free, claims again whenever
-    one finishes, and returns when nothing is due and nothing runs. A slot is given back only after
+    ``drain()`` streams: it claims only as many rows of each channel as that channel has free send
+    slots (email and push each have their own limit), so each claimed row is sent at once; it claims
+    again whenever one finishes, and returns when nothing is due and nothing runs. A slot is given back only after
     its outcome is stored, so at any instant at most the slots' worth of sends can have been accepted
     by a server without being recorded: that is all a crash can make us send twice (each repeat with
     the same Message-ID, or push Topic and notification tag).
@@ -128,6 +128,12 @@ class Deliverer:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     del running[task]
+                for task in done:
+                    failure = task.exception()
+                    if failure is not None:
+                        # Storing an outcome failed (the database, not the send): the Drainer logs it
+                        # and tries again; the row's lease runs out and it is claimed afresh.
+                        raise failure
         finally:
             heartbeat.cancel()
             for task in running:
