@@ -70,6 +70,12 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
     posts_pool = system.services["posts"].app[POOL]
 
     push_ms, mail_ms = [], []
+    stages: dict[str, list[float]] = {
+        "notification stored": [],
+        "first push marked sent": [],
+        "last push marked sent": [],
+    }
+    notifier_pool = system.services["notifier"].app[POOL]
     for n in range(1, posts + 1):
         await posts_pool.execute("DELETE FROM post_days WHERE group_id = $1", group)
         mails_before, pushes_before = len(system.smtp.messages), len(system.push.messages)
@@ -80,7 +86,7 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
             teacher.token,
             json={"title": "Nieuws", "body": f"Bericht {n}"},
         )
-        accepted = time.perf_counter()
+        accepted, accepted_wall = time.perf_counter(), time.time()
         assert status == 201, body
 
         # Cheap checks (counts only): the polling shares the event loop with every service.
@@ -93,8 +99,20 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
         pushed, mailed = await asyncio.gather(until(all_pushed), until(all_mailed))
         push_ms.append((pushed - accepted) * 1000)
         mail_ms.append((mailed - accepted) * 1000)
+        # Where the time went, by the notifier's own clock (the database's, same machine).
+        row = await notifier_pool.fetchrow(
+            """SELECT extract(epoch FROM n.created_at) AS created,
+                      extract(epoch FROM min(d.sent_at) FILTER (WHERE d.channel = 'push')) AS first_push,
+                      extract(epoch FROM max(d.sent_at) FILTER (WHERE d.channel = 'push')) AS last_push
+               FROM notifications n JOIN deliveries d USING (notification_id)
+               WHERE n.post_id = $1 GROUP BY n.created_at""",
+            uuid.UUID(body["post_id"]),
+        )
+        stages["notification stored"].append((float(row["created"]) - accepted_wall) * 1000)
+        stages["first push marked sent"].append((float(row["first_push"]) - accepted_wall) * 1000)
+        stages["last push marked sent"].append((float(row["last_push"]) - accepted_wall) * 1000)
         await asyncio.sleep(gap)
-    return {"push": push_ms, "email": mail_ms, "subscriptions": subscriptions}  # type: ignore[dict-item]
+    return {"push": push_ms, "email": mail_ms, "subscriptions": subscriptions, **stages}  # type: ignore[dict-item]
 
 
 async def raw_push(system: System, subscriptions: list[dict[str, Any]], rounds: int) -> list[float]:
@@ -159,6 +177,8 @@ async def main() -> None:
     )
     print(line("post 201 -> last push received", result["push"]))
     print(line("post 201 -> last email received", result["email"]))
+    for stage in ("notification stored", "first push marked sent", "last push marked sent"):
+        print(line(f"  of which: post 201 -> {stage}", result[stage]))
     print(line(f"raw: {args.parents} pushes at once (WebPushSender, one session)", pushes))
     print(line(f"raw: {args.parents} emails over one aiosmtplib connection", smtp))
 
