@@ -8,7 +8,7 @@ ARG SERVICE
 # them), so dropping their lines cannot take anything the services need; `--no-deps` plus `pip check`
 # fail the build if that ever stops being true, and tests/test_compose.py checks it before a build.
 # mypy-boto3-s3 is not in the list: media imports its S3Client type at run time.
-ARG DEV_PACKAGES="pytest pytest-asyncio pytest-timeout ruff mypy boto3-stubs botocore-stubs types-PyYAML types-s3transfer aiosmtpd PyYAML"
+ARG DEV_PACKAGES="pytest pytest-asyncio pytest-timeout ruff mypy boto3-stubs botocore-stubs types-PyYAML types-s3transfer aiosmtpd PyYAML schemathesis hypothesis hypothesis-graphql harfile pyrate-limiter jsonschema-rs"
 
 # MALLOC_ARENA_MAX: glibc's per-thread malloc arenas fragment badly under libvips' threads (media).
 ENV PYTHONDONTWRITEBYTECODE=1 \

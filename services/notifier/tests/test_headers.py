@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtplib.email import flatten_message
 
-from notifier.mails import MAIL_KINDS, one_off_email
+from notifier.mails import MAIL_KINDS, MailKind, one_off_email
 from notifier.messages import new_post_email
 
 MAIL_FROM = "Klaspost <noreply@klaspost.nl>"
@@ -90,7 +90,7 @@ def test_a_new_post_mail_decodes_to_the_group_and_parent_name_for_many_dutch_nam
 
 
 @pytest.mark.parametrize("kind", MAIL_KINDS)
-def test_every_one_off_mail_decodes_to_the_school_child_and_recipient_names(kind: str) -> None:
+def test_every_one_off_mail_decodes_to_the_school_child_and_recipient_names(kind: MailKind) -> None:
     schools = names(40, 200, seed=5)
     children = names(40, 100, seed=6)
     parents = names(40, PERSON_NAME_MAX, seed=7)

@@ -355,6 +355,7 @@ async def test_a_fan_out_to_one_push_service_reuses_a_few_kept_alive_connections
 
     async def accept(request: aiohttp.web.Request) -> aiohttp.web.Response:
         nonlocal in_flight, peak
+        assert request.transport is not None
         peers.add(request.transport.get_extra_info("peername"))
         in_flight += 1
         peak = max(peak, in_flight)
@@ -368,7 +369,9 @@ async def test_a_fan_out_to_one_push_service_reuses_a_few_kept_alive_connections
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    port = server.sockets[0].getsockname()[1]
     keys = service.subscribe(VAPID_PUBLIC)["keys"]
     try:
         async with aiohttp.ClientSession() as session:
