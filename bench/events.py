@@ -11,12 +11,13 @@ and the median of each round's own ratio.
 
     cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
         .venv/bin/python bench/events.py [--events N] [--rounds R]
-        [--relay-batch B] [--prefetch P] [--pool-size S] [--no-pool-reset]
+        [--relay-batch B] [--prefetch P] [--pool-size S] [--consumer-batch C] [--no-pool-reset]
 """
 
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import signal
 import statistics
@@ -34,7 +35,7 @@ import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from shared import bus
-from shared.consumer import Consumer, Handler, Handlers
+from shared.consumer import Consumer, Delivery, Handlers, InboxKey
 from shared.db import create_pool
 from shared.drain import Drainer
 from shared.envelope import Envelope, Event, envelope, register
@@ -92,19 +93,21 @@ async def no_reset(_conn: asyncpg.Connection) -> None:
 
 @dataclass(frozen=True)
 class Knobs:
-    """Our public tuning knobs (settings.outbox_batch, .prefetch, .db_pool_size) and one what-if."""
+    """Our public tuning knobs (settings.outbox_batch, .prefetch, .db_pool_size, the consumer's batch)
+    and one what-if."""
 
     relay_batch: int = ServiceSettings.model_fields["outbox_batch"].default
     prefetch: int = 100
     pool_size: int = 10
     pool_reset: bool = True
+    consumer_batch: int = inspect.signature(Consumer).parameters["max_batch"].default
 
     async def pool(self, dsn: str) -> asyncpg.Pool:
         return await create_pool(dsn, self.pool_size, **({} if self.pool_reset else {"reset": no_reset}))
 
     def args(self) -> list[str]:
         args = ["--relay-batch", str(self.relay_batch), "--prefetch", str(self.prefetch)]
-        args += ["--pool-size", str(self.pool_size)]
+        args += ["--pool-size", str(self.pool_size), "--consumer-batch", str(self.consumer_batch)]
         return args if self.pool_reset else [*args, "--no-pool-reset"]
 
 
@@ -135,10 +138,12 @@ class Handled:
 
 
 class TimedConsumer(Consumer):
-    """Our consumer, unchanged, that reports each first-time handling after its transaction committed."""
+    """Our consumer, unchanged, that reports each first-time handling after its batch committed."""
 
-    def __init__(self, pool: asyncpg.Pool, prefetch: int) -> None:
-        super().__init__(SERVICE, pool, handlers, EXCHANGE, [1_000], prefetch, PUBLISH_TIMEOUT)
+    def __init__(self, pool: asyncpg.Pool, knobs: Knobs) -> None:
+        super().__init__(
+            SERVICE, pool, handlers, EXCHANGE, [1_000], knobs.prefetch, PUBLISH_TIMEOUT, knobs.consumer_batch
+        )
         self.seen = Handled()
         self.left = 0
         self.done = asyncio.Event()
@@ -148,14 +153,15 @@ class TimedConsumer(Consumer):
         if count == 0:
             self.done.set()
 
-    async def _handle(self, env: Envelope, handler: Handler[Any], event: Event) -> bool:
-        handled = await super()._handle(env, handler, event)
-        if handled and isinstance(event, Benchmarked):
-            self.seen.record(event.sent)
-            self.left -= 1
-            if self.left == 0:
-                self.done.set()
-        return handled
+    async def _commit(self, batch: list[Delivery]) -> set[InboxKey]:
+        new = await super()._commit(batch)
+        for delivery in batch:
+            if delivery.inbox_key in new and isinstance(delivery.event, Benchmarked):
+                self.seen.record(delivery.event.sent)
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+        return new
 
 
 async def consuming_service(dsn: str, amqp_url: str, first_count: int, knobs: Knobs) -> None:
@@ -164,7 +170,7 @@ async def consuming_service(dsn: str, amqp_url: str, first_count: int, knobs: Kn
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     pool = await knobs.pool(dsn)
     connection = await bus.connect(amqp_url, "bench-consumer")
-    consumer = TimedConsumer(pool, knobs.prefetch)
+    consumer = TimedConsumer(pool, knobs)
 
     async def report() -> None:
         await consumer.done.wait()
@@ -487,7 +493,7 @@ def rows(knobs: Knobs) -> list[tuple[str, str | None, str | None, str]]:
         ),
         ("  the same, CPU of this process per message", "ours publish cpu", "raw publish cpu", "µs"),
         (
-            f"consume a backlog, manual ack, prefetch {knobs.prefetch} / {RAW_PREFETCH}; ours: inbox + 1 INSERT",
+            f"consume a backlog, manual ack, prefetch {knobs.prefetch} / {RAW_PREFETCH}; ours: batches ≤ {knobs.consumer_batch}, inbox + 1 INSERT each",
             "ours consume",
             "raw consume",
             "msg/s",
@@ -593,9 +599,14 @@ def main() -> None:
     parser.add_argument(
         "--no-pool-reset", action="store_true", help="what-if: asyncpg pools without the reset query"
     )
+    parser.add_argument(
+        "--consumer-batch", type=int, default=Knobs.consumer_batch, help="our consumer's max_batch"
+    )
     parser.add_argument("--consuming-service", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    knobs = Knobs(args.relay_batch, args.prefetch, args.pool_size, not args.no_pool_reset)
+    knobs = Knobs(
+        args.relay_batch, args.prefetch, args.pool_size, not args.no_pool_reset, args.consumer_batch
+    )
     if args.consuming_service:
         dsn, amqp_url, backlog = args.consuming_service
         asyncio.run(consuming_service(dsn, amqp_url, int(backlog), knobs))

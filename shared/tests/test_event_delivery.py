@@ -2,6 +2,7 @@
 consumer with inbox, retries, parking and replay."""
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ from shared.deadletters import list_parked, replay
 from shared.drain import Drainer
 from shared.envelope import Envelope, Event, register
 from shared.migrations import migrate
-from shared.outbox import NOTIFY_CHANNEL, OutboxRelay, publish
+from shared.outbox import NOTIFY_CHANNEL, OutboxRelay, publish, to_message
 from shared.testing.infra import (
     close_all_broker_connections,
     create_database,
@@ -40,8 +41,21 @@ class Flaky(Event):
     fail_times: int
 
 
+@register
+class Held(Event):
+    type = "test.held"
+
+
+@register
+class Severing(Event):
+    type = "test.severing"
+    sever_times: int
+
+
 failures: Counter[uuid.UUID] = Counter()
 broken = {"cause": True}
+gate = asyncio.Event()
+holding: list[uuid.UUID] = []
 handlers = Handlers()
 
 
@@ -59,6 +73,22 @@ async def flaky(conn: asyncpg.Connection, env: Envelope, event: Flaky) -> None:
     if failures[env.event_id] < event.fail_times:
         failures[env.event_id] += 1
         raise RuntimeError(f"failure {failures[env.event_id]}")
+
+
+@handlers.on(Held)
+async def held(_conn: asyncpg.Connection, env: Envelope, _event: Held) -> None:
+    # Keeps its batch running until the test opens the gate.
+    holding.append(env.event_id)
+    await gate.wait()
+
+
+@handlers.on(Severing)
+async def severing(conn: asyncpg.Connection, env: Envelope, event: Severing) -> None:
+    await conn.execute("INSERT INTO effects (event_id, n) VALUES ($1, -2)", env.event_id)
+    if failures[env.event_id] < event.sever_times:
+        failures[env.event_id] += 1
+        # Breaks the whole batch: its transaction can neither roll back nor commit.
+        await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
 class Backbone:
@@ -221,3 +251,123 @@ async def test_an_unreadable_message_is_parked_not_lost(backbone: Backbone) -> N
         return any(p["message_id"] == "garbage-1" for p in await list_parked(backbone.amqp_url, "testsvc"))
 
     await eventually(parked)
+
+
+async def hold_a_batch(backbone: Backbone) -> None:
+    """A Held event keeps a batch running: while one runs, what arrives next waits and goes together
+    (fewer than a full batch)."""
+    gate.clear()
+    holding.clear()
+    await emit(backbone.pool, Held())
+
+    async def held() -> bool:
+        return len(holding) == 1
+
+    await eventually(held)
+
+
+async def release_as_one_batch(backbone: Backbone, waiting: int) -> None:
+    """Opens the gate once `waiting` deliveries wait for a slot (the consumer's own list: nothing
+    outside it tells that a message has reached it)."""
+
+    async def all_waiting() -> bool:
+        return len(backbone.consumer._waiting) == waiting
+
+    await eventually(all_waiting)
+    gate.set()
+
+
+async def transactions_of(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> int:
+    """How many transactions wrote these events' effects: now() is the transaction's start time."""
+    return int(await pool.fetchval("SELECT count(DISTINCT at) FROM effects WHERE event_id = ANY($1)", ids))
+
+
+async def test_a_failing_handler_in_a_batch_is_retried_alone_while_the_others_take_effect_once(
+    backbone: Backbone,
+) -> None:
+    await hold_a_batch(backbone)
+    pinged = [await emit(backbone.pool, Pinged(n=n)) for n in range(10)]
+    flaky = await emit(backbone.pool, Flaky(fail_times=1))
+    retried_before = backbone.consumer.outcomes["retried"]
+    await release_as_one_batch(backbone, waiting=11)
+
+    async def all_handled() -> bool:
+        return set((await effect_counts(backbone.pool, [*pinged, flaky])).values()) == {1}
+
+    await eventually(all_handled)
+    await asyncio.sleep(0.5)  # room for any second effect to show up
+    counts = await effect_counts(backbone.pool, [*pinged, flaky])
+    assert counts == dict.fromkeys([*pinged, flaky], 1)
+    assert failures[flaky] == 1
+    assert backbone.consumer.outcomes["retried"] - retried_before == 1
+    assert await transactions_of(backbone.pool, pinged) == 1  # the others committed as one batch
+
+
+async def test_an_event_delivered_twice_into_one_batch_takes_effect_once(backbone: Backbone) -> None:
+    await hold_a_batch(backbone)
+    twice = Envelope(type=Pinged.type, version=Pinged.version, school_id=None, payload={"n": 1})
+    channel = await backbone.publisher.channel()
+    for _ in range(2):  # the very same message twice, as a redelivery racing the first copy would be
+        await channel.default_exchange.publish(
+            to_message(twice.model_dump(mode="json"), twice.event_id), routing_key="testsvc"
+        )
+    others = [await emit(backbone.pool, Pinged(n=n)) for n in range(5)]
+    duplicates_before = backbone.consumer.outcomes["duplicate"]
+    await release_as_one_batch(backbone, waiting=7)
+
+    async def all_handled() -> bool:
+        counts = await effect_counts(backbone.pool, [twice.event_id, *others])
+        return len(counts) == 6 and backbone.consumer.outcomes["duplicate"] > duplicates_before
+
+    await eventually(all_handled)
+    await asyncio.sleep(0.5)
+    counts = await effect_counts(backbone.pool, [twice.event_id, *others])
+    assert counts == dict.fromkeys([twice.event_id, *others], 1)
+    assert backbone.consumer.outcomes["duplicate"] - duplicates_before == 1
+    await channel.close()
+
+
+async def test_a_handler_that_breaks_the_batch_sends_only_its_own_event_to_retry(backbone: Backbone) -> None:
+    await hold_a_batch(backbone)
+    pinged = [await emit(backbone.pool, Pinged(n=n)) for n in range(5)]
+    severing = await emit(backbone.pool, Severing(sever_times=2))  # the batch, then on its own
+    retried_before = backbone.consumer.outcomes["retried"]
+    await release_as_one_batch(backbone, waiting=6)
+
+    async def all_handled() -> bool:
+        return set((await effect_counts(backbone.pool, [*pinged, severing])).values()) == {1}
+
+    await eventually(all_handled)
+    await asyncio.sleep(0.5)
+    assert await effect_counts(backbone.pool, [*pinged, severing]) == dict.fromkeys([*pinged, severing], 1)
+    assert failures[severing] == 2
+    assert backbone.consumer.outcomes["retried"] - retried_before == 1
+
+
+async def test_a_batch_acked_while_an_older_message_is_pending_leaves_that_message_unacked(
+    backbone: Backbone, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.consumer")
+    await hold_a_batch(backbone)
+    [older] = holding
+    newer = [await emit(backbone.pool, Pinged(n=n)) for n in range(32)]  # a full batch runs beside it
+
+    async def newer_handled() -> bool:
+        return len(await effect_counts(backbone.pool, newer)) == 32
+
+    await eventually(newer_handled)
+    await asyncio.sleep(0.5)  # the newer batch's acks are out
+    await close_all_broker_connections(backbone.amqp_url)
+    gate.set()  # the older message commits now; its ack is lost with the channel
+
+    async def older_came_back() -> bool:
+        return any(
+            r.msg == "event already handled" and getattr(r, "event_id", None) == str(older)
+            for r in caplog.records
+            if r.name == "shared.consumer"
+        )
+
+    # Only an unacked message is delivered again: a `multiple` ack of the newer batch would have
+    # acked the older one too, and a crash before its commit would have lost it.
+    await eventually(older_came_back)
+    assert set((await effect_counts(backbone.pool, newer)).values()) == {1}
