@@ -10,19 +10,15 @@ import aiohttp
 
 from shared.app import POOL
 from shared.testing.images import jpeg_with_gps, metadata_report
-from tests.harness.school import Person, add_group, add_person, make_school, upload_photo, wait_until_linked
+from tests.harness.school import (
+    add_group,
+    add_person,
+    make_school,
+    register_push,
+    upload_photo,
+    wait_until_linked,
+)
 from tests.harness.system import System, eventually
-
-
-async def register_push(system: System, person: Person) -> dict[str, Any]:
-    status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
-    assert status == 200, body
-    subscription = system.push.subscribe(body["application_server_key"])
-    status, body = await system.call(
-        "POST", "notifier", "/devices", person.token, json={"subscription": subscription}
-    )
-    assert status == 201, body
-    return subscription
 
 
 async def test_a_post_with_a_photo_reaches_each_parent_of_the_group_once_and_no_one_else(

@@ -23,6 +23,7 @@ from tests.harness.school import (
     add_school_year,
     make_school,
     redeem_from_mail,
+    register_push,
     upload_photo,
     wait_until_linked,
 )
@@ -33,17 +34,6 @@ OLD, NEW = "2026-2027", "2027-2028"
 
 def identity_pool(system: System) -> asyncpg.Pool:
     return system.services["identity"].app[POOL]
-
-
-async def register_push(system: System, person: Person) -> dict[str, Any]:
-    status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
-    assert status == 200, body
-    subscription = system.push.subscribe(body["application_server_key"])
-    status, body = await system.call(
-        "POST", "notifier", "/devices", person.token, json={"subscription": subscription}
-    )
-    assert status == 201, body
-    return subscription
 
 
 async def promote(system: System, school: School, teacher: Person) -> uuid.UUID:

@@ -262,3 +262,15 @@ async def upload_photo(
     )
     assert status == 201, body
     return dict(body)
+
+
+async def register_push(system: System, person: Person) -> dict[str, Any]:
+    """Subscribe a browser at the local push service and register it with the notifier."""
+    status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
+    assert status == 200, body
+    subscription = system.push.subscribe(body["application_server_key"])
+    status, body = await system.call(
+        "POST", "notifier", "/devices", person.token, json={"subscription": subscription}
+    )
+    assert status == 201, body
+    return subscription
