@@ -212,3 +212,135 @@ class DeliveryReport(Event):
     held: int = Field(default=0, description="waiting for a digest or the end of quiet hours")
     reported_at: datetime
     revision: int
+
+
+# --- Posting policy (issue 6): the weekly check of seed rule 5 --------------------------------------
+
+
+@register
+class GroupQuiet(Event):
+    """A group has had fewer posts this school week than its school asks (seed rule 5: at least
+    ``min_posts_per_week``) when the weekly job looked, near the end of the week. The notifier emails
+    each teacher named here one reminder; the event id is the same for a group and week, however often
+    the job runs, so a teacher is reminded once."""
+
+    type = "posts.group_quiet"
+    group_id: uuid.UUID
+    school_id: uuid.UUID
+    group_name: str
+    week: str = Field(description="ISO 8601 week of the school's local calendar, e.g. 2026-W49")
+    posts_this_week: int
+    min_posts_per_week: int
+    teacher_ids: list[uuid.UUID] = Field(description="the group's teachers when the job looked")
+
+
+# --- Sign-ups (issue 7): conferences and helper-parent lists ----------------------------------------
+
+
+@register
+class ConferenceOpened(Event):
+    """A parent-teacher conference schedule was published to its groups (seed rule 7). The notifier
+    tells the guardians in ``guardian_ids`` when booking opens for them: families with several children
+    at ``early_opens_at`` (when the schedule has an early window), others at ``opens_at``."""
+
+    type = "posts.conference_opened"
+    schedule_id: uuid.UUID
+    school_id: uuid.UUID
+    group_ids: list[uuid.UUID]
+    title: str = Field(max_length=120)
+    opens_at: datetime
+    early_opens_at: datetime | None = None
+    closes_at: datetime
+    guardian_ids: list[uuid.UUID]
+
+
+@register
+class SlotBooked(Event):
+    """A conference slot was booked for a child (by a guardian, or by the teacher on the family's
+    behalf). The notifier confirms it to the child's guardians and reminds them the day before
+    ``starts_at`` (it holds that reminder itself; a move or cancel replaces or drops it)."""
+
+    type = "posts.slot_booked"
+    booking_id: uuid.UUID
+    schedule_id: uuid.UUID
+    school_id: uuid.UUID
+    group_id: uuid.UUID
+    child_id: uuid.UUID
+    child_name: str = Field(description="the child's given name, to say whom the conference is about")
+    title: str = Field(max_length=120)
+    teacher_names: list[str] = Field(default_factory=list)
+    location: str = ""
+    starts_at: datetime
+    ends_at: datetime
+    guardian_ids: list[uuid.UUID]
+    booked_by: uuid.UUID
+
+
+@register
+class SlotMoved(Event):
+    """A booking moved to another slot of the same schedule (before the deadline, or by the teacher)."""
+
+    type = "posts.slot_moved"
+    booking_id: uuid.UUID
+    schedule_id: uuid.UUID
+    school_id: uuid.UUID
+    group_id: uuid.UUID
+    child_id: uuid.UUID
+    child_name: str
+    title: str = Field(max_length=120)
+    teacher_names: list[str] = Field(default_factory=list)
+    location: str = ""
+    starts_at: datetime
+    ends_at: datetime
+    previous_starts_at: datetime
+    guardian_ids: list[uuid.UUID]
+    moved_by: uuid.UUID
+
+
+@register
+class SlotCancelled(Event):
+    """A booking was cancelled (by the family before the deadline, the teacher, or because the
+    schedule was withdrawn): the notifier drops the day-before reminder and tells the guardians."""
+
+    type = "posts.slot_cancelled"
+    booking_id: uuid.UUID
+    schedule_id: uuid.UUID
+    school_id: uuid.UUID
+    child_id: uuid.UUID
+    child_name: str
+    title: str = Field(max_length=120)
+    starts_at: datetime
+    guardian_ids: list[uuid.UUID]
+    cancelled_by: uuid.UUID
+
+
+@register
+class BookingReminderDue(Event):
+    """A child's family has not booked a slot two days before the booking window closes: the notifier
+    reminds the guardians once (one event per schedule and child)."""
+
+    type = "posts.booking_reminder_due"
+    schedule_id: uuid.UUID
+    school_id: uuid.UUID
+    child_id: uuid.UUID
+    child_name: str
+    title: str = Field(max_length=120)
+    closes_at: datetime
+    guardian_ids: list[uuid.UUID]
+
+
+@register
+class SignupPromoted(Event):
+    """A withdrawal freed a place on a helper-parent list item, and the first on its waiting list got
+    it. The notifier tells that parent exactly once (the event id is the promotion's)."""
+
+    type = "posts.signup_promoted"
+    signup_id: uuid.UUID
+    list_id: uuid.UUID
+    item_id: uuid.UUID
+    school_id: uuid.UUID
+    group_id: uuid.UUID
+    person_id: uuid.UUID
+    list_title: str = Field(max_length=120)
+    item_title: str = Field(max_length=120)
+    deadline: datetime | None = None
