@@ -87,6 +87,31 @@ class MembershipRevoked(Event):
 
 
 @register
+class ChildChanged(Event):
+    """A child was registered, or their name or photo consent changed. Posts keeps the names for
+    sign-ups (the teacher's schedule, the messages about a booking); media keeps the consent for the
+    photos a teacher tags the child in (seed rule 6). Newest ``revision`` wins."""
+
+    type = "identity.child_changed"
+    child_id: uuid.UUID
+    school_id: uuid.UUID
+    given_name: str
+    family_name: str = Field(description="with the tussenvoegsel, e.g. 'de Vries'")
+    photo_consent: bool
+    revision: int
+
+
+@register
+class ChildErased(Event):
+    """A child's data was erased at the school's request (GDPR art. 17): media removes every photo
+    tagged with the child, posts the child's name, bookings and sign-ups."""
+
+    type = "identity.child_erased"
+    child_id: uuid.UUID
+    school_id: uuid.UUID
+
+
+@register
 class InvitationIssued(Event):
     """A guardian of a placed child is invited (or reminded) by email with a single-use access code
     (seed rule 2). The code is secret: the outbox drops it once sent, the notifier once mailed."""
