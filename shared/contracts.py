@@ -4,7 +4,7 @@ Routing key = event type. Types are named in the past tense after what happened.
 """
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field
@@ -55,6 +55,10 @@ class GroupChanged(Event):
     school_id: uuid.UUID
     name: str
     school_year: str
+    year_starts_on: date | None = Field(default=None, description="first day of the school year (local)")
+    year_ends_on: date | None = Field(
+        default=None, description="last day of the school year (local): photo retention counts from it"
+    )
     revision: int
 
 
