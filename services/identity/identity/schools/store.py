@@ -179,7 +179,8 @@ async def publish_group(conn: asyncpg.Connection, group_id: uuid.UUID) -> None:
     row = await conn.fetchrow(
         """UPDATE groups g SET revision = nextval('change_revisions') FROM school_years y
            WHERE g.group_id = $1 AND y.school_year_id = g.school_year_id
-           RETURNING g.group_id, g.school_id, g.name, y.name AS school_year, g.revision""",
+           RETURNING g.group_id, g.school_id, g.name, y.name AS school_year, y.starts_on AS year_starts_on,
+                     y.ends_on AS year_ends_on, g.revision""",
         group_id,
     )
     assert row is not None
