@@ -65,8 +65,16 @@ def registered_types() -> list[tuple[str, int]]:
     return sorted(_registry)
 
 
-def envelope(event: Event, school_id: uuid.UUID | None, correlation_id: str | None = None) -> Envelope:
+def envelope(
+    event: Event,
+    school_id: uuid.UUID | None,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope:
+    """``event_id``: a deterministic id (e.g. uuid5 of what the event is about) makes a producer that
+    runs twice write the event once (the outbox's event_id is unique) and consumers handle it once."""
     return Envelope(
+        event_id=event_id or uuid.uuid4(),
         type=event.type,
         version=event.version,
         school_id=school_id,

@@ -23,18 +23,29 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox"
 
 
-async def publish(conn: asyncpg.Connection, event: Event, school_id: uuid.UUID | None) -> Envelope:
-    """Write an event in the caller's transaction; it is relayed after commit."""
-    return (await publish_many(conn, [event], school_id))[0]
+async def publish(
+    conn: asyncpg.Connection, event: Event, school_id: uuid.UUID | None, event_id: uuid.UUID | None = None
+) -> Envelope:
+    """Write an event in the caller's transaction; it is relayed after commit. ``event_id`` (default a
+    new one): a deterministic id, so that writing the same event twice fails on the outbox's unique
+    event_id instead of sending it twice."""
+    return (await publish_many(conn, [event], school_id, [event_id] if event_id else None))[0]
 
 
 async def publish_many(
-    conn: asyncpg.Connection, events: Sequence[Event], school_id: uuid.UUID | None
+    conn: asyncpg.Connection,
+    events: Sequence[Event],
+    school_id: uuid.UUID | None,
+    event_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[Envelope]:
     """Write several events of one school in the caller's transaction, in one round trip (a year
-    switch publishes thousands of membership changes at once)."""
+    switch publishes thousands of membership changes at once). ``event_ids``: one per event, as for
+    ``publish``."""
     cid = correlation_id.get()
-    envs = [envelope(event, school_id, cid) for event in events]
+    ids = list(event_ids) if event_ids is not None else [None] * len(events)
+    if len(ids) != len(events):
+        raise ValueError("one event id per event")
+    envs = [envelope(event, school_id, cid, event_id) for event, event_id in zip(events, ids, strict=True)]
     if not envs:
         return []
     await conn.executemany(
