@@ -44,6 +44,9 @@ class SchoolChanged(Event):
     photo_retention_days: int
     share_notice: str
     revision: int
+    watermark_photos: bool = Field(
+        default=False, description="photo variants carry a visible 'do not share' mark with the school's name"
+    )
 
 
 @register
@@ -224,6 +227,16 @@ class PhotoRejected(Event):
     photo_id: uuid.UUID
     post_id: uuid.UUID
     reason: str
+
+
+@register
+class PhotosPurged(Event):
+    """Photos of a school were deleted for good (variants, original and row): their school year ended
+    longer ago than the school keeps photos (``photo_retention_days``). Posts drops them from its posts."""
+
+    type = "media.photos_purged"
+    school_id: uuid.UUID
+    photo_ids: list[uuid.UUID]
 
 
 @register

@@ -7,7 +7,14 @@ from posts import store
 from posts.feed.events import keep_delivery_reports
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
-from shared.contracts import GroupChanged, PhotoProcessed, PhotoRejected, SchoolChanged, StaffChanged
+from shared.contracts import (
+    GroupChanged,
+    PhotoProcessed,
+    PhotoRejected,
+    PhotosPurged,
+    SchoolChanged,
+    StaffChanged,
+)
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
@@ -50,3 +57,9 @@ async def photo_processed(conn: asyncpg.Connection, _env: Envelope, event: Photo
 @handlers.on(PhotoRejected)
 async def photo_rejected(conn: asyncpg.Connection, _env: Envelope, event: PhotoRejected) -> None:
     await store.set_photo_status(conn, event.post_id, event.photo_id, "rejected")
+
+
+@handlers.on(PhotosPurged)
+async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosPurged) -> None:
+    # Past the school's retention the photos are gone from storage: their posts stop naming them.
+    await store.forget_photos(conn, event.photo_ids)

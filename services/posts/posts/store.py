@@ -29,3 +29,8 @@ async def set_photo_status(
     await conn.execute(
         "UPDATE post_photos SET status = $3 WHERE post_id = $1 AND photo_id = $2", post_id, photo_id, status
     )
+
+
+async def forget_photos(conn: asyncpg.Connection, photo_ids: list[uuid.UUID]) -> None:
+    """Photos media deleted for good (retention): they leave every post that named them."""
+    await conn.execute("DELETE FROM post_photos WHERE photo_id = ANY($1::uuid[])", photo_ids)
