@@ -107,6 +107,10 @@ class SchoolSettings(Patch):
         description="Days after the end of a school year that its photos are kept.",
     )
     share_notice: Omittable[Annotated[str, Trimmed(500)]] = None
+    watermark_photos: Omittable[bool] = Field(
+        default=None,
+        description="Seed rule 6: put a visible 'do not share' mark with the school's name on every photo.",
+    )
     access_code_days: Omittable[Annotated[int, Field(ge=1, le=90), Integral]] = Field(
         default=None, description="Days an access code is valid."
     )
@@ -126,6 +130,7 @@ class SchoolView(BaseModel):
     digest_time: time
     photo_retention_days: int
     share_notice: str
+    watermark_photos: bool
     access_code_days: int
     reminder_days: int
     max_reminders: int

@@ -11,7 +11,7 @@ from shared.contracts import GroupChanged, SchoolChanged, StaffChanged
 from shared.outbox import publish
 
 SCHOOL_COLUMNS = """s.school_id, s.name, s.time_zone, s.locale, s.max_posts_per_day, s.min_posts_per_week,
-    s.digest_time, s.photo_retention_days, s.share_notice, s.access_code_days, s.reminder_days,
+    s.digest_time, s.photo_retention_days, s.share_notice, s.watermark_photos, s.access_code_days, s.reminder_days,
     s.max_reminders, s.invitations_launched_at,
     (SELECT name FROM school_years y WHERE y.school_year_id = s.current_year_id) AS current_school_year"""
 
@@ -24,6 +24,7 @@ SETTINGS = (
     "digest_time",
     "photo_retention_days",
     "share_notice",
+    "watermark_photos",
     "access_code_days",
     "reminder_days",
     "max_reminders",
@@ -67,7 +68,8 @@ async def publish_school(conn: asyncpg.Connection, school_id: uuid.UUID) -> None
     row = await conn.fetchrow(
         """UPDATE schools SET revision = nextval('change_revisions') WHERE school_id = $1
            RETURNING school_id, name, time_zone, locale, max_posts_per_day, min_posts_per_week,
-                     to_char(digest_time, 'HH24:MI') AS digest_time, photo_retention_days, share_notice, revision""",
+                     to_char(digest_time, 'HH24:MI') AS digest_time, photo_retention_days, share_notice,
+                     watermark_photos, revision""",
         school_id,
     )
     assert row is not None
