@@ -4,6 +4,7 @@ memberships, and follow the processing state of the photos of its posts."""
 import asyncpg
 
 from posts import store
+from posts.children import keep_children_copy
 from posts.feed.events import keep_delivery_reports
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
@@ -21,6 +22,7 @@ from shared.membership_copy import keep_membership_copy
 handlers = Handlers()
 keep_membership_copy(handlers, with_children=True)
 keep_delivery_reports(handlers)
+keep_children_copy(handlers)
 
 
 @handlers.on(SchoolChanged)
@@ -45,7 +47,14 @@ async def staff_changed(conn: asyncpg.Connection, _env: Envelope, event: StaffCh
 @handlers.on(GroupChanged)
 async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupChanged) -> None:
     await store.upsert_group(
-        conn, event.group_id, event.school_id, event.name, event.school_year, event.revision
+        conn,
+        event.group_id,
+        event.school_id,
+        event.name,
+        event.school_year,
+        event.revision,
+        event.year_starts_on,
+        event.year_ends_on,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from posts.signups import SignupRef
 from shared.fields import QueryInt
 
 
@@ -38,6 +39,10 @@ class PostView(BaseModel):
     seen: bool = Field(description="Whether the caller has opened it.")
     published_at: datetime = Field(description="When it appeared for parents; the feed's order.")
     updated_at: datetime | None = Field(description="When it was last edited, if ever.")
+    signup: SignupRef | None = Field(
+        default=None,
+        description="The sign-up the post announces (a conference schedule, a helper-parent list), if any.",
+    )
 
 
 class FeedCursor(BaseModel):

@@ -26,7 +26,9 @@ _POST_FIELDS = f"""
     'liked', EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.person_id = $1),
     'seen', EXISTS (SELECT 1 FROM reads r WHERE r.post_id = p.post_id AND r.person_id = $1),
     'published_at', {_UTC.format("p.published_at")},
-    'updated_at', {_UTC.format("p.updated_at")}"""  # noqa: S608 - constants, no input
+    'updated_at', {_UTC.format("p.updated_at")},
+    'signup', CASE WHEN p.signup_id IS NOT NULL
+                   THEN json_build_object('kind', p.signup_kind, 'id', p.signup_id) END"""  # noqa: S608 - constants, no input
 
 # The newest `$2` visible posts of the caller's ($1) groups after the cursor ($3, $4): per group the
 # newest from the index (posts_group_published), then the newest of those — never a sort of all rows.

@@ -87,7 +87,8 @@ async def post_of_day(conn: asyncpg.Connection, group_id: uuid.UUID, day: date) 
     """The group's latest post (not an announcement, not deleted) counted for the day."""
     post_id: uuid.UUID | None = await conn.fetchval(
         """SELECT post_id FROM posts
-           WHERE group_id = $1 AND local_day = $2 AND announcement_id IS NULL AND deleted_at IS NULL
+           WHERE group_id = $1 AND local_day = $2 AND announcement_id IS NULL AND signup_id IS NULL
+             AND deleted_at IS NULL
            ORDER BY created_at DESC LIMIT 1""",
         group_id,
         day,
