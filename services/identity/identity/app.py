@@ -7,10 +7,12 @@ from identity.accounts.domain import Me, UpdateMe
 from identity.adoption import api as adoption
 from identity.adoption.domain import Adoption, AdoptionQuery
 from identity.families import api as families
+from identity.families import erasure
 from identity.families.domain import (
     ChildQuery,
     ChildView,
     CreateChild,
+    ErasureView,
     GuardianView,
     Leave,
     NewGuardian,
@@ -236,6 +238,13 @@ routes = [
         "The child leaves the school",
         body=Leave,
         response=ChildView,
+    ),
+    Route(
+        "POST",
+        "/children/{child_id}/erasure",
+        erasure.request_erasure,
+        "Erase the child's data (GDPR art. 17): guardians lose access, photos tagged with the child go",
+        response=ErasureView,
     ),
     Route(
         "POST",

@@ -11,6 +11,7 @@ from aiohttp import web
 from identity import memberships
 from identity.access import require_admin, require_admin_of
 from identity.families import store
+from identity.families.changes import publish_child_changes
 from identity.families.domain import (
     ChildQuery,
     ChildView,
@@ -61,6 +62,7 @@ async def create_child(request: web.Request) -> web.Response:
         for guardian in command.guardians:
             await store.add_guardian(conn, child_id, school_id, guardian.email, guardian.display_name)
         await invite_pending_of_child(conn, child_id)
+        await publish_child_changes(conn, [child_id])
         view = await _child_view(conn, child_id)
     return json_response(view, status=201)
 
@@ -95,6 +97,7 @@ async def update_child(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await require_admin_of(conn, caller, "children", "child_id", child_id, "child")
         await store.update_child(conn, child_id, command.model_dump(exclude_unset=True))
+        await publish_child_changes(conn, [child_id])
         view = await _child_view(conn, child_id)
     return json_response(view)
 

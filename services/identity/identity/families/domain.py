@@ -110,3 +110,14 @@ class Leave(Input):
 
 class ChildQuery(Paging):
     group_id: Uuid | None = Field(default=None, description="Only the children placed in this group.")
+
+
+class ErasureView(BaseModel):
+    """What a child's erasure removed. Nothing of the child is kept but this record's ids and time."""
+
+    child_id: uuid.UUID
+    school_id: uuid.UUID
+    erased_at: datetime
+    placements_removed: int
+    guardianships_removed: int
+    memberships_changed: int = Field(description="Guardians' group memberships ended or changed by it.")

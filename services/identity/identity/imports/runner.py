@@ -22,6 +22,7 @@ from aiohttp import web
 
 from identity import memberships
 from identity.families import store as families
+from identity.families.changes import publish_child_changes
 from identity.imports import store
 from identity.imports.domain import (
     HEARTBEAT_SECONDS,
@@ -239,6 +240,7 @@ async def write(conn: asyncpg.Connection, job: Job, result: Plan, progress: Prog
     for start in range(0, len(result.entries), CHUNK):
         chunk = result.entries[start : start + CHUNK]
         touched = await _write_chunk(conn, job, chunk, created_groups)
+        await publish_child_changes(conn, touched)
         rederive += [
             e.child.child_id
             for e in chunk
