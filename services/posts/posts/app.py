@@ -15,6 +15,9 @@ from posts.publishing.domain import (
     WrittenPost,
 )
 from posts.publishing.jobs import send_later
+from posts.weekly import api as weekly
+from posts.weekly.domain import PostingReport, ReportQuery
+from posts.weekly.jobs import weekly_check
 from shared.app import ServiceSpec
 from shared.http import Route
 
@@ -111,6 +114,16 @@ routes = [
         response=GroupPostsPage,
         errors=(403,),
     ),
+    Route(
+        "GET",
+        "/schools/{school_id}/posting-report",
+        weekly.posting_report,
+        "The school admin's report of seed rule 5 per group per week of a school year (JSON, or CSV "
+        "with Accept: text/csv or format=csv)",
+        query=ReportQuery,
+        response=PostingReport,
+        also_as=("text/csv",),
+    ),
 ]
 
 
@@ -120,5 +133,5 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[send_later],
+        contexts=[send_later, weekly_check],
     )

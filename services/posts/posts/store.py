@@ -1,24 +1,38 @@
 """Posts' SQL for what it keeps of other services' data: groups, and the state of its photos."""
 
 import uuid
+from datetime import date
 
 import asyncpg
 
 
 async def upsert_group(
-    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, name: str, year: str, revision: int
+    conn: asyncpg.Connection,
+    group_id: uuid.UUID,
+    school_id: uuid.UUID,
+    name: str,
+    year: str,
+    revision: int,
+    year_starts_on: date | None = None,
+    year_ends_on: date | None = None,
 ) -> None:
-    """Keep a group's name and school year, unless the copy already holds a newer revision."""
+    """Keep a group's name, school year and the year's first and last day, unless the copy already
+    holds a newer revision. Dates left out (an event from before identity sent them) keep the copy's."""
     await conn.execute(
-        """INSERT INTO groups (group_id, school_id, name, school_year, revision) VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO groups (group_id, school_id, name, school_year, revision, year_starts_on, year_ends_on)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (group_id) DO UPDATE SET name = EXCLUDED.name,
-             school_year = EXCLUDED.school_year, revision = EXCLUDED.revision
+             school_year = EXCLUDED.school_year, revision = EXCLUDED.revision,
+             year_starts_on = COALESCE(EXCLUDED.year_starts_on, groups.year_starts_on),
+             year_ends_on = COALESCE(EXCLUDED.year_ends_on, groups.year_ends_on)
            WHERE groups.revision < EXCLUDED.revision""",
         group_id,
         school_id,
         name,
         year,
         revision,
+        year_starts_on,
+        year_ends_on,
     )
 
 

@@ -2,6 +2,7 @@
 holds, so a rename handled out of order does not undo a later one."""
 
 import uuid
+from datetime import date
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -56,7 +57,24 @@ async def test_a_group_change_is_copied_and_a_newer_one_renames_it(pool: asyncpg
         "name": "Groep 3 Bijen",
         "school_year": "2026-2027",
         "revision": 2,
+        "year_starts_on": None,
+        "year_ends_on": None,
     }
+
+
+async def test_the_school_years_dates_are_copied_and_an_event_without_them_keeps_them(pool: asyncpg.Pool) -> None:
+    group_id, school_id = uuid.uuid4(), uuid.uuid4()
+    dated = changed(group_id, school_id, "Groep 5", "2026-2027", 1).model_copy(
+        update={"year_starts_on": date(2026, 8, 24), "year_ends_on": date(2027, 7, 9)}
+    )
+
+    await handle(pool, dated)
+    await handle(pool, changed(group_id, school_id, "Groep 5A", "2026-2027", 2))
+
+    row = await pool.fetchrow(
+        "SELECT name, year_starts_on, year_ends_on FROM groups WHERE group_id = $1", group_id
+    )
+    assert tuple(row) == ("Groep 5A", date(2026, 8, 24), date(2027, 7, 9))
 
 
 async def test_an_older_group_change_handled_late_does_not_undo_a_newer_one(pool: asyncpg.Pool) -> None:
