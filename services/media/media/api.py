@@ -38,8 +38,11 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 _CHUNK = 256 * 1024
-# Photo responses are never cached by shared caches, and never sniffed into another type by browsers.
+# Photo responses are never cached by shared caches, and never sniffed into another type by browsers. Only
+# a ready photo's links may be kept, by the browser alone and for less than the links live (see get_photo).
 _PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+# A cached answer must leave its links at least this long to be followed.
+_LINK_MARGIN_SECONDS = 60
 _STORAGE_RETRY_SECONDS = 30
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -57,7 +60,8 @@ def photo_response(handler: Handler) -> Handler:
             response = web.json_response(
                 error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
             )
-        response.headers.update(_PHOTO_HEADERS)
+        for name, value in _PHOTO_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
 
     return with_headers
@@ -191,6 +195,7 @@ async def get_photo(request: web.Request) -> web.Response:
         if photo is None:
             raise NotFound("no such photo")
         rows = await store.variants(conn, photo_id) if photo["status"] == "ready" else []
+        school = await store.school(conn, photo["school_id"])
     ttl = settings_of(request.app, Settings).photo_url_ttl_seconds
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     storage = request.app[STORAGE]
@@ -204,12 +209,25 @@ async def get_photo(request: web.Request) -> web.Response:
         )
         for r in rows
     ]
-    locale = "en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "nl"
     view = PhotoView(
         photo_id=photo_id,
         status=photo["status"],
         reason=photo["reject_reason"],
         variants=links,
-        notice=SHARING_NOTICE[locale],
+        notice=_notice(request, school),
     )
-    return json_response(view)
+    response = json_response(view)
+    if links:
+        # Asked again within this time, the browser's copy still holds links that work; a photo not ready
+        # yet is not cached at all, so its next answer shows the change.
+        response.headers["Cache-Control"] = f"private, max-age={max(0, ttl - _LINK_MARGIN_SECONDS)}"
+    return response
+
+
+def _notice(request: web.Request, school: asyncpg.Record | None) -> str:
+    """The school's own words that its photos may not be passed on (seed rule 6; a school setting in
+    identity), or ours in the reader's language until media has the school's copy."""
+    if school is not None and school["share_notice"]:
+        return str(school["share_notice"])
+    locale = "en" if request.headers.get("Accept-Language", "").lower().startswith("en") else "nl"
+    return SHARING_NOTICE[locale]

@@ -5,7 +5,8 @@ from pathlib import Path
 from media import api
 from media.domain import PhotoUploaded, PhotoView
 from media.events import handlers
-from media.resources import cleanup, pipeline, storage
+from media.resources import cleanup, pipeline, retention, storage
+from media.retention import retention_metrics
 from shared.app import ServiceSpec
 from shared.http import Route
 
@@ -38,5 +39,6 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[storage, pipeline, cleanup],
+        contexts=[storage, pipeline, cleanup, retention],
+        metrics=retention_metrics,
     )

@@ -11,6 +11,8 @@ SHARING_NOTICE = {
     "nl": "Deel foto's uit Klaspost niet met anderen: niet via sociale media en niet als schermafbeelding.",
     "en": "Do not share photos from Klaspost with others: not on social media and not as a screenshot.",
 }
+# Seed rule 6, where the school has switched it on: the mark drawn on every variant, in the school's language.
+WATERMARK = {"nl": "Niet delen \u2013 {school}", "en": "Do not share \u2013 {school}"}  # an en dash
 # A file that keeps failing for reasons other than being a bad image is given up after this many tries.
 MAX_PROCESSING_ATTEMPTS = 5
 CLAIM_SECONDS = 300

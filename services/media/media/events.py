@@ -9,7 +9,14 @@ import asyncpg
 from media import store
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
-from shared.contracts import GroupChanged, PhotoRejected, PostDeleted, PostPublished, PostUpdated
+from shared.contracts import (
+    GroupChanged,
+    PhotoRejected,
+    PostDeleted,
+    PostPublished,
+    PostUpdated,
+    SchoolChanged,
+)
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 from shared.outbox import publish
@@ -21,8 +28,15 @@ keep_membership_copy(handlers)
 
 @handlers.on(GroupChanged)
 async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupChanged) -> None:
-    # Which school a group's photos belong to: storage keys and retention are per school.
-    await store.upsert_group(conn, event.group_id, event.school_id, event.revision)
+    # Which school a group's photos belong to (storage keys and retention are per school), and when its
+    # school year ends (retention counts from it).
+    await store.upsert_group(conn, event.group_id, event.school_id, event.year_ends_on, event.revision)
+
+
+@handlers.on(SchoolChanged)
+async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: SchoolChanged) -> None:
+    # The watermark and share notice its photos carry, and how long they are kept after their year.
+    await store.upsert_school(conn, event)
 
 
 @handlers.on(PostPublished)

@@ -8,6 +8,7 @@ the libheif inside pyvips-binary decodes only AV1, not the HEVC that HEIC holds.
 
 import asyncio
 import functools
+import html
 import multiprocessing
 import os
 import struct
@@ -141,15 +142,18 @@ def _decode_every_pixel(path: str, content_type: str) -> None:
     pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON, **options).avg()
 
 
-def process_photo(path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80) -> ProcessedPhoto:
+def process_photo(
+    path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+) -> ProcessedPhoto:
     """JPEG variants whose longest side is each of `sizes` (never upscaled), turned upright, in sRGB and
-    without any metadata. Raises ImageRejected for anything that is not an acceptable, intact photo."""
+    without any metadata; with `watermark` (plain text, e.g. "Niet delen, OBS De Lichtstraat") written
+    across the bottom of each. Raises ImageRejected for anything that is not an acceptable, intact photo."""
     if not sizes or min(sizes) < 1:
         raise ValueError(f"sizes must be positive, got {sizes!r}")
     _configure_libvips()
     content_type = _sniffed(path)
     try:
-        return _process(path, content_type, sizes, max_pixels, quality)
+        return _process(path, content_type, sizes, max_pixels, quality, watermark)
     except (pyvips.Error, *_HEIF_ERRORS) as exc:
         raise ImageRejected("the image is damaged or incomplete") from exc
 
@@ -172,13 +176,13 @@ class PhotoProcessor:
             raise WorkerCrashed("the photo worker crashed") from exc
 
     async def process(
-        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80
+        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
     ) -> ProcessedPhoto:
         executor = self._executor
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                executor, process_photo, path, tuple(sizes), max_pixels, quality
+                executor, process_photo, path, tuple(sizes), max_pixels, quality, watermark
             )
         except BrokenProcessPool as exc:
             self._replace(executor)
@@ -221,7 +225,7 @@ def _configure_libvips() -> None:
 
 
 def _process(
-    path: str, content_type: str, sizes: Sequence[int], max_pixels: int, quality: int
+    path: str, content_type: str, sizes: Sequence[int], max_pixels: int, quality: int, watermark: str | None
 ) -> ProcessedPhoto:
     width, height = _checked_size(path, content_type, max_pixels)
     # One decode (with shrink-on-load and autorotate) to the largest size, kept in memory because every
@@ -234,10 +238,40 @@ def _process(
     variants: dict[int, Variant] = {}
     for size in sizes:
         image = largest if size >= max(largest.width, largest.height) else largest.thumbnail_image(size)
+        if watermark:
+            image = _with_watermark(image, watermark)
         # keep="none" is libvips >= 8.15's spelling of the deprecated strip=True: no EXIF, XMP, IPTC, ICC.
         data = image.jpegsave_buffer(Q=quality, keep="none")
         variants[size] = Variant(size, int(image.width), int(image.height), bytes(data))
     return ProcessedPhoto(width, height, variants)
+
+
+# The mark's strip: its height a fraction of the variant's shorter side (never below legible), the text
+# white over the photo darkened to this fraction, so it reads on light and dark photos alike.
+_MARK_HEIGHT = 0.05
+_MARK_MIN_TEXT_PX = 11
+_MARK_SHADE = 0.45
+_MARK_FONT = "DejaVu Sans Bold"
+
+
+def _with_watermark(image: pyvips.Image, text: str) -> pyvips.Image:
+    """`image` (sRGB, uchar) with `text` in a darkened strip across its bottom (seed rule 6: a visible
+    "do not share" mark). Drawn on each variant at its own size, so the mark is as legible on 320 px as
+    on 2048 px. The text is rendered by libvips (Pango): fitted into the strip, one line."""
+    width, height = int(image.width), int(image.height)
+    text_height = max(_MARK_MIN_TEXT_PX, round(min(width, height) * _MARK_HEIGHT))
+    pad = max(2, text_height // 4)
+    strip_height = min(height, text_height + 2 * pad)
+    # Pango reads markup: a school named "A & B" must be drawn as written, not parsed.
+    mask = pyvips.Image.text(
+        html.escape(text, quote=False), font=_MARK_FONT, width=max(1, width - 2 * pad), height=text_height
+    )
+    mask = mask.embed(pad, (strip_height - int(mask.height)) // 2, width, strip_height)
+    top = height - strip_height
+    strip = image.crop(0, top, width, strip_height)
+    shaded = (strip * _MARK_SHADE).cast("uchar")
+    marked = mask.ifthenelse([255] * int(image.bands), shaded, blend=True)
+    return image.insert(marked, 0, top)
 
 
 def _checked_size(path: str, content_type: str, max_pixels: int) -> tuple[int, int]:

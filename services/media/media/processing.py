@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 
 from media import store
-from media.domain import MAX_PROCESSING_ATTEMPTS
+from media.domain import MAX_PROCESSING_ATTEMPTS, WATERMARK
 from media.imaging import ImageRejected, PhotoProcessor
 from media.settings import Settings
 from media.storage import PhotoStorage, StorageUnavailable, variant_key
@@ -50,7 +50,10 @@ class PhotoPipeline:
                 path = os.path.join(folder, "original")
                 await self._storage.download_original(photo["original_key"], path)
                 result = await self._processor.process(
-                    path, self._settings.photo_variants, self._settings.photo_max_pixels
+                    path,
+                    self._settings.photo_variants,
+                    self._settings.photo_max_pixels,
+                    watermark=await self._watermark(photo["school_id"]),
                 )
             written = []
             for variant in result.variants.values():
@@ -89,6 +92,15 @@ class PhotoPipeline:
             )
         log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
         await self._delete_original(photo)
+
+    async def _watermark(self, school_id: uuid.UUID) -> str | None:
+        """The school's "do not share" mark for its variants, if it has switched it on (seed rule 6); as the
+        school is when its photo is processed."""
+        async with self._pool.acquire() as conn:
+            school = await store.school(conn, school_id)
+        if school is None or not school["watermark_photos"]:
+            return None
+        return WATERMARK.get(school["locale"], WATERMARK["nl"]).format(school=school["name"])
 
     async def _reject(self, photo: asyncpg.Record, reason: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -1,5 +1,5 @@
 """Media's own resources beside the shared ones: storage, the worker processes (with the bound on upload
-checks), the pipeline, and the clean-up job."""
+checks), the pipeline, the clean-up job and the retention job."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -10,6 +10,7 @@ from aiohttp import web
 from media.cleanup import clean_up
 from media.imaging import PhotoProcessor
 from media.processing import NOTIFY_CHANNEL, PhotoPipeline
+from media.retention import BATCH, purge_expired
 from media.settings import Settings
 from media.storage import PhotoStorage
 from shared.app import POOL, settings_of
@@ -21,6 +22,9 @@ PROCESSOR = web.AppKey("processor", PhotoProcessor)
 CHECKS = web.AppKey("upload_checks", asyncio.Semaphore)
 PIPELINE = web.AppKey("pipeline", Drainer)
 CLEANUP = web.AppKey("cleanup", PeriodicJob)
+RETENTION = web.AppKey("retention", PeriodicJob)
+# Batches one retention round purges at most (one transaction); the rest waits for the next round.
+_RETENTION_BATCHES = 25
 
 
 async def storage(app: web.Application) -> AsyncIterator[None]:
@@ -58,5 +62,21 @@ async def cleanup(app: web.Application) -> AsyncIterator[None]:
     periodic = PeriodicJob(app[POOL], "media-photo-cleanup", settings.photo_cleanup_every_seconds, job)
     await periodic.start()
     app[CLEANUP] = periodic
+    yield
+    await periodic.stop()
+
+
+async def retention(app: web.Application) -> AsyncIterator[None]:
+    settings = settings_of(app, Settings)
+    photo_storage = app[STORAGE]
+
+    async def job(conn: asyncpg.Connection) -> None:
+        for _ in range(_RETENTION_BATCHES):
+            if (await purge_expired(conn, photo_storage, settings)).photos < BATCH:
+                return
+
+    periodic = PeriodicJob(app[POOL], "media-photo-retention", settings.photo_retention_every_seconds, job)
+    await periodic.start()
+    app[RETENTION] = periodic
     yield
     await periodic.stop()

@@ -1,6 +1,6 @@
 """Media's settings: object storage, upload limits and processing."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -21,7 +21,8 @@ class Settings(ServiceSettings):
     photo_max_bytes: int = 25 * 1024 * 1024
     photo_max_pixels: int = 50_000_000
     photo_variants: list[int] = [2048, 1080, 320]
-    photo_url_ttl_seconds: int = 300
+    # Presigned links live at most 5 minutes: long enough to load a page of photos, too short to pass on.
+    photo_url_ttl_seconds: int = Field(default=300, ge=1, le=300)
     processing_workers: int = 1
     # Uploads are judged (a full decode) in the worker processes; this many at once, the rest wait.
     upload_checks_at_once: int = 2
@@ -32,5 +33,7 @@ class Settings(ServiceSettings):
     # An upload no post has used by then is deleted (storage, then row); the clean-up runs this often.
     photo_unused_ttl_seconds: int = 24 * 3600
     photo_cleanup_every_seconds: float = 600.0
+    # Photos past their school's retention (photo_retention_days after their school year) are purged this often.
+    photo_retention_every_seconds: float = 3600.0
     # While storage is unreachable, processing tries again this often, for as long as it takes.
     storage_retry_seconds: float = 10.0

@@ -1,10 +1,12 @@
 """Media's SQL."""
 
 import uuid
+from datetime import date, datetime
 
 import asyncpg
 
 from media.domain import CLAIM_SECONDS
+from shared.contracts import SchoolChanged
 
 
 async def insert_photo(
@@ -143,14 +145,47 @@ async def school_of_group(conn: asyncpg.Connection, group_id: uuid.UUID) -> uuid
     return school_id
 
 
-async def upsert_group(conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, revision: int) -> None:
+async def upsert_group(
+    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, year_ends_on: date | None, revision: int
+) -> None:
     await conn.execute(
-        """INSERT INTO groups (group_id, school_id, revision) VALUES ($1, $2, $3)
-           ON CONFLICT (group_id) DO UPDATE SET school_id = EXCLUDED.school_id, revision = EXCLUDED.revision
+        """INSERT INTO groups (group_id, school_id, year_ends_on, revision) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (group_id) DO UPDATE SET school_id = EXCLUDED.school_id,
+             year_ends_on = EXCLUDED.year_ends_on, revision = EXCLUDED.revision
              WHERE groups.revision < EXCLUDED.revision""",
         group_id,
         school_id,
+        year_ends_on,
         revision,
+    )
+
+
+async def upsert_school(conn: asyncpg.Connection, school: SchoolChanged) -> None:
+    """Keep what media needs of a school, unless the copy holds a newer revision."""
+    await conn.execute(
+        """INSERT INTO schools (school_id, name, locale, time_zone, watermark_photos, photo_retention_days,
+                                share_notice, revision)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (school_id) DO UPDATE SET name = EXCLUDED.name, locale = EXCLUDED.locale,
+             time_zone = EXCLUDED.time_zone, watermark_photos = EXCLUDED.watermark_photos,
+             photo_retention_days = EXCLUDED.photo_retention_days, share_notice = EXCLUDED.share_notice,
+             revision = EXCLUDED.revision
+           WHERE schools.revision < EXCLUDED.revision""",
+        school.school_id,
+        school.name,
+        school.locale,
+        school.time_zone,
+        school.watermark_photos,
+        school.photo_retention_days,
+        school.share_notice,
+        school.revision,
+    )
+
+
+async def school(conn: asyncpg.Connection, school_id: uuid.UUID) -> asyncpg.Record | None:
+    """The copy of a school: name, locale, watermark_photos, share_notice (None until SchoolChanged came)."""
+    return await conn.fetchrow(
+        "SELECT name, locale, watermark_photos, share_notice FROM schools WHERE school_id = $1", school_id
     )
 
 
@@ -220,3 +255,49 @@ async def forget_variants_of_rejected(conn: asyncpg.Connection, limit: int) -> l
         limit,
     )
     return [r["key"] for r in rows]
+
+
+async def expired_photos(conn: asyncpg.Connection, limit: int, at: datetime | None) -> list[asyncpg.Record]:
+    """Photos past their school's retention at `at` (default now), locked for the caller's transaction:
+    the school's local date is later than the group's last school day plus `photo_retention_days`. A school
+    media has no copy of yet counts with identity's defaults; a group without a known year end is kept.
+    Photos still being processed wait for the next round (their variants are being written)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT p.photo_id, p.school_id, p.original_key,
+                  ARRAY(SELECT v.key FROM photo_variants v WHERE v.photo_id = p.photo_id) AS variant_keys
+           FROM photos p JOIN groups g USING (group_id) LEFT JOIN schools s ON s.school_id = g.school_id
+           WHERE p.status IN ('ready', 'rejected') AND g.year_ends_on IS NOT NULL
+             AND (coalesce($2, now()) AT TIME ZONE coalesce(s.time_zone, 'Europe/Amsterdam'))::date
+                 > g.year_ends_on + coalesce(s.photo_retention_days, 365)
+           ORDER BY g.year_ends_on, p.photo_id LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
+        limit,
+        at,
+    )
+    return rows
+
+
+async def delete_photos(conn: asyncpg.Connection, photo_ids: list[uuid.UUID]) -> None:
+    """The rows of the photos and (cascading) of their variants."""
+    await conn.execute("DELETE FROM photos WHERE photo_id = ANY($1::uuid[])", photo_ids)
+
+
+async def record_purge(conn: asyncpg.Connection, schools: int, photos: int, variants: int, originals: int) -> None:
+    await conn.execute(
+        "INSERT INTO photo_purges (schools, photos, variants, originals) VALUES ($1, $2, $3, $4)",
+        schools,
+        photos,
+        variants,
+        originals,
+    )
+
+
+async def purge_totals(conn: asyncpg.Connection) -> asyncpg.Record:
+    """What retention removed since the database was made: photos, variants, originals (sums), and the
+    epoch seconds of the last round that removed anything (0 when none did)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """SELECT coalesce(sum(photos), 0) AS photos, coalesce(sum(variants), 0) AS variants,
+                  coalesce(sum(originals), 0) AS originals,
+                  coalesce(extract(epoch FROM max(purged_at)), 0) AS last_purge
+           FROM photo_purges"""
+    )
+    return row
