@@ -1,5 +1,6 @@
-"""Notifier's HTTP handlers: a parent's devices for Web Push."""
+"""Notifier's HTTP handlers: a parent's devices (Web Push, FCM, APNs)."""
 
+import logging
 import uuid
 from urllib.parse import urlsplit
 
@@ -14,13 +15,17 @@ from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFail
 from shared.http import json_response, path_id, read_json
 from shared.tokens import require_caller
 
+log = logging.getLogger(__name__)
+
 
 def _view(row: asyncpg.Record) -> DeviceView:
     # The endpoint itself is a capability (anyone holding it can push): only its host is shown.
     return DeviceView(
         device_id=row["device_id"],
-        endpoint_host=urlsplit(row["endpoint"]).hostname or "",
+        kind=row["kind"],
+        endpoint_host=(urlsplit(row["endpoint"]).hostname or "") if row["endpoint"] else None,
         created_at=row["created_at"],
+        moved_from_another_account=row["moved"],
     )
 
 
@@ -32,18 +37,43 @@ async def vapid_key(request: web.Request) -> web.Response:
     return json_response(VapidKey(application_server_key=key))
 
 
-async def register_device(request: web.Request) -> web.Response:
+async def register_device(
+    request: web.Request,
+) -> web.Response:
+    """A browser's subscription or an app's FCM/APNs token. A kind whose channel this server does not
+    send on (no FCM credentials, no APNs key) is refused with 422 naming ``kind``, so the app knows at
+    once rather than waiting for pushes that never come."""
     caller = require_caller(request)
     command = await read_json(request, RegisterDevice)
-    problem = endpoint_problem(
-        command.subscription.endpoint, settings_of(request.app, Settings).push_allowed_hosts
-    )
+    settings = settings_of(request.app, Settings)
+    shape = command.shape_problem()
+    if shape:
+        raise ValidationFailed("this device is not accepted", [{"field": shape[0], "problem": shape[1]}])
+    unconfigured = settings.unconfigured_push(command.kind)
+    if unconfigured:
+        raise ValidationFailed(
+            "this server does not send to such devices", [{"field": "kind", "problem": unconfigured}]
+        )
+    if command.kind != "webpush":
+        assert command.token is not None  # shape_problem
+        token = command.token.lower() if command.kind == "apns" else command.token
+        async with request.app[POOL].acquire() as conn:
+            row = await store.register_native_device(conn, uuid.uuid4(), caller.person_id, command.kind, token)
+        if row["moved"]:
+            # Never the token: it is what lets anyone push to the device.
+            log.warning(
+                "push device moved to another account",
+                extra={"device_id": str(row["device_id"]), "kind": command.kind, "person_id": str(caller.person_id)},
+            )
+        return json_response(_view(row), status=201)
+    assert command.subscription is not None  # shape_problem
+    problem = endpoint_problem(command.subscription.endpoint, settings.push_allowed_hosts)
     if problem:
         raise ValidationFailed(
             "this push subscription is not accepted", [{"field": "subscription.endpoint", "problem": problem}]
         )
     async with request.app[POOL].acquire() as conn:
-        row = await store.register_device(
+        found = await store.register_device(
             conn,
             uuid.uuid4(),
             caller.person_id,
@@ -51,13 +81,18 @@ async def register_device(request: web.Request) -> web.Response:
             command.subscription.keys.p256dh,
             command.subscription.keys.auth,
         )
-    if row is None:
+    if found is None:
         # Only the endpoint URL matched: proof of holding a link, not of being that browser.
         raise Conflict(
             "this push subscription is registered to another account; subscribe again in this browser "
             "to get a new one"
         )
-    return json_response(_view(row), status=201)
+    if found["moved"]:
+        log.warning(
+            "push device moved to another account",
+            extra={"device_id": str(found["device_id"]), "kind": "webpush", "person_id": str(caller.person_id)},
+        )
+    return json_response(_view(found), status=201)
 
 
 async def list_devices(request: web.Request) -> web.Response:

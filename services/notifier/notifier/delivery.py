@@ -1,5 +1,6 @@
 """Sending what the deliveries and mails tables hold: claimed a few at a time on short leases, sent
-over mail or Web Push, and each marked sent, retried later with back-off, or failed for good.
+over mail or push (Web Push, FCM or APNs by the device's kind), and each marked sent, retried later
+with back-off, or failed for good.
 
 A one-off mail carries a secret (an access code, a reset token): it is dropped in the statement that
 marks the mail sent or failed, and it never reaches a log line or a stored error.
@@ -14,14 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any
 from urllib.parse import quote
 
 import asyncpg
 
 from notifier import store
+from notifier.apns import ApnsSender
 from notifier.delivery_errors import DeliveryFailed
 from notifier.domain import backoff_seconds
+from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
 from notifier.mails import local_zone, one_off_email
 from notifier.messages import new_post_email, new_post_push
@@ -78,11 +80,25 @@ class Deliverer:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, mailer: Mailer, push: WebPushSender | None, settings: Settings
+        self,
+        pool: asyncpg.Pool,
+        mailer: Mailer,
+        push: WebPushSender | None,
+        settings: Settings,
+        *,
+        fcm: FcmSender | None = None,
+        apns: ApnsSender | None = None,
     ) -> None:
         self._pool = pool
         self._mailer = mailer
         self._push = push
+        self._fcm = fcm
+        self._apns = apns
+        # Set by stop(): claim nothing more; what runs finishes.
+        self._stopping = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._settings = settings
         self._lease = settings.delivery_lease_seconds
         # Sends at once per channel; rows are claimed only for free slots, so a claimed row is sent at once.
@@ -97,6 +113,41 @@ class Deliverer:
         # again, and deliveries given up on.
         self.retries: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
+        # The same by provider ("smtp", "webpush", "fcm", "apns"), and sends that succeeded.
+        self.provider_retries: Counter[str] = Counter()
+        self.provider_failures: Counter[str] = Counter()
+        self.provider_sent: Counter[str] = Counter()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """For SIGTERM: claim nothing more, give the sends in flight up to grace_seconds to finish and
+        be recorded, then hand every row still held back (due at once), so another replica or the next
+        start takes it over without waiting out the lease. A send cut off here may have reached its
+        server: a repeat carries the same idempotency key, as after a crash."""
+        self._stopping = True
+        if self._running:
+            try:
+                async with asyncio.timeout(grace_seconds):
+                    await self._idle.wait()
+            except TimeoutError:
+                log.warning("deliveries still in flight at stop", extra={"in_flight": len(self._running)})
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self.release()
+
+    async def release(self) -> None:
+        """Make the rows this worker still holds due again now (only while it still holds the claim)."""
+        held = [(table, key, lease.attempts) for (table, key), lease in self._held.items()]
+        self._held.clear()
+        if not held:
+            return
+        try:
+            async with self._pool.acquire() as conn:
+                released = await store.release_claims(conn, held)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("delivery leases not released", extra={"error": repr(exc), "held": len(held)})
+            return
+        log.info("delivery leases released", extra={"released": released})
 
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
@@ -107,7 +158,7 @@ class Deliverer:
             while True:
                 busy = Counter(running.values())
                 free = {channel: self._limits[channel] - busy[channel] for channel in self._limits}
-                if any(free.values()):
+                if any(free.values()) and not self._stopping:
                     started = loop.time()
                     async with self._pool.acquire() as conn:
                         deliveries = await store.claim_deliveries(
@@ -121,7 +172,9 @@ class Deliverer:
                     attempts += [self._mail(row) for row in mails]
                     for attempt in attempts:
                         self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
-                        running[asyncio.create_task(self._run(attempt))] = attempt.channel
+                        task = asyncio.create_task(self._run(attempt))
+                        running[task] = attempt.channel
+                        self._track(task)
                     handled += len(attempts)
                 if not running:
                     return handled
@@ -139,6 +192,18 @@ class Deliverer:
             for task in running:
                 task.cancel()
             await asyncio.gather(heartbeat, *running, return_exceptions=True)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Count a send as in flight until its task ends (stop() waits for these)."""
+        self._running.add(task)
+        self._idle.clear()
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._running.discard(finished)
+            if not self._running:
+                self._idle.set()
+
+        task.add_done_callback(done)
 
     async def _heartbeat(self) -> None:
         """Renew the leases of held rows every third of a lease; drop those another worker took."""
@@ -184,7 +249,7 @@ class Deliverer:
         return _Attempt(
             key=("deliveries", delivery_id),
             channel=row["channel"],
-            names={"delivery_id": str(delivery_id), "channel": row["channel"]},
+            names={"delivery_id": str(delivery_id), "channel": row["channel"], "provider": _provider(row)},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_delivery(row),
@@ -199,7 +264,7 @@ class Deliverer:
         return _Attempt(
             key=("mails", mail_id),
             channel="email",
-            names={"mail_id": str(mail_id), "kind": row["kind"], "channel": "email"},
+            names={"mail_id": str(mail_id), "kind": row["kind"], "channel": "email", "provider": "smtp"},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_mail(row),
@@ -217,10 +282,7 @@ class Deliverer:
             if row["channel"] == "email":
                 await self._mailer.send(self._new_post_email(row))
             else:
-                subscription, payload = self._push_message(row)
-                if self._push is None:
-                    raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
-                await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
+                await self._send_push(row)
         except ValueError as exc:
             # An address or URL that cannot be put in a message: no retry will change that.
             raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
@@ -261,18 +323,35 @@ class Deliverer:
             self._settings.mail_from,
         )
 
-    def _push_message(self, row: asyncpg.Record) -> tuple[dict[str, Any], dict[str, str]]:
+    async def _send_push(self, row: asyncpg.Record) -> None:
+        """One push to the delivery's device, by its kind. Every repeat of a delivery carries the same
+        idempotency key: the notification ``tag`` (post-<post id>) the apps show one notification
+        for, also as FCM's collapse key and APNs' apns-collapse-id, and the Web Push Topic."""
         device = row["device"]
         if device is None:
             raise DeliveryFailed(True, "the device was removed", gone=True)
         payload = new_post_push(
             row["locale"], row["group_name"], row["excerpt"], self._post_url(row), row["post_id"]
         )
-        subscription = {
-            "endpoint": device["endpoint"],
-            "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
-        }
-        return subscription, payload
+        kind = device.get("kind", "webpush")
+        # A channel whose settings were removed since the device registered: held (retried with
+        # back-off) rather than dropped, so configuring it again delivers.
+        if kind == "fcm":
+            if self._fcm is None:
+                raise DeliveryFailed(False, "FCM is not configured (FCM_CREDENTIALS)")
+            await self._fcm.send(device["token"], payload, payload["tag"])
+        elif kind == "apns":
+            if self._apns is None:
+                raise DeliveryFailed(False, "APNs is not configured (APNS_KEY...)")
+            await self._apns.send(device["token"], payload, payload["tag"])
+        else:
+            if self._push is None:
+                raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
+            subscription = {
+                "endpoint": device["endpoint"],
+                "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
+            }
+            await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
 
     async def _run(self, attempt: _Attempt) -> None:
         try:
@@ -303,6 +382,7 @@ class Deliverer:
         # Recorded before the slot is given back: the next send starts only once this one is stored.
         # Shielded: a stop while this runs still records what the server already accepted.
         await asyncio.shield(self._record(attempt.sent))
+        self.provider_sent[attempt.names["provider"]] += 1
         log.info("delivered", extra=attempt.names)
 
     async def _record(self, statement: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
@@ -318,12 +398,22 @@ class Deliverer:
             if exc.permanent or attempt.attempts >= self._settings.delivery_max_attempts:
                 await attempt.failed(conn, reason)
                 self.failures[attempt.channel] += 1
+                self.provider_failures[attempt.names["provider"]] += 1
                 log.warning("delivery failed", extra=facts)
             else:
                 seconds = backoff_seconds(attempt.attempts, exc.retry_after)
                 await attempt.retry(conn, seconds, reason)
                 self.retries[attempt.channel] += 1
+                self.provider_retries[attempt.names["provider"]] += 1
                 log.warning("delivery attempt failed, retrying", extra={**facts, "retry_in_seconds": seconds})
+
+
+def _provider(row: asyncpg.Record) -> str:
+    """Who a delivery goes through: "smtp", or the device's kind ("webpush", "fcm", "apns")."""
+    if row["channel"] == "email":
+        return "smtp"
+    device = row["device"]
+    return str(device.get("kind", "webpush")) if device else "webpush"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Notifier's rules and the shapes its API speaks."""
 
 import fnmatch
+import re
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,16 +46,55 @@ class PushSubscription(BaseModel):
     keys: SubscriptionKeys
 
 
+# What sends to a device: a browser's Web Push subscription, an Android app's Firebase Cloud Messaging
+# registration token, an iPhone app's Apple Push Notification service device token.
+DeviceKind = Literal["webpush", "fcm", "apns"]
+# FCM registration tokens are opaque (today about 160 characters of base64url with a colon); Google
+# documents no length, so any plausible one is taken and FCM's own answer (UNREGISTERED,
+# INVALID_ARGUMENT) removes a bad one. APNs device tokens are hex: 32 bytes today, Apple says they may grow.
+FCM_TOKEN = r"^[A-Za-z0-9_:-]+$"
+APNS_TOKEN = r"^(?:[0-9A-Fa-f]{2}){32,100}$"
+_TOKEN_SHAPES = {"fcm": FCM_TOKEN, "apns": APNS_TOKEN}
+
+
 class RegisterDevice(BaseModel):
+    """``{"subscription": ...}`` (a browser; ``kind`` "webpush" may be left out), or ``{"kind": "fcm"
+    | "apns", "token": ...}`` (the app's token from FirebaseMessaging.getToken() or from
+    application(_:didRegisterForRemoteNotificationsWithDeviceToken:) as hex)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    subscription: PushSubscription
+    kind: DeviceKind = "webpush"
+    subscription: PushSubscription | None = None
+    token: str | None = Field(default=None, min_length=32, max_length=4096, pattern=r"^[A-Za-z0-9_:-]+$")
+
+    def shape_problem(self) -> tuple[str, str] | None:
+        """(field, problem) when the fields do not fit the kind, else None."""
+        if self.kind == "webpush":
+            if self.token is not None:
+                return "token", "a Web Push device is given by its subscription, not a token"
+            if self.subscription is None:
+                return "subscription", "required for a Web Push device"
+            return None
+        if self.subscription is not None:
+            return "subscription", f"an {self.kind} device is given by its token"
+        if self.token is None:
+            return "token", f"required for an {self.kind} device"
+        if not re.fullmatch(_TOKEN_SHAPES[self.kind], self.token):
+            what = "an APNs device token is 64 or more hex digits" if self.kind == "apns" else "not an FCM token"
+            return "token", what
+        return None
 
 
 class DeviceView(BaseModel):
     device_id: uuid.UUID
-    endpoint_host: str
+    kind: DeviceKind
+    # Web Push only: the push service's host (the endpoint itself is a capability and is never shown).
+    endpoint_host: str | None
     created_at: datetime
+    # True when this registration moved the device from another account (an FCM or APNs token proves
+    # the device: the app on it registered again after another person logged in there).
+    moved_from_another_account: bool = False
 
 
 class DeviceList(BaseModel):

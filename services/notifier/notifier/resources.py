@@ -1,10 +1,14 @@
-"""Notifier's own resources beside the shared ones: mail, Web Push and the delivery worker."""
+"""Notifier's own resources beside the shared ones: mail, push (Web Push, FCM, APNs) and the delivery
+worker."""
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from notifier.apns import ApnsSender
 from notifier.delivery import NOTIFY_CHANNEL, Deliverer
+from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
 from notifier.settings import Settings
 from notifier.webpush import WebPushSender
@@ -17,20 +21,36 @@ DELIVERER = web.AppKey("deliverer", Deliverer)
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
-    # Without VAPID keys the service still mails; push deliveries wait until keys are configured.
-    push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
-    mailer = Mailer(settings)  # a pool of SMTP connections kept open between sends
-    deliverer = Deliverer(app[POOL], mailer, push, settings)
-    app[DELIVERER] = deliverer
-    drainer = Drainer(
-        "notifier-deliveries",
-        settings.database_url,
-        NOTIFY_CHANNEL,
-        deliverer.drain,
-        settings.outbox_sweep_seconds,
-    )
-    await drainer.start()
-    app[DELIVERIES] = drainer
-    yield
-    await drainer.stop()
-    await mailer.close()
+    async with contextlib.AsyncExitStack() as stack:
+        # Without a channel's keys the service still mails; devices of that kind are refused at
+        # registration, and pushes to ones registered earlier wait until the keys are back.
+        push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
+        fcm = None
+        if settings.fcm_credentials is not None:
+            fcm = FcmSender(settings)  # its own session: connections to FCM kept alive
+            await fcm.start()
+            stack.push_async_callback(fcm.close)
+        apns = None
+        if settings.apns_key is not None:
+            apns = ApnsSender(settings)  # a pool of HTTP/2 connections to APNs
+            await apns.start()
+            stack.push_async_callback(apns.close)
+        mailer = Mailer(settings)  # a pool of SMTP connections kept open between sends
+        stack.push_async_callback(mailer.close)
+        deliverer = Deliverer(app[POOL], mailer, push, settings, fcm=fcm, apns=apns)
+        app[DELIVERER] = deliverer
+        drainer = Drainer(
+            "notifier-deliveries",
+            settings.database_url,
+            NOTIFY_CHANNEL,
+            deliverer.drain,
+            settings.outbox_sweep_seconds,
+        )
+        await drainer.start()
+        app[DELIVERIES] = drainer
+        yield
+        # Stopping (SIGTERM): claim nothing more, let what is in flight finish within the grace,
+        # then give back what is still held so another replica takes it at once.
+        await deliverer.stop(settings.delivery_stop_grace_seconds)
+        await drainer.stop()
+        await deliverer.release()

@@ -40,6 +40,30 @@ class Settings(ServiceSettings):
     push_timeout_seconds: float = 10.0
     # Sends to one push service at once; the app's HTTP session keeps their connections alive.
     push_connections_per_host: int = Field(default=8, ge=1)
+    # Firebase Cloud Messaging (Android) over HTTP v1: the service account's JSON key (downloaded from
+    # the Firebase console), given as a file path or as the JSON itself. Unset: FCM devices are refused.
+    fcm_credentials: SecretStr | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    # Where the OAuth2 access token is fetched (JWT-bearer grant); unset: the key's own token_uri.
+    fcm_token_uri: str | None = None
+    # Sends to FCM at once, over that many kept-alive connections.
+    fcm_connections: int = Field(default=8, ge=1)
+    # Apple Push Notification service (iPhone apps) over HTTP/2 with a provider token: the .p8 signing
+    # key (PEM text or a file path), its key id, the developer team id and the app's bundle id (topic).
+    # Unset: APNs devices are refused.
+    apns_key: SecretStr | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    # Apple's development server (apps signed for development) instead of production.
+    apns_use_sandbox: bool = False
+    # Another server than Apple's (tests); unset: api.push.apple.com or api.sandbox.push.apple.com.
+    apns_host: str | None = None
+    apns_port: int = 443
+    # A CA bundle to trust instead of the system's (tests: the local stand-in's own CA).
+    apns_ca_file: str | None = None
+    # HTTP/2 connections kept open to APNs (each carries many sends at once).
+    apns_connections: int = Field(default=2, ge=1)
     delivery_max_attempts: int = 8
     # Sends in flight at once, per provider. A crash can repeat at most this many (each with the same
     # Message-ID or push Topic): the outcome of each send is stored before its slot takes the next.
@@ -48,6 +72,8 @@ class Settings(ServiceSettings):
     # How long a claim on a delivery lasts without renewal: a heartbeat renews it every third of this
     # while the worker lives, so another worker takes over a crashed one's deliveries within this.
     delivery_lease_seconds: float = Field(default=CLAIM_SECONDS, ge=1.0)
+    # On SIGTERM: stop claiming, and give the sends in flight this long to finish and be recorded.
+    delivery_stop_grace_seconds: float = Field(default=5.0, ge=0)
     # How often delivery figures of recent posts are counted and reported to posts (DeliveryReport).
     delivery_report_seconds: float = 5.0
     # Hosts a browser's push subscription may point at. The notifier POSTs to whatever endpoint a
@@ -65,6 +91,30 @@ class Settings(ServiceSettings):
         if self.smtp_starttls and self.smtp_implicit_tls:
             raise ValueError("set SMTP_STARTTLS (port 587) or SMTP_IMPLICIT_TLS (port 465), not both")
         return self
+
+    @model_validator(mode="after")
+    def _apns_all_or_nothing(self) -> Self:
+        """A provider token needs the key, its id, the team and the topic: half of them is a mistake."""
+        given = {
+            "APNS_KEY": self.apns_key is not None,
+            "APNS_KEY_ID": bool(self.apns_key_id),
+            "APNS_TEAM_ID": bool(self.apns_team_id),
+            "APNS_TOPIC": bool(self.apns_topic),
+        }
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(name for name, ok in given.items() if not ok)
+            raise ValueError(f"APNs needs APNS_KEY, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC; missing {missing}")
+        return self
+
+    def unconfigured_push(self, kind: str) -> str | None:
+        """Why this server cannot send to a device of kind ("webpush", "fcm", "apns"), or None."""
+        if kind == "webpush" and self.vapid_private_key is None:
+            return "Web Push is not configured on this server (VAPID keys)"
+        if kind == "fcm" and self.fcm_credentials is None:
+            return "Android push (FCM) is not configured on this server"
+        if kind == "apns" and self.apns_key is None:
+            return "iPhone push (APNs) is not configured on this server"
+        return None
 
     @model_validator(mode="after")
     def _vapid_subject_reaches_someone(self) -> Self:

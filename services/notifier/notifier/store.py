@@ -103,32 +103,80 @@ async def register_device(
     p256dh: str,
     auth: str,
 ) -> asyncpg.Record | None:
-    """The device row for this subscription, or None when its endpoint is another person's device
-    and the keys differ: then nothing changes.
+    """The device row for this Web Push subscription, or None when its endpoint is another person's
+    device and the keys differ: then nothing changes.
 
     A known endpoint is the same browser re-subscribing. Its owner may give it new keys (the browser
     rotated them); another person may take it over only with the very same keys, i.e. from the
-    browser itself (logged in as someone else), never with just the endpoint URL.
+    browser itself (logged in as someone else), never with just the endpoint URL. Row: device_id,
+    kind, endpoint, created_at, moved (whether it belonged to another person until now).
     """
-    row: asyncpg.Record | None = await conn.fetchrow(
-        """INSERT INTO devices (device_id, person_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (endpoint) DO UPDATE SET person_id = EXCLUDED.person_id, p256dh = EXCLUDED.p256dh,
-             auth = EXCLUDED.auth
-           WHERE devices.person_id = EXCLUDED.person_id
-              OR (devices.p256dh = EXCLUDED.p256dh AND devices.auth = EXCLUDED.auth)
-           RETURNING device_id, endpoint, created_at""",
+    async with conn.transaction():
+        before = await conn.fetchval("SELECT person_id FROM devices WHERE endpoint = $1 FOR UPDATE", endpoint)
+        row: asyncpg.Record | None = await conn.fetchrow(
+            """INSERT INTO devices (device_id, person_id, kind, endpoint, p256dh, auth)
+               VALUES ($1, $2, 'webpush', $3, $4, $5)
+               ON CONFLICT (endpoint) DO UPDATE SET person_id = EXCLUDED.person_id, p256dh = EXCLUDED.p256dh,
+                 auth = EXCLUDED.auth
+               WHERE devices.person_id = EXCLUDED.person_id
+                  OR (devices.p256dh = EXCLUDED.p256dh AND devices.auth = EXCLUDED.auth)
+               RETURNING device_id, kind, endpoint, created_at, $6::uuid IS NOT NULL AND $6 <> $2 AS moved""",
+            device_id,
+            person_id,
+            endpoint,
+            p256dh,
+            auth,
+            before,
+        )
+        if row is not None and row["moved"]:
+            await _cancel_moved(conn, row["device_id"], person_id)
+    return row
+
+
+async def register_native_device(
+    conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID, kind: str, token: str
+) -> asyncpg.Record:
+    """The device row for this FCM or APNs token (kind "fcm" or "apns"), made or moved to person_id.
+
+    The provider hands a token only to the app on that one device, and this API never shows it: who
+    sends it holds the device. So a token registered before by another person moves to the caller
+    (one phone, another parent logged in) — not silently: the row says ``moved``, the API answers it
+    and a log line records it, and pushes still pending to the previous owner on that device are
+    cancelled (they are not for this person). Row: device_id, kind, endpoint (NULL), created_at, moved.
+    """
+    async with conn.transaction():
+        before = await conn.fetchval(
+            "SELECT person_id FROM devices WHERE kind = $1 AND token = $2 FOR UPDATE", kind, token
+        )
+        row: asyncpg.Record = await conn.fetchrow(
+            """INSERT INTO devices (device_id, person_id, kind, token) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (kind, token) WHERE token IS NOT NULL DO UPDATE SET person_id = EXCLUDED.person_id
+               RETURNING device_id, kind, endpoint, created_at, $5::uuid IS NOT NULL AND $5 <> $2 AS moved""",
+            device_id,
+            person_id,
+            kind,
+            token,
+            before,
+        )
+        if row["moved"]:
+            await _cancel_moved(conn, row["device_id"], person_id)
+    return row
+
+
+async def _cancel_moved(conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    """A device that moved to person_id gets none of what was still pending for its previous owner."""
+    await conn.execute(
+        """UPDATE deliveries SET status = 'failed', last_error = 'cancelled: the device moved to another account'
+           WHERE device_id = $1 AND person_id <> $2 AND status = 'pending'""",
         device_id,
         person_id,
-        endpoint,
-        p256dh,
-        auth,
     )
-    return row
 
 
 async def devices_of(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT device_id, endpoint, created_at FROM devices WHERE person_id = $1 ORDER BY created_at",
+        """SELECT device_id, kind, endpoint, created_at, false AS moved FROM devices WHERE person_id = $1
+           ORDER BY created_at""",
         person_id,
     )
     return rows
@@ -204,7 +252,7 @@ async def claim_deliveries(
            RETURNING d.delivery_id, d.notification_id, d.channel, d.device_id, d.attempts, n.post_id, n.excerpt,
                      n.correlation_id,
                      g.name AS group_name, p.email, p.display_name, p.locale,
-                     (SELECT row_to_json(dv)::jsonb FROM (SELECT endpoint, p256dh, auth FROM devices
+                     (SELECT row_to_json(dv)::jsonb FROM (SELECT kind, endpoint, p256dh, auth, token FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
         email,
         push,
@@ -239,6 +287,29 @@ async def renew_claims(
             rows = await conn.fetch(statement, ids, attempts, lease_seconds)
             renewed.update((table, row["id"]) for row in rows)
     return renewed
+
+
+_RELEASE = {
+    "deliveries": """UPDATE deliveries t SET next_attempt_at = now()
+        FROM unnest($1::uuid[], $2::int[]) AS h(id, attempts)
+        WHERE t.delivery_id = h.id AND t.attempts = h.attempts AND t.status = 'pending'""",
+    "mails": """UPDATE mails t SET next_attempt_at = now()
+        FROM unnest($1::uuid[], $2::int[]) AS h(id, attempts)
+        WHERE t.mail_id = h.id AND t.attempts = h.attempts AND t.status = 'pending'""",
+}
+
+
+async def release_claims(conn: asyncpg.Connection, held: list[tuple[str, uuid.UUID, int]]) -> int:
+    """A stopping worker's claims (as for renew_claims) made due now, so another takes them at once;
+    a row re-claimed meanwhile (attempts moved on) or no longer pending is left alone. How many."""
+    released = 0
+    for table, statement in _RELEASE.items():
+        ids = [key for t, key, _ in held if t == table]
+        if ids:
+            attempts = [n for t, _, n in held if t == table]
+            status = await conn.execute(statement, ids, attempts)
+            released += int(status.split()[-1])
+    return released
 
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:

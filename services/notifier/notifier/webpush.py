@@ -18,7 +18,7 @@ from notifier.messages import encode_push_payload
 from notifier.settings import Settings
 from notifier.vapid import generate_vapid_keys, load_private_key, public_key_of
 
-__all__ = ["MAX_PLAINTEXT_BYTES", "WebPushSender", "generate_vapid_keys"]
+__all__ = ["MAX_PLAINTEXT_BYTES", "WebPushSender", "generate_vapid_keys", "retry_after_seconds"]
 
 # 4096 bytes on the wire minus aes128gcm's header (86), padding delimiter (1) and tag (16).
 MAX_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
@@ -118,13 +118,13 @@ def _classify(exc: WebPushException) -> DeliveryFailed:
     if status in (404, 410):
         return DeliveryFailed(True, message, gone=True)
     if status in (408, 429) or status >= 500:
-        retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(exc.response.headers.get("Retry-After"))
         return DeliveryFailed(False, message, retry_after=retry_after)
     # 400 malformed, 401/403 VAPID refused (e.g. subscribed under another key), 413 too large.
     return DeliveryFailed(True, message)
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After is either delay-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if not value:
         return None

@@ -16,7 +16,7 @@ from notifier import vapid
 from notifier.delivery_errors import DeliveryFailed
 from notifier.messages import new_post_push
 from notifier.settings import Settings
-from notifier.webpush import MAX_PLAINTEXT_BYTES, WebPushSender, _retry_after, generate_vapid_keys
+from notifier.webpush import MAX_PLAINTEXT_BYTES, WebPushSender, generate_vapid_keys, retry_after_seconds
 from shared.testing.pushservice import PushService
 
 VAPID_PRIVATE, VAPID_PUBLIC = generate_vapid_keys()
@@ -279,7 +279,7 @@ def test_vapid_cli_prints_env_lines(capsys):
     [("120", 120.0), (None, None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
 )
 def test_retry_after_reads_seconds_and_dates(header, expected):
-    assert _retry_after(header) == expected
+    assert retry_after_seconds(header) == expected
 
 
 def _browser_keys():

@@ -1,0 +1,20 @@
+-- Native app devices beside browsers: an Android app's FCM registration token, an iPhone app's APNs
+-- device token. A Web Push device keeps its endpoint and keys; a native one has only its token.
+ALTER TABLE devices ADD COLUMN kind text NOT NULL DEFAULT 'webpush'
+    CHECK (kind IN ('webpush', 'fcm', 'apns'));
+ALTER TABLE devices ADD COLUMN token text;
+ALTER TABLE devices ALTER COLUMN endpoint DROP NOT NULL;
+ALTER TABLE devices ALTER COLUMN p256dh DROP NOT NULL;
+ALTER TABLE devices ALTER COLUMN auth DROP NOT NULL;
+ALTER TABLE devices ADD CONSTRAINT devices_shape CHECK (
+    CASE kind
+        WHEN 'webpush' THEN endpoint IS NOT NULL AND p256dh IS NOT NULL AND auth IS NOT NULL AND token IS NULL
+        ELSE token IS NOT NULL AND endpoint IS NULL AND p256dh IS NULL AND auth IS NULL
+    END);
+-- One row per app installation: a token names one app on one device at its provider.
+CREATE UNIQUE INDEX devices_native_token ON devices (kind, token) WHERE token IS NOT NULL;
+
+-- /metrics counts sent and failed rows of a recent window only (pending ones through deliveries_due
+-- and mails_due), so the figures never scan a table that grows with every post.
+CREATE INDEX deliveries_created ON deliveries (created_at);
+CREATE INDEX mails_created ON mails (created_at);
