@@ -5,6 +5,14 @@ from pathlib import Path
 from posts.events import handlers
 from posts.feed import api as feed
 from posts.feed.domain import FeedPage, FeedQuery, GroupPostsPage, LikeState, PostView
+from posts.helper_lists import api as helper_lists
+from posts.helper_lists.domain import (
+    CreateHelperList,
+    HelperListSignups,
+    HelperListsPage,
+    HelperListView,
+    UpdateItem,
+)
 from posts.publishing import api as publishing
 from posts.publishing.domain import (
     AnnouncementView,
@@ -123,6 +131,71 @@ routes = [
         query=ReportQuery,
         response=PostingReport,
         also_as=("text/csv",),
+    ),
+    Route(
+        "POST",
+        "/groups/{group_id}/helper-lists",
+        helper_lists.create_list,
+        "A teacher posts a helper-parent list to their group: items with a capacity each and a deadline",
+        body=CreateHelperList,
+        response=HelperListView,
+        status=201,
+        errors=(403,),
+    ),
+    Route(
+        "GET",
+        "/groups/{group_id}/helper-lists",
+        helper_lists.group_lists,
+        "The group's helper lists, newest first, with figures per item and the caller's own sign-ups",
+        response=HelperListsPage,
+    ),
+    Route(
+        "GET",
+        "/helper-lists/{list_id}",
+        helper_lists.get_list,
+        "One helper list: per item its capacity, places taken, parents waiting and the caller's state",
+        response=HelperListView,
+    ),
+    Route(
+        "GET",
+        "/helper-lists/{list_id}/signups",
+        helper_lists.list_signups,
+        "Who signed up and who waits, per item, by name (the group's teachers)",
+        response=HelperListSignups,
+        errors=(403,),
+    ),
+    Route(
+        "POST",
+        "/helper-lists/{list_id}/close",
+        helper_lists.close_list,
+        "A teacher closes the list before its deadline; parents change nothing from then on",
+        response=HelperListView,
+        errors=(403,),
+    ),
+    Route(
+        "PATCH",
+        "/helper-lists/{list_id}/items/{item_id}",
+        helper_lists.update_item,
+        "A teacher edits an item's title or capacity; a higher capacity promotes the first waiting",
+        body=UpdateItem,
+        response=HelperListView,
+        errors=(403, 409),
+    ),
+    Route(
+        "PUT",
+        "/helper-lists/{list_id}/items/{item_id}/signup",
+        helper_lists.sign_up,
+        "A parent signs up for an item: a place while there is one, else the waiting list (409 once closed)",
+        response=HelperListView,
+        errors=(403, 409),
+    ),
+    Route(
+        "DELETE",
+        "/helper-lists/{list_id}/items/{item_id}/signup",
+        helper_lists.withdraw,
+        "A parent withdraws from an item; the first waiting gets the place (409 once closed)",
+        response=HelperListView,
+        errors=(403, 409),
     ),
 ]
 

@@ -6,9 +6,12 @@ import asyncpg
 from posts import store
 from posts.children import keep_children_copy
 from posts.feed.events import keep_delivery_reports
+from posts.helper_lists.events import keep_account_names
+from posts.publishing import attachments
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
 from shared.contracts import (
+    AttachmentUploaded,
     GroupChanged,
     PhotoProcessed,
     PhotoRejected,
@@ -23,6 +26,7 @@ handlers = Handlers()
 keep_membership_copy(handlers, with_children=True)
 keep_delivery_reports(handlers)
 keep_children_copy(handlers)
+keep_account_names(handlers)
 
 
 @handlers.on(SchoolChanged)
@@ -72,3 +76,9 @@ async def photo_rejected(conn: asyncpg.Connection, _env: Envelope, event: PhotoR
 async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosPurged) -> None:
     # Past the school's retention the photos are gone from storage: their posts stop naming them.
     await store.forget_photos(conn, event.photo_ids)
+
+
+@handlers.on(AttachmentUploaded)
+async def attachment_uploaded(conn: asyncpg.Connection, _env: Envelope, event: AttachmentUploaded) -> None:
+    # Which attachments a writer may put in a post of the group, and what readers are shown of them.
+    await attachments.keep_copy(conn, event)
