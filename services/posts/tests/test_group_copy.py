@@ -2,8 +2,8 @@
 holds, so a rename handled out of order does not undo a later one."""
 
 import uuid
-from datetime import date
 from collections.abc import AsyncIterator
+from datetime import date
 
 import asyncpg
 import pytest

@@ -10,6 +10,7 @@ consumers' inbox deduplicates on it). A week whose check window passed while no 
 noon to Sunday midnight) is not reminded afterwards: a reminder for a week that is over helps nobody.
 """
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -25,13 +26,18 @@ from shared.jobs import PeriodicJob
 from shared.outbox import publish
 
 
-async def remind_quiet_groups(conn: asyncpg.Connection, offset: timedelta, at: datetime | None = None) -> int:
+async def remind_quiet_groups(
+    conn: asyncpg.Connection,
+    offset: timedelta,
+    at: datetime | None = None,
+    school_id: uuid.UUID | None = None,
+) -> int:
     """Find the quiet groups at ``at`` (default: the database's now; tests choose it) whose school's
     week is at least ``offset`` old, record each group-week and publish its GroupQuiet (naming the
     group's teachers), in the caller's transaction; how many events were written. A group without a
-    teacher is recorded as checked, without an event."""
+    teacher is recorded as checked, without an event. ``school_id``: that school only."""
     sent = 0
-    for group in await store.quiet_groups(conn, at, offset):
+    for group in await store.quiet_groups(conn, at, offset, school_id):
         teachers = list(group["teacher_ids"])
         event_id = quiet_event_id(group["group_id"], group["week_starts_on"]) if teachers else None
         if not await store.record_quiet_week(conn, group, event_id):

@@ -15,13 +15,16 @@ DEFAULT_MIN_POSTS_PER_WEEK = 1
 _OWN_POSTS = "p.announcement_id IS NULL AND p.deleted_at IS NULL"
 
 
-async def quiet_groups(conn: asyncpg.Connection, at: datetime | None, offset: timedelta) -> list[asyncpg.Record]:
+async def quiet_groups(
+    conn: asyncpg.Connection, at: datetime | None, offset: timedelta, school_id: uuid.UUID | None = None
+) -> list[asyncpg.Record]:
     """The groups to remind at ``at`` (default: the database's now): of every school whose local time
     is at least ``offset`` into its ISO week (see domain.check_offset), the groups of its current
     school year with fewer of their own posts that week than the school asks, not yet checked that
     week; with the week's Monday, the count, the minimum and the group's teachers now (membership copy).
 
     Schools not yet in the copy (no SchoolChanged) are left out: their zone and minimum are not known.
+    ``school_id``: that school only (tests, an operator checking one school).
     """
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""WITH due AS (
@@ -29,7 +32,8 @@ async def quiet_groups(conn: asyncpg.Connection, at: datetime | None, offset: ti
                        date_trunc('week', l.local_now)::date AS monday
                 FROM schools s
                 CROSS JOIN LATERAL (SELECT coalesce($1::timestamptz, now()) AT TIME ZONE s.time_zone AS local_now) l
-                WHERE s.min_posts_per_week > 0 AND l.local_now >= date_trunc('week', l.local_now) + $2::interval)
+                WHERE s.min_posts_per_week > 0 AND ($3::uuid IS NULL OR s.school_id = $3)
+                  AND l.local_now >= date_trunc('week', l.local_now) + $2::interval)
             SELECT g.group_id, g.school_id, g.name, due.monday AS week_starts_on, due.min_posts_per_week, c.posts,
                    ARRAY(SELECT m.person_id FROM memberships m
                          WHERE m.group_id = g.group_id AND m.active AND m.role = 'teacher'
@@ -48,6 +52,7 @@ async def quiet_groups(conn: asyncpg.Connection, at: datetime | None, offset: ti
             ORDER BY g.school_id, g.name, g.group_id""",  # noqa: S608 - a constant, no input
         at,
         offset,
+        school_id,
     )
     return rows
 
