@@ -3,6 +3,7 @@ loopback ports, each with its own fresh database, sharing a fresh RabbitMQ vhost
 a real SMTP server and a local Web Push service."""
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from posts.app import spec as posts_spec
 from posts.settings import Settings as PostsSettings
 from shared.app import ServiceSpec, create_app
 from shared.settings import ServiceSettings
+from shared.testing.apns import ApnsService
+from shared.testing.fcm import FcmService
 from shared.testing.infra import (
     create_bucket,
     create_database,
@@ -68,6 +71,9 @@ class System:
     buckets: list[str]
     services: dict[str, RunningService] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
+    # The native push services' stand-ins (Android, iPhone) the notifier sends to.
+    fcm: FcmService = field(default_factory=FcmService)
+    apns: ApnsService = field(default_factory=ApnsService)
 
     def url(self, service: str, path: str) -> str:
         return self.services[service].url + path
@@ -98,6 +104,8 @@ async def start_system() -> System:
     for bucket in (originals, variants):
         await asyncio.to_thread(create_bucket, bucket)
     system = System(amqp_url, smtp, push, [originals, variants])
+    await system.fcm.start()
+    await system.apns.start()
     common = {"amqp_url": amqp_url, **FAST}
 
     identity_port = free_port()
@@ -144,6 +152,15 @@ async def start_system() -> System:
                 "vapid_public_key": vapid_public,
                 "vapid_subject": "mailto:beheer@klaspost.nl",
                 "push_allowed_hosts": ["127.0.0.1"],
+                "fcm_credentials": json.dumps(system.fcm.service_account()),
+                "fcm_base_url": system.fcm.base_url,
+                "apns_key": system.apns.key_pem,
+                "apns_key_id": system.apns.key_id,
+                "apns_team_id": system.apns.team_id,
+                "apns_topic": system.apns.topic,
+                "apns_host": system.apns.host,
+                "apns_port": system.apns.port,
+                "apns_ca_file": system.apns.ca_file,
                 "public_base_url": "http://klaspost.test",
                 **common,
             }
@@ -168,6 +185,8 @@ async def stop_system(system: System) -> None:
         await service.runner.cleanup()
         await drop_database(service.database_url)
     await system.push.stop()
+    await system.fcm.stop()
+    await system.apns.stop()
     system.smtp.stop()
     for bucket in system.buckets:
         await asyncio.to_thread(delete_bucket, bucket)
