@@ -19,7 +19,8 @@ async def post_to_parents(
     subscribe: Callable[[], dict[str, Any]] | None = None,
 ) -> list[str]:
     """count parents with one email address each at domain (and, with ``subscribe``, one Web Push
-    device each: the browser subscription it returns), and a post to their group; the addresses."""
+    device each: the browser subscription it returns, and the preference to get new posts by email
+    and push), and a post to their group; the addresses."""
     group_id, addresses = uuid.uuid4(), []
     async with pool.acquire() as conn, conn.transaction():
         await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
@@ -34,6 +35,12 @@ async def post_to_parents(
             )
             addresses.append(address)
             if subscribe is not None:
+                # Email and push both (the default with a device is push only).
+                await conn.execute(
+                    """INSERT INTO preferences (person_id, category, channel, timing)
+                       VALUES ($1, 'posts', 'both', 'immediate')""",
+                    person_id,
+                )
                 subscription = subscribe()
                 await store.register_device(
                     conn,

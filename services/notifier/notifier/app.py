@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
-from notifier import api
+from notifier import api, preferences_api
 from notifier.delivery_metrics import delivery_metrics
 from notifier.delivery_reports import delivery_reports
-from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey
+from notifier.domain import DeviceList, DeviceView, Preferences, RegisterDevice, UnsubscribeView, VapidKey
 from notifier.events import handlers
 from notifier.resources import delivery
+from notifier.schedule import schedule
 from shared.app import ServiceSpec
 from shared.http import Route
 
@@ -37,6 +38,38 @@ routes = [
     Route(
         "DELETE", "/devices/{device_id}", api.delete_device, "Stop push notifications to a device", status=204
     ),
+    Route(
+        "GET",
+        "/preferences",
+        preferences_api.get_preferences,
+        "How and when the caller hears of each category of message, and their quiet hours",
+        response=Preferences,
+    ),
+    Route(
+        "PUT",
+        "/preferences",
+        preferences_api.put_preferences,
+        "Set how and when the caller hears of each category of message, and their quiet hours",
+        body=Preferences,
+        response=Preferences,
+    ),
+    Route(
+        "GET",
+        "/unsubscribe/{token}",
+        preferences_api.show_unsubscribe,
+        "What a one-click unsubscribe link from a mail does (changes nothing)",
+        response=UnsubscribeView,
+        auth="none",
+    ),
+    Route(
+        "POST",
+        "/unsubscribe/{token}",
+        preferences_api.unsubscribe_one_click,
+        "One-click unsubscribe (RFC 8058): turn off the emails the link names",
+        response=UnsubscribeView,
+        auth="none",
+        raw_body=("application/x-www-form-urlencoded", "multipart/form-data"),
+    ),
 ]
 
 
@@ -46,6 +79,6 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[delivery, delivery_reports],
+        contexts=[delivery, delivery_reports, schedule],
         metrics=delivery_metrics,
     )

@@ -175,9 +175,21 @@ def _encoded_words(text: str, name: str, policy: Policy) -> str:
     return str(encoded)
 
 
+class _UrlList(UnstructuredHeader, BaseHeader):
+    """A header of ``<URL>`` entries (List-Unsubscribe, RFC 2369): never encoded, folded only after
+    a comma. The default folder would turn a URL longer than a line into encoded-words, which mail
+    programs do not decode there, so the link would be lost."""
+
+    def fold(self, *, policy: Policy) -> str:
+        entries = [entry.strip() for entry in str(self).split(",")]
+        return _fold_words(f"{self.name}:", [e + "," for e in entries[:-1]] + entries[-1:], policy)
+
+
 _headers = HeaderRegistry()
 for _name in ("subject",):
     _headers.map_to_type(_name, _EncodedText)
+for _name in ("list-unsubscribe",):
+    _headers.map_to_type(_name, _UrlList)
 for _name in ("from", "to", "cc", "reply-to"):
     _headers.map_to_type(_name, _EncodedAddresses)
 

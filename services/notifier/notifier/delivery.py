@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from notifier import store
+from notifier import message_store, store, unsubscribe
 from notifier.apns import ApnsSender
 from notifier.delivery_errors import DeliveryFailed
 from notifier.domain import backoff_seconds
 from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
 from notifier.mails import local_zone, one_off_email
-from notifier.messages import new_post_email, new_post_push
+from notifier.notices import CATEGORY, delivery_email, delivery_push
 from notifier.settings import Settings
 from notifier.webpush import WebPushSender
 from shared.logs import correlation_id
@@ -100,6 +101,8 @@ class Deliverer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._settings = settings
+        # The key one-click unsubscribe links are signed with: read from the database at first use.
+        self._unsubscribe_key: bytes | None = None
         self._lease = settings.delivery_lease_seconds
         # Sends at once per channel; rows are claimed only for free slots, so a claimed row is sent at once.
         self._limits = {
@@ -274,13 +277,10 @@ class Deliverer:
             secret=row["secret"],
         )
 
-    def _post_url(self, row: asyncpg.Record) -> str:
-        return f"{self._settings.public_base_url.rstrip('/')}/posts/{row['post_id']}"
-
     async def _send_delivery(self, row: asyncpg.Record) -> None:
         try:
             if row["channel"] == "email":
-                await self._mailer.send(self._new_post_email(row))
+                await self._mailer.send(await self._delivery_email(row))
             else:
                 await self._send_push(row)
         except ValueError as exc:
@@ -297,17 +297,22 @@ class Deliverer:
             raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
         await self._mailer.send(msg)
 
-    def _new_post_email(self, row: asyncpg.Record) -> EmailMessage:
-        return new_post_email(
-            row["locale"],
-            row["display_name"],
-            row["email"],
-            row["group_name"],
-            row["excerpt"],
-            self._post_url(row),
-            row["delivery_id"],
-            self._settings.mail_from,
+    async def _delivery_email(self, row: asyncpg.Record) -> EmailMessage:
+        """The email of a delivery of any kind (notices.py), with its one-click unsubscribe headers."""
+        if self._unsubscribe_key is None:
+            async with self._pool.acquire() as conn:
+                self._unsubscribe_key = await message_store.unsubscribe_key(conn)
+        kind = row["kind"]
+        target: unsubscribe.Target = "digest" if kind == "digest" else CATEGORY[kind]
+        headers = unsubscribe.headers(
+            self._settings.public_api_url, self._unsubscribe_key, row["person_id"], target
         )
+        return delivery_email(
+            row, self._zone(row), self._settings.public_base_url, self._settings.mail_from, headers
+        )
+
+    def _zone(self, row: asyncpg.Record) -> ZoneInfo:
+        return local_zone(row["time_zone"], self._settings.default_time_zone)
 
     def _one_off_email(self, row: asyncpg.Record) -> EmailMessage:
         return one_off_email(
@@ -330,9 +335,7 @@ class Deliverer:
         device = row["device"]
         if device is None:
             raise DeliveryFailed(True, "the device was removed", gone=True)
-        payload = new_post_push(
-            row["locale"], row["group_name"], row["excerpt"], self._post_url(row), row["post_id"]
-        )
+        payload, topic = delivery_push(row, self._zone(row), self._settings.public_base_url)
         kind = device.get("kind", "webpush")
         # A channel whose settings were removed since the device registered: held (retried with
         # back-off) rather than dropped, so configuring it again delivers.
@@ -351,7 +354,7 @@ class Deliverer:
                 "endpoint": device["endpoint"],
                 "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
             }
-            await self._push.send(subscription, payload, topic=f"post-{row['post_id'].hex[:27]}")
+            await self._push.send(subscription, payload, topic=topic)
 
     async def _run(self, attempt: _Attempt) -> None:
         try:

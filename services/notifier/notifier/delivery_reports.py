@@ -28,6 +28,7 @@ _REPORT = """
         FROM notifications n
         LEFT JOIN delivery_reports r USING (notification_id)
         WHERE n.created_at > now() - $2 * interval '1 day' AND (r.notification_id IS NULL OR NOT r.final)
+          AND n.post_id IS NOT NULL  -- posts only: digests, reminders and sign-up notices have no report
         ORDER BY n.created_at DESC
         LIMIT $1
     ), figures AS (

@@ -126,3 +126,50 @@ def backoff_seconds(attempts: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(max(retry_after, 1.0), 3600.0)
     return float(min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+# --- Preferences (issue 8): what a person hears, how and when -----------------------------------------
+
+_CLOCK = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class CategoryChoice(BaseModel):
+    """How one category of message reaches the person. ``channel`` "auto" is the default: push where
+    a device is registered, else email. ``timing`` "digest": the emails wait for the school's one
+    daily digest (pushes still go at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["auto", "push", "email", "both", "none"]
+    timing: Literal["immediate", "digest"] = "immediate"
+
+
+class QuietHoursWindow(BaseModel):
+    """No push from ``starts`` to ``ends`` (HH:MM, the school's time zone; may wrap midnight): a push
+    that falls inside is held until ``ends``. Emails are not held."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts: str = Field(pattern=_CLOCK, examples=["21:00"])
+    ends: str = Field(pattern=_CLOCK, examples=["07:00"])
+
+
+class Preferences(BaseModel):
+    """Per category: new posts; sign-ups and conferences; reminders. An urgent post reaches every
+    channel at once whatever is chosen here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    posts: CategoryChoice
+    signups: CategoryChoice
+    reminders: CategoryChoice
+    quiet_hours: QuietHoursWindow | None = None
+
+
+class UnsubscribeView(BaseModel):
+    """What a one-click unsubscribe link does: turn off the emails of ``category`` ("posts",
+    "signups", "reminders", or "digest": every category whose emails go into the digest)."""
+
+    category: str
+    email_off: bool = Field(description="whether these emails are off now")
+    done: bool = Field(description="true when this request turned them off (POST); a GET changes nothing")

@@ -1,32 +1,45 @@
 """What the notifier does with other services' events: keep its copy of accounts, schools, groups
-and memberships, turn a published post into deliveries to every parent of the group, and queue the
-one-off mails (invitations, password links) identity asks for."""
+and memberships, turn a published post into deliveries to every parent of the group, queue the
+one-off mails (invitations, password links) identity asks for, and turn posts' sign-up and policy
+events into notices (conference bookings, reminders, promotions) by each person's preferences."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
 
-from notifier import store
+from notifier import message_store, store
 from notifier.delivery import NOTIFY_CHANNEL
 from notifier.mails import MailKind
+from notifier.notices import CATEGORY
 from shared.consumer import Handlers
 from shared.contracts import (
     AccountChanged,
+    BookingReminderDue,
+    ConferenceOpened,
     GroupChanged,
+    GroupQuiet,
     InvitationIssued,
     PasswordResetRequested,
     PostDeleted,
     PostPublished,
     PostUpdated,
     SchoolChanged,
+    SignupPromoted,
+    SlotBooked,
+    SlotCancelled,
+    SlotMoved,
 )
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
 handlers = Handlers()
-keep_membership_copy(handlers)
+# With the children: a family with several children may book a conference early (ConferenceOpened).
+keep_membership_copy(handlers, with_children=True)
+
+# The day-before reminder of a conference slot goes out at this school-local time the day before.
+DAY_BEFORE_AT = time(9, 0)
 
 
 @handlers.on(AccountChanged)
@@ -41,6 +54,7 @@ async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: School
     await store.upsert_school(
         conn, event.school_id, event.name, event.time_zone, event.locale, event.revision
     )
+    await message_store.set_digest_time(conn, event.school_id, event.digest_time, event.revision)
 
 
 @handlers.on(GroupChanged)
@@ -51,7 +65,16 @@ async def group_changed(conn: asyncpg.Connection, _env: Envelope, event: GroupCh
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     created = await store.create_post_notification(
-        conn, uuid.uuid4(), env.school_id, event.group_id, event.post_id, event.excerpt, env.correlation_id
+        conn,
+        uuid.uuid4(),
+        env.school_id,
+        event.group_id,
+        event.post_id,
+        event.excerpt,
+        env.correlation_id,
+        urgent=event.urgent,
+        author_id=event.author_id,
+        title=event.title,
     )
     if created:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
@@ -93,6 +116,178 @@ async def password_reset_requested(
     await _queue_mail(
         conn, env, kind, event.email, event.locale, context, event.reset_token, env.school_id, event.person_id
     )
+
+
+@handlers.on(GroupQuiet)
+async def group_quiet(conn: asyncpg.Connection, env: Envelope, event: GroupQuiet) -> None:
+    # Once per group and week, however often the weekly job looks (and whatever id its event has).
+    context = {
+        "group_id": str(event.group_id),
+        "group_name": event.group_name,
+        "week": event.week,
+        "posts_this_week": event.posts_this_week,
+        "min_posts_per_week": event.min_posts_per_week,
+    }
+    key = f"group_quiet:{event.group_id}:{event.week}"
+    await _notice(conn, env, "group_quiet", event.school_id, event.teacher_ids, context, key, group_id=event.group_id)
+
+
+@handlers.on(ConferenceOpened)
+async def conference_opened(conn: asyncpg.Connection, env: Envelope, event: ConferenceOpened) -> None:
+    # Each guardian hears when booking opens for them: families with several children early.
+    early: set[uuid.UUID] = set()
+    if event.early_opens_at is not None:
+        early = await message_store.families_with_several_children(conn, event.school_id, event.guardian_ids)
+    send_at = {
+        person: _utc(event.early_opens_at if person in early and event.early_opens_at else event.opens_at)
+        for person in event.guardian_ids
+    }
+    context = {
+        "schedule_id": str(event.schedule_id),
+        "title": event.title,
+        "opens_at": _iso(event.opens_at),
+        "closes_at": _iso(event.closes_at),
+    }
+    key = f"conference_opened:{event.schedule_id}"
+    await _notice(conn, env, "conference_opened", event.school_id, event.guardian_ids, context, key, send_at=send_at)
+
+
+@handlers.on(SlotBooked)
+async def slot_booked(conn: asyncpg.Connection, env: Envelope, event: SlotBooked) -> None:
+    context = _booking_context(event)
+    await _notice(
+        conn, env, "slot_booked", event.school_id, event.guardian_ids, context, f"slot_booked:{env.event_id}"
+    )
+    await _day_before(conn, env, event, context)
+
+
+@handlers.on(SlotMoved)
+async def slot_moved(conn: asyncpg.Connection, env: Envelope, event: SlotMoved) -> None:
+    context = _booking_context(event) | {"previous_starts_at": _iso(event.previous_starts_at)}
+    await _notice(conn, env, "slot_moved", event.school_id, event.guardian_ids, context, f"slot_moved:{env.event_id}")
+    # The reminder of the old time is replaced by one for the new time.
+    await message_store.cancel_notifications(
+        conn, f"day_before:{event.booking_id}:", "cancelled: the booking moved"
+    )
+    await _day_before(conn, env, event, context)
+
+
+@handlers.on(SlotCancelled)
+async def slot_cancelled(conn: asyncpg.Connection, env: Envelope, event: SlotCancelled) -> None:
+    await message_store.cancel_notifications(
+        conn, f"day_before:{event.booking_id}:", "cancelled: the booking was cancelled"
+    )
+    context = {
+        "schedule_id": str(event.schedule_id),
+        "booking_id": str(event.booking_id),
+        "title": event.title,
+        "child_name": event.child_name,
+        "starts_at": _iso(event.starts_at),
+    }
+    key = f"slot_cancelled:{env.event_id}"
+    await _notice(conn, env, "slot_cancelled", event.school_id, event.guardian_ids, context, key)
+
+
+@handlers.on(BookingReminderDue)
+async def booking_reminder_due(conn: asyncpg.Connection, env: Envelope, event: BookingReminderDue) -> None:
+    context = {
+        "schedule_id": str(event.schedule_id),
+        "title": event.title,
+        "child_name": event.child_name,
+        "closes_at": _iso(event.closes_at),
+    }
+    key = f"booking_reminder:{event.schedule_id}:{event.child_id}"
+    await _notice(conn, env, "booking_reminder", event.school_id, event.guardian_ids, context, key)
+
+
+@handlers.on(SignupPromoted)
+async def signup_promoted(conn: asyncpg.Connection, env: Envelope, event: SignupPromoted) -> None:
+    # Exactly once: a sign-up is promoted from the waiting list at most once.
+    context = {
+        "list_id": str(event.list_id),
+        "item_id": str(event.item_id),
+        "list_title": event.list_title,
+        "item_title": event.item_title,
+        "deadline": _iso(event.deadline) if event.deadline else "",
+    }
+    key = f"signup_promoted:{event.signup_id}"
+    await _notice(
+        conn, env, "signup_promoted", event.school_id, [event.person_id], context, key, group_id=event.group_id
+    )
+
+
+def _booking_context(event: SlotBooked | SlotMoved) -> dict[str, Any]:
+    return {
+        "schedule_id": str(event.schedule_id),
+        "booking_id": str(event.booking_id),
+        "title": event.title,
+        "child_name": event.child_name,
+        "teacher_names": list(event.teacher_names),
+        "location": event.location,
+        "starts_at": _iso(event.starts_at),
+        "ends_at": _iso(event.ends_at),
+    }
+
+
+async def _day_before(
+    conn: asyncpg.Connection, env: Envelope, event: SlotBooked | SlotMoved, context: dict[str, Any]
+) -> None:
+    """Hold the reminder until DAY_BEFORE_AT the day before the slot (school-local); at once when
+    that moment passed but the day of the slot has not begun; none when the slot is today or past."""
+    zone = await message_store.school_zone(conn, event.school_id, message_store.DEFAULT_ZONE)
+    starts = _utc(event.starts_at).astimezone(zone)
+    day_before = starts.date() - timedelta(days=1)
+    remind_at = datetime.combine(day_before, DAY_BEFORE_AT, tzinfo=zone)
+    slot_day_begins = datetime.combine(starts.date(), time(0, 0), tzinfo=zone)
+    if datetime.now(UTC) >= slot_day_begins:
+        return
+    send_at = {person: remind_at for person in event.guardian_ids}
+    key = f"day_before:{event.booking_id}:{env.event_id}"
+    await _notice(conn, env, "day_before", event.school_id, event.guardian_ids, context, key, send_at=send_at)
+
+
+async def _notice(
+    conn: asyncpg.Connection,
+    env: Envelope,
+    kind: str,
+    school_id: uuid.UUID,
+    person_ids: list[uuid.UUID],
+    context: dict[str, Any],
+    dedupe_key: str,
+    *,
+    group_id: uuid.UUID | None = None,
+    send_at: dict[uuid.UUID, datetime] | None = None,
+) -> None:
+    """One notification of kind with its deliveries to person_ids by their preferences; nothing when
+    a notification with dedupe_key exists (the event, or its twin, was handled before)."""
+    notification_id = uuid.uuid4()
+    created = await message_store.create_notification(
+        conn,
+        notification_id,
+        kind,
+        school_id=school_id,
+        group_id=group_id,
+        context=context,
+        dedupe_key=dedupe_key,
+        correlation_id=env.correlation_id,
+    )
+    if not created:
+        return
+    await message_store.fan_out(
+        conn,
+        notification_id,
+        person_ids,
+        CATEGORY[kind],
+        school_id=school_id,
+        default_zone=message_store.DEFAULT_ZONE,
+        now=datetime.now(UTC),
+        send_at=send_at,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).isoformat()
 
 
 def _utc(moment: datetime) -> datetime:

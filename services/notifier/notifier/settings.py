@@ -14,6 +14,10 @@ class Settings(ServiceSettings):
     http_port: int = 8084
     token_audience: str = "klaspost-notifier"
     public_base_url: str = "http://127.0.0.1:8080"
+    # Where this service's API is reached from outside: one-click unsubscribe links in mails point here.
+    public_api_url: str = "http://127.0.0.1:8084"
+    # How often held messages (quiet hours, scheduled reminders) are released and digests made.
+    schedule_seconds: float = Field(default=30.0, gt=0)
     # Dates in mails are shown in the school's time zone; this one when the school is not known (yet).
     default_time_zone: str = "Europe/Amsterdam"
     smtp_host: str = "127.0.0.1"

@@ -1,10 +1,12 @@
 """Notifier's SQL."""
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from notifier import message_store
 from notifier.domain import CLAIM_SECONDS
 
 
@@ -201,35 +203,40 @@ async def create_post_notification(
     post_id: uuid.UUID,
     excerpt: str,
     correlation_id: str | None,
+    *,
+    urgent: bool = False,
+    author_id: uuid.UUID | None = None,
+    title: str = "",
+    now: datetime | None = None,
 ) -> int:
-    """The notification and one delivery per guardian (email) and per guardian's device (push)."""
-    await conn.execute(
-        """INSERT INTO notifications (notification_id, school_id, group_id, post_id, excerpt, correlation_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+    """The notification and the deliveries to every guardian of the group but the author, by each
+    one's preferences (message_store.fan_out: email, pushes, held for quiet hours or the digest; an
+    urgent post to every channel at once). How many deliveries; 0 when the post had one already."""
+    created = await message_store.create_notification(
+        conn,
         notification_id,
-        school_id,
-        group_id,
-        post_id,
-        excerpt,
-        correlation_id,
+        "new_post",
+        school_id=school_id,
+        group_id=group_id,
+        post_id=post_id,
+        excerpt=excerpt,
+        context={"title": title},
+        urgent=urgent,
+        correlation_id=correlation_id,
     )
-    emails = await conn.execute(
-        """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel)
-           SELECT gen_random_uuid(), $1, m.person_id, 'email'
-           FROM memberships m JOIN people p USING (person_id)
-           WHERE m.group_id = $2 AND m.role = 'guardian' AND m.active""",
+    if not created:
+        return 0
+    guardians = [p for p in await message_store.group_guardians(conn, group_id) if p != author_id]
+    return await message_store.fan_out(
+        conn,
         notification_id,
-        group_id,
+        guardians,
+        "posts",
+        school_id=school_id,
+        default_zone=message_store.DEFAULT_ZONE,
+        now=now or datetime.now(UTC),
+        urgent=urgent,
     )
-    pushes = await conn.execute(
-        """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel, device_id)
-           SELECT gen_random_uuid(), $1, m.person_id, 'push', d.device_id
-           FROM memberships m JOIN devices d USING (person_id)
-           WHERE m.group_id = $2 AND m.role = 'guardian' AND m.active""",
-        notification_id,
-        group_id,
-    )
-    return int(emails.split()[-1]) + int(pushes.split()[-1])
 
 
 async def claim_deliveries(
@@ -246,12 +253,14 @@ async def claim_deliveries(
                          WHERE status = 'pending' AND next_attempt_at <= now() AND channel = 'push'
                          ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
            UPDATE deliveries d SET next_attempt_at = now() + $3 * interval '1 second', attempts = d.attempts + 1
-           FROM notifications n, people p, groups g
+           FROM notifications n, people p
            WHERE d.delivery_id IN (SELECT delivery_id FROM email UNION ALL SELECT delivery_id FROM push)
-             AND n.notification_id = d.notification_id AND p.person_id = d.person_id AND g.group_id = n.group_id
+             AND n.notification_id = d.notification_id AND p.person_id = d.person_id
            RETURNING d.delivery_id, d.notification_id, d.channel, d.device_id, d.attempts, n.post_id, n.excerpt,
-                     n.correlation_id,
-                     g.name AS group_name, p.email, p.display_name, p.locale,
+                     n.correlation_id, d.person_id, n.kind, n.context, n.urgent,
+                     (SELECT name FROM groups WHERE group_id = n.group_id) AS group_name,
+                     (SELECT time_zone FROM schools WHERE school_id = n.school_id) AS time_zone,
+                     p.email, p.display_name, p.locale,
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT kind, endpoint, p256dh, auth, token FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
         email,
@@ -313,15 +322,21 @@ async def release_claims(conn: asyncpg.Connection, held: list[tuple[str, uuid.UU
 
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
+    """Sent; a digest's emails it carried are sent with it."""
     await conn.execute(
-        "UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL WHERE delivery_id = $1",
+        """UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL
+           WHERE delivery_id = $1 OR (digest_delivery_id = $1 AND status = 'held')""",
         delivery_id,
     )
 
 
 async def mark_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, error: str) -> None:
+    """Given up on; a digest's emails it carried fail with it."""
     await conn.execute(
-        "UPDATE deliveries SET status = 'failed', last_error = $2 WHERE delivery_id = $1", delivery_id, error
+        """UPDATE deliveries SET status = 'failed', last_error = $2
+           WHERE delivery_id = $1 OR (digest_delivery_id = $1 AND status = 'held')""",
+        delivery_id,
+        error,
     )
 
 
@@ -384,13 +399,13 @@ async def retry_mail_later(conn: asyncpg.Connection, mail_id: uuid.UUID, seconds
 
 
 async def cancel_post_deliveries(conn: asyncpg.Connection, post_id: uuid.UUID) -> int:
-    """A deleted post: what was not sent of it yet is not sent (kept as failed, saying why), and its
-    excerpt is forgotten. How many deliveries were cancelled."""
+    """A deleted post: what was not sent of it yet is not sent (kept as failed, saying why), held ones
+    (quiet hours, digest) too, and its excerpt is forgotten. How many deliveries were cancelled."""
     await conn.execute("UPDATE notifications SET excerpt = '' WHERE post_id = $1", post_id)
     cancelled = await conn.execute(
         """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: the post was deleted'
            FROM notifications n
-           WHERE n.post_id = $1 AND d.notification_id = n.notification_id AND d.status = 'pending'""",
+           WHERE n.post_id = $1 AND d.notification_id = n.notification_id AND d.status IN ('pending', 'held')""",
         post_id,
     )
     return int(cancelled.split()[-1])

@@ -1,0 +1,92 @@
+"""Notifier's HTTP handlers for preferences and one-click unsubscribe.
+
+``GET/PUT /preferences``: the caller's choices. ``GET/POST /unsubscribe/{token}`` (no login: the
+signed token is the proof, see unsubscribe.py): GET only says what the link does; POST (RFC 8058 sends
+``List-Unsubscribe=One-Click`` as a form) turns that kind of email off, and again and again to the
+same effect.
+"""
+
+import uuid
+from datetime import time
+
+from aiohttp import web
+
+from notifier import message_store, unsubscribe
+from notifier.domain import CategoryChoice, Preferences, QuietHoursWindow, UnsubscribeView
+from notifier.preferences import CATEGORIES, DEFAULT_CHOICE, Category, Choice, QuietHours, without_email
+from shared.app import POOL
+from shared.errors import NotFound
+from shared.http import json_response, read_json
+from shared.tokens import require_caller
+
+
+async def get_preferences(request: web.Request) -> web.Response:
+    caller = require_caller(request)
+    async with request.app[POOL].acquire() as conn:
+        choices = await message_store.choices_of(conn, caller.person_id)
+        quiet = await message_store.quiet_hours_of(conn, caller.person_id)
+    return json_response(_view(choices, quiet))
+
+
+async def put_preferences(request: web.Request) -> web.Response:
+    caller = require_caller(request)
+    command = await read_json(request, Preferences)
+    choices: dict[Category, Choice] = {
+        category: Choice(getattr(command, category).channel, getattr(command, category).timing)
+        for category in CATEGORIES
+    }
+    window = command.quiet_hours
+    quiet = QuietHours(time.fromisoformat(window.starts), time.fromisoformat(window.ends)) if window else None
+    if quiet is not None and quiet.starts == quiet.ends:
+        quiet = None  # an empty window: no quiet hours
+    async with request.app[POOL].acquire() as conn:
+        await message_store.save_preferences(conn, caller.person_id, choices, quiet)
+        saved = await message_store.choices_of(conn, caller.person_id)
+        quiet = await message_store.quiet_hours_of(conn, caller.person_id)
+    return json_response(_view(saved, quiet))
+
+
+def _view(choices: dict[str, Choice], quiet: QuietHours | None) -> Preferences:
+    def one(category: Category) -> CategoryChoice:
+        choice = choices.get(category, DEFAULT_CHOICE)
+        return CategoryChoice(channel=choice.channel, timing=choice.timing)
+
+    window = QuietHoursWindow(starts=f"{quiet.starts:%H:%M}", ends=f"{quiet.ends:%H:%M}") if quiet else None
+    return Preferences(posts=one("posts"), signups=one("signups"), reminders=one("reminders"), quiet_hours=window)
+
+
+async def _read(request: web.Request) -> tuple[uuid.UUID, unsubscribe.Target, list[Category]]:
+    """The link's person, target and the categories it turns off; 404 for a link we did not make."""
+    token = request.match_info["token"]
+    async with request.app[POOL].acquire() as conn:
+        key = await message_store.unsubscribe_key(conn)
+        found = unsubscribe.read_token(key, token)
+        if found is None:
+            raise NotFound("no such unsubscribe link")
+        person_id, target = found
+        if target == "digest":
+            choices = await message_store.choices_of(conn, person_id)
+            categories = [c for c in CATEGORIES if choices.get(c, DEFAULT_CHOICE).timing == "digest"]
+        else:
+            categories = [target]
+    return person_id, target, categories
+
+
+async def show_unsubscribe(request: web.Request) -> web.Response:
+    """What the link would do; changes nothing (mail scanners follow links)."""
+    person_id, target, categories = await _read(request)
+    async with request.app[POOL].acquire() as conn:
+        choices = await message_store.choices_of(conn, person_id)
+    off = all(choices.get(c, DEFAULT_CHOICE).channel in ("push", "none") for c in categories)
+    return json_response(UnsubscribeView(category=target, email_off=off, done=False))
+
+
+async def unsubscribe_one_click(request: web.Request) -> web.Response:
+    """Turn the emails of the link's category off (RFC 8058). Idempotent."""
+    person_id, target, categories = await _read(request)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        choices = await message_store.choices_of(conn, person_id)
+        for category in categories:
+            channel = choices.get(category, DEFAULT_CHOICE).channel
+            await message_store.set_channel(conn, person_id, category, without_email(channel))
+    return json_response(UnsubscribeView(category=target, email_off=True, done=True))
