@@ -21,6 +21,14 @@ from shared.consumer import Handlers
 from shared.contracts import MembershipGranted, MembershipRevoked
 from shared.envelope import Envelope
 
+# The 404 for a group the caller is not (yet) in. Copies follow identity one event hop behind (tens of
+# milliseconds, seconds under load): a teacher just assigned or a parent just linked may be refused
+# for a moment, so the message says a client may try again; it reveals nothing a stranger could use.
+NOT_A_MEMBER_YET = (
+    "no such group, or you are not a member of it (yet): a membership granted just now reaches this "
+    "service within seconds, so try again shortly"
+)
+
 
 async def apply(
     conn: asyncpg.Connection,

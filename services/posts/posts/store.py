@@ -17,7 +17,8 @@ async def upsert_group(
     year_ends_on: date | None = None,
 ) -> None:
     """Keep a group's name, school year and the year's first and last day, unless the copy already
-    holds a newer revision. Dates left out (an event from before identity sent them) keep the copy's."""
+    holds a newer revision. Dates left out (an event from before identity sent them) keep the copy's;
+    the same revision again with dates fills a row copied without them (identity.republish)."""
     await conn.execute(
         """INSERT INTO groups (group_id, school_id, name, school_year, revision, year_starts_on, year_ends_on)
            VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -25,7 +26,9 @@ async def upsert_group(
              school_year = EXCLUDED.school_year, revision = EXCLUDED.revision,
              year_starts_on = COALESCE(EXCLUDED.year_starts_on, groups.year_starts_on),
              year_ends_on = COALESCE(EXCLUDED.year_ends_on, groups.year_ends_on)
-           WHERE groups.revision < EXCLUDED.revision""",
+           WHERE groups.revision < EXCLUDED.revision
+              OR (groups.revision = EXCLUDED.revision AND groups.year_starts_on IS NULL
+                  AND EXCLUDED.year_starts_on IS NOT NULL)""",
         group_id,
         school_id,
         name,

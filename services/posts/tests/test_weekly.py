@@ -105,7 +105,11 @@ async def test_a_week_with_a_post_reminds_nobody_and_a_send_later_post_counts_fo
     await wait_until_linked(system, teacher, scheduled)
 
     status, body = await system.call(
-        "POST", "posts", f"/groups/{posted}/posts", teacher.token, json={"title": "Gym", "body": "Morgen gym."}
+        "POST",
+        "posts",
+        f"/groups/{posted}/posts",
+        teacher.token,
+        json={"title": "Gym", "body": "Morgen gym."},
     )
     assert status == 201, body
     later = datetime.now(UTC) + timedelta(hours=19)
@@ -143,7 +147,12 @@ REPORT_YEAR = "2025-2026"
 
 
 async def insert_post(
-    system: System, school: School, group_id: uuid.UUID, day: str, *, announcement: bool = False,
+    system: System,
+    school: School,
+    group_id: uuid.UUID,
+    day: str,
+    *,
+    announcement: bool = False,
     deleted: bool = False,
 ) -> None:
     """A post as the publishing code leaves it, on a chosen local day of the past year (the report
@@ -169,7 +178,7 @@ async def report_school(system: System) -> tuple[School, dict[str, uuid.UUID]]:
     the autumn clock change on 26 October in week 43), with three groups and their posts."""
     school = await make_school(system)
     await add_school_year(system, school, REPORT_YEAR, starts_on="2025-09-29", ends_on="2025-11-09")
-    names = ["Groep 3", "=HYPERLINK(\"http://x.example\",\"klik\")", "Groep 8, de Uilen"]
+    names = ["Groep 3", '=HYPERLINK("http://x.example","klik")', "Groep 8, de Uilen"]
     groups = {name: await add_group(system, school, name, REPORT_YEAR) for name in names}
 
     async def copied() -> bool:
@@ -198,9 +207,7 @@ async def report_school(system: System) -> tuple[School, dict[str, uuid.UUID]]:
         )
     for friday in ("2025-10-03", "2025-10-10", "2025-10-17", "2025-10-24", "2025-10-31", "2025-11-07"):
         await check(system, school, local(f"{friday}T15:00:00"))
-    await pool(system).execute(
-        "DELETE FROM memberships WHERE person_id = $1", teacher
-    )
+    await pool(system).execute("DELETE FROM memberships WHERE person_id = $1", teacher)
     return school, groups
 
 
@@ -227,7 +234,9 @@ async def test_the_admins_report_matches_the_fixtures_as_json_and_csv(system: Sy
     expected = json.loads((FIXTURES / "posting_report.json").read_text())
     assert normalised(body, groups) == expected
 
-    status, text = await system.call("GET", "posts", f"{path}?school_year={REPORT_YEAR}&format=csv", school.admin.token)
+    status, text = await system.call(
+        "GET", "posts", f"{path}?school_year={REPORT_YEAR}&format=csv", school.admin.token
+    )
     assert status == 200, text
     assert text == (FIXTURES / "posting_report.csv").read_bytes()
     async with system.http.get(  # type: ignore[union-attr]
@@ -236,7 +245,10 @@ async def test_the_admins_report_matches_the_fixtures_as_json_and_csv(system: Sy
     ) as response:
         assert response.status == 200
         assert response.content_type == "text/csv"
-        assert response.headers["Content-Disposition"] == f'attachment; filename="posting-report-{REPORT_YEAR}.csv"'
+        assert (
+            response.headers["Content-Disposition"]
+            == f'attachment; filename="posting-report-{REPORT_YEAR}.csv"'
+        )
         assert await response.read() == (FIXTURES / "posting_report.csv").read_bytes()
 
 

@@ -88,7 +88,7 @@ async def get_group_posts(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         role = await membership_copy.role_in(conn, group_id, caller.person_id)
         if role is None:
-            raise NotFound("no such group")
+            raise NotFound(membership_copy.NOT_A_MEMBER_YET)
         if role != "teacher":
             raise Forbidden("only the group's teachers see who read its posts")
         page = await store.group_posts_json(conn, group_id, caller.person_id, query.limit, query.position())

@@ -105,7 +105,7 @@ async def create_post(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         group = await store.writer(conn, group_id, caller.person_id)
         if group is None or (group["role"] is None and not group["admin"]):
-            raise NotFound("no such group")
+            raise NotFound(membership_copy.NOT_A_MEMBER_YET)
         if group["role"] != "teacher":
             raise Forbidden("only the group's teachers can post to it; school admins write announcements")
         if command.urgent and not group["admin"]:
@@ -271,7 +271,7 @@ async def scheduled_posts(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         group = await store.writer(conn, group_id, caller.person_id)
         if group is None or (group["role"] is None and not group["admin"]):
-            raise NotFound("no such group")
+            raise NotFound(membership_copy.NOT_A_MEMBER_YET)
         if group["role"] != "teacher" and not group["admin"]:
             raise Forbidden("only the group's teachers and the school's admins see scheduled posts")
         rows = await store.scheduled_posts(conn, group_id)

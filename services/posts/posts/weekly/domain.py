@@ -117,4 +117,3 @@ def spreadsheet_text(text: str) -> str:
     """Text a spreadsheet would take for a formula (=, +, -, @, or a tab/CR before one) kept as text
     with a leading apostrophe (OWASP's advice against CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
