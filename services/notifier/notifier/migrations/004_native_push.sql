@@ -14,7 +14,8 @@ ALTER TABLE devices ADD CONSTRAINT devices_shape CHECK (
 -- One row per app installation: a token names one app on one device at its provider.
 CREATE UNIQUE INDEX devices_native_token ON devices (kind, token) WHERE token IS NOT NULL;
 
--- /metrics counts sent and failed rows of a recent window only (pending ones through deliveries_due
--- and mails_due), so the figures never scan a table that grows with every post.
+-- /metrics counts sent and failed rows of a recent window only, and the backlog (every state but sent
+-- and failed) through a partial index, so the figures never scan a table that grows with every post.
 CREATE INDEX deliveries_created ON deliveries (created_at);
+CREATE INDEX deliveries_backlog ON deliveries (channel, status) WHERE status NOT IN ('sent', 'failed');
 CREATE INDEX mails_created ON mails (created_at);
