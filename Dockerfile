@@ -32,6 +32,14 @@ RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=identity|post
     groupadd --system --gid 10001 klaspost; \
     useradd --system --uid 10001 --gid klaspost --no-create-home --shell /usr/sbin/nologin klaspost
 
+# media draws a school's "do not share" watermark with libvips' text rendering (Pango), which needs fontconfig's
+# configuration and a font; the slim image has neither.
+RUN if [ "${SERVICE}" = media ]; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends fontconfig-config fonts-dejavu-core; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi
+
 COPY shared/ shared/
 COPY services/${SERVICE}/${SERVICE}/ services/${SERVICE}/${SERVICE}/
 

@@ -252,26 +252,36 @@ _MARK_HEIGHT = 0.05
 _MARK_MIN_TEXT_PX = 11
 _MARK_SHADE = 0.45
 _MARK_FONT = "DejaVu Sans Bold"
+_MARK_RENDER_PT = 96  # at 72 dpi: larger than the mark on any variant, so it is only ever scaled down
 
 
 def _with_watermark(image: pyvips.Image, text: str) -> pyvips.Image:
     """`image` (sRGB, uchar) with `text` in a darkened strip across its bottom (seed rule 6: a visible
     "do not share" mark). Drawn on each variant at its own size, so the mark is as legible on 320 px as
-    on 2048 px. The text is rendered by libvips (Pango): fitted into the strip, one line."""
+    on 2048 px: the text, rendered once per worker (`_mark`), is scaled to fit the strip, one line."""
     width, height = int(image.width), int(image.height)
     text_height = max(_MARK_MIN_TEXT_PX, round(min(width, height) * _MARK_HEIGHT))
     pad = max(2, text_height // 4)
     strip_height = min(height, text_height + 2 * pad)
-    # Pango reads markup: a school named "A & B" must be drawn as written, not parsed.
-    mask = pyvips.Image.text(
-        html.escape(text, quote=False), font=_MARK_FONT, width=max(1, width - 2 * pad), height=text_height
-    )
+    mask = _mark(text)
+    scale = min(text_height / mask.height, max(1, width - 2 * pad) / mask.width)
+    mask = mask.resize(scale, kernel="linear")
     mask = mask.embed(pad, (strip_height - int(mask.height)) // 2, width, strip_height)
     top = height - strip_height
     strip = image.crop(0, top, width, strip_height)
     shaded = (strip * _MARK_SHADE).cast("uchar")
     marked = mask.ifthenelse([255] * int(image.bands), shaded, blend=True)
     return image.insert(marked, 0, top)
+
+
+@functools.lru_cache(maxsize=32)
+def _mark(text: str) -> pyvips.Image:
+    """The text as a one-band coverage mask (0 to 255), cut to its ink, at _MARK_RENDER_PT (about 75 px
+    high): rendered by libvips (Pango) once per worker and school name, then only scaled down; rendering
+    costs more than the rest of the mark. Pango reads markup, so a school named "A & B" is escaped to be
+    drawn as written."""
+    rendered = pyvips.Image.text(html.escape(text, quote=False), font=f"{_MARK_FONT} {_MARK_RENDER_PT}")
+    return rendered.copy_memory()
 
 
 def _checked_size(path: str, content_type: str, max_pixels: int) -> tuple[int, int]:
