@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from posts.conferences.jobs import conference_reminders
+from posts.conferences.routes import routes as conference_routes
 from posts.events import handlers
 from posts.feed import api as feed
 from posts.feed.domain import FeedPage, FeedQuery, GroupPostsPage, LikeState, PostView
@@ -203,8 +205,8 @@ routes = [
 def spec() -> ServiceSpec:
     return ServiceSpec(
         name="posts",
-        routes=routes,
+        routes=routes + conference_routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[send_later, weekly_check],
+        contexts=[send_later, weekly_check, conference_reminders],
     )

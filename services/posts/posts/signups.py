@@ -3,8 +3,10 @@
 shows them as ``signup`` so that clients open the sign-up from the post.
 
 Such posts are the platform's announcement of a sign-up, not a teacher's message: they are published
-at once, are not counted against the group's posts per day (seed rule 5, ``post_days``), and publish
-no PostPublished (the sign-up's own event, e.g. ConferenceOpened, is what the notifier tells parents).
+at once and are not counted against the group's posts per day (seed rule 5, ``post_days``). Whether
+parents are told through PostPublished or the sign-up's own event is the caller's choice: conferences
+publish ConferenceOpened only (the notifier says when booking opens for each family), helper lists
+publish PostPublished.
 """
 
 import uuid
