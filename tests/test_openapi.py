@@ -406,6 +406,24 @@ def example_bodies(subscription: dict[str, Any]) -> dict[tuple[str, str], dict[s
             "group_ids": [str(uuid.uuid4())],
         },
         ("POST", "/devices"): {"subscription": subscription},
+        ("POST", "/conferences"): {
+            "group_ids": [str(uuid.uuid4())],
+            "title": "Tienminutengesprekken",
+            "location": "Lokaal 3B",
+            "days": [{"date": "2027-03-29", "ranges": [{"start": "15:00", "end": "17:00"}]}],
+            "slot_minutes": 10,
+            "break_minutes": 0,
+            "child_ids": [str(uuid.uuid4())],
+            "opens_at": "2027-03-15T08:00:00+01:00",
+            "early_opens_at": "2027-03-14T08:00:00+01:00",
+            "closes_at": "2027-03-25T18:00:00+01:00",
+            "change_deadline": "2027-03-26T12:00:00+01:00",
+        },
+        ("POST", "/conferences/{schedule_id}/bookings"): {
+            "slot_id": str(uuid.uuid4()),
+            "child_id": str(uuid.uuid4()),
+        },
+        ("PUT", "/conference-bookings/{booking_id}/slot"): {"slot_id": str(uuid.uuid4())},
     }
 
 
