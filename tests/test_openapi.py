@@ -406,6 +406,14 @@ def example_bodies(subscription: dict[str, Any]) -> dict[tuple[str, str], dict[s
             "group_ids": [str(uuid.uuid4())],
         },
         ("POST", "/devices"): {"subscription": subscription},
+        ("POST", "/groups/{group_id}/helper-lists"): {
+            "title": "Excursie naar het Rijksmuseum",
+            "description": "Wie rijdt er mee?",
+            "activity_on": "2027-06-12",
+            "deadline": "2027-06-05T18:00:00+02:00",
+            "items": [{"title": "Rijden", "capacity": 4}],
+        },
+        ("PATCH", "/helper-lists/{list_id}/items/{item_id}"): {"title": "Rijden (heen)", "capacity": 5},
         ("POST", "/conferences"): {
             "group_ids": [str(uuid.uuid4())],
             "title": "Tienminutengesprekken",

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,18 @@ async def targets(system: System) -> dict[str, Target]:
         json={"title": "Nieuws", "body": "Schoolreis!"},
     )
     assert status == 201, post
+    status, helper_list = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/helper-lists",
+        teacher.token,
+        json={
+            "title": "Schoolreis",
+            "deadline": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+            "items": [{"title": "Rijden", "capacity": 4}],
+        },
+    )
+    assert status == 201, helper_list
     status, key = await system.call("GET", "notifier", "/push/vapid-public-key")
     assert status == 200, key
     subscription = system.push.subscribe(key["application_server_key"])
@@ -92,7 +105,16 @@ async def targets(system: System) -> dict[str, Target]:
         ),
         "posts": Target(
             bearer(teacher.token),
-            {"group_id": str(group), "post_id": post["post_id"]},
+            {
+                "group_id": str(group),
+                "post_id": post["post_id"],
+                "list_id": helper_list["list_id"],
+                "item_id": helper_list["items"][0]["item_id"],
+            },
+            {
+                ("POST", "/groups/{group_id}/helper-lists"): "the deadline must lie ahead, within the school "
+                "year and before the activity's day; item titles must differ",
+            },
         ),
         "media": Target(
             bearer(teacher.token),

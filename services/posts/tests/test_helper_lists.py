@@ -94,6 +94,16 @@ async def names_known(system: System, *people: Person) -> None:
     await eventually(known, what="the parents' names copied to posts (AccountChanged)")
 
 
+async def children_known(system: System, school: School) -> None:
+    async def known() -> bool:
+        found = await pool(system).fetchval(
+            "SELECT count(*) FROM children WHERE child_id = ANY($1::uuid[])", list(school.children.values())
+        )
+        return bool(found == len(school.children))
+
+    await eventually(known, what="the children's names copied to posts (ChildChanged)")
+
+
 async def test_a_full_item_puts_the_next_parent_on_the_waiting_list_and_a_withdrawal_promotes_them_once(
     system: System,
 ) -> None:
@@ -140,12 +150,14 @@ async def test_a_full_item_puts_the_next_parent_on_the_waiting_list_and_a_withdr
 
     # The teacher sees who signed up and who waits, by name.
     await names_known(system, first, second, third)
+    await children_known(system, school)
     status, signups = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token)
     assert status == 200, signups
     driving = signups["items"][0]
     assert [h["person_id"] for h in driving["signed_up"]] == [str(first.person_id)]
     assert [h["person_id"] for h in driving["waiting"]] == [str(second.person_id), str(third.person_id)]
     assert driving["signed_up"][0]["display_name"] == "Ouder"
+    assert driving["signed_up"][0]["children"] == ["Ouder-Kind0 de Vries"]
 
     assert await promotions(system, lst["list_id"]) == []
     mails_before = len(system.smtp.messages)
@@ -178,7 +190,8 @@ async def told_once(system: System, parent: Person, after: int) -> None:
         return [
             m
             for m in system.smtp.messages[after:]
-            if parent.email.lower() in (r.lower() for r in m.rcpt_tos) and "Rijden" in mail_text(m)
+            if parent.email.lower() in (r.lower() for r in m.rcpt_tos)
+            and "Rijden" in f"{m.message['Subject']} {mail_text(m)}"
         ]
 
     async def arrived() -> bool:

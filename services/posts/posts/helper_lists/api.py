@@ -310,6 +310,7 @@ async def list_signups(request: web.Request) -> web.Response:
             Helper(
                 person_id=person["person_id"],
                 display_name=person["display_name"],
+                children=list(person["children"]),
                 signed_at=person["signed_at"],
                 promoted_at=person["promoted_at"],
             )

@@ -132,6 +132,7 @@ class Helper(BaseModel):
 
     person_id: uuid.UUID
     display_name: str | None = Field(description="Null until posts has heard the account's name.")
+    children: list[str] = Field(description="Their children in the group, by name: which family helps.")
     signed_at: datetime
     promoted_at: datetime | None = Field(description="When they moved up from the waiting list.")
 

@@ -215,11 +215,20 @@ async def close_list(conn: asyncpg.Connection, list_id: uuid.UUID, person_id: uu
 
 
 async def signups(conn: asyncpg.Connection, list_id: uuid.UUID) -> list[asyncpg.Record]:
-    """Everyone on the list's items with their names, by item, places first (in the order they got
-    them), then the waiting list in its order."""
+    """Everyone on the list's items with their names and the names of their children in the group
+    (posts' children copy), by item, places first (in the order they got them), then the waiting list
+    in its order."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT s.item_id, s.person_id, s.status, s.signed_at, s.promoted_at, a.display_name
-           FROM helper_signups s LEFT JOIN account_names a USING (person_id)
+        """SELECT s.item_id, s.person_id, s.status, s.signed_at, s.promoted_at, a.display_name,
+                  ARRAY(SELECT c.given_name || ' ' || c.family_name
+                        FROM memberships m
+                        CROSS JOIN unnest(m.children) AS mine(child_id)
+                        JOIN children c ON c.child_id = mine.child_id
+                        WHERE m.group_id = l.group_id AND m.person_id = s.person_id AND m.active
+                        ORDER BY c.given_name, c.family_name) AS children
+           FROM helper_signups s
+           JOIN helper_lists l ON l.list_id = s.list_id
+           LEFT JOIN account_names a ON a.person_id = s.person_id
            WHERE s.list_id = $1
            ORDER BY s.item_id, s.status, COALESCE(s.promoted_at, s.signed_at), s.queued""",
         list_id,
