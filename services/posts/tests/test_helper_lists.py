@@ -9,6 +9,7 @@ import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -17,7 +18,7 @@ from identity.settings import Settings as IdentitySettings
 from identity.tokens import TokenSigner
 from posts.helper_lists.domain import day_start, deadline_problem
 from shared import membership_copy
-from shared.app import POOL, SETTINGS, SPEC
+from shared.app import POOL, SETTINGS
 from shared.tokens import Caller
 from tests.harness.school import (
     Person,
@@ -179,8 +180,7 @@ async def test_a_full_item_puts_the_next_parent_on_the_waiting_list_and_a_withdr
     assert promoted[0]["list_title"] == "Excursie naar het Rijksmuseum"
     assert promoted[0]["group_id"] == str(group)
 
-    if "posts.signup_promoted" in system.services["notifier"].app[SPEC].handlers.by_type:
-        await told_once(system, second, mails_before)
+    await told_once(system, second, mails_before)
 
 
 async def told_once(system: System, parent: Person, after: int) -> None:
@@ -218,6 +218,30 @@ async def test_the_list_appears_in_the_group_feed_without_counting_as_the_days_p
     status, lists = await system.call("GET", "posts", f"/groups/{group}/helper-lists", parent.token)
     assert status == 200, lists
     assert [x["list_id"] for x in lists["lists"]] == [lst["list_id"]]
+
+
+async def test_the_deadline_is_shown_in_the_schools_time_zone(system: System) -> None:
+    _school, group, teacher, _parent = await make_class(system, "Groep 2")
+    deadline = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
+    lst = await create(system, teacher, group, deadline=deadline.isoformat())
+    shown = datetime.fromisoformat(lst["deadline"])
+    assert shown == deadline
+    assert shown.utcoffset() == deadline.astimezone(ZoneInfo(AMS)).utcoffset()
+
+
+async def test_one_parent_signing_up_many_times_at_once_holds_one_place(system: System) -> None:
+    _school, group, teacher, parent = await make_class(system, "Groep 4")
+    lst = await create(system, teacher, group, items=[{"title": "Rijden", "capacity": 2}])
+    answers = await asyncio.gather(*(sign_up(system, parent, lst) for _ in range(10)))
+    assert [status for status, _ in answers] == [200] * 10
+    assert {(item_of(v)["mine"], item_of(v)["signed_up"]) for _, v in answers} == {("signed_up", 1)}
+    answers = await asyncio.gather(*(withdraw(system, parent, lst) for _ in range(10)))
+    assert [status for status, _ in answers] == [200] * 10
+    rows = await pool(system).fetchval(
+        "SELECT count(*) FROM helper_signups WHERE list_id = $1", uuid.UUID(lst["list_id"])
+    )
+    assert rows == 0
+    assert await promotions(system, lst["list_id"]) == []
 
 
 class Crowd:
