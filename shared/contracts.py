@@ -177,6 +177,7 @@ class PostPublished(Event):
     group_id: uuid.UUID
     author_id: uuid.UUID
     photo_ids: list[uuid.UUID] = Field(default_factory=list)
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, description="the author's, see AttachmentUploaded")
     excerpt: str = Field(max_length=200)
     title: str = Field(default="", max_length=120)
     urgent: bool = False
@@ -195,6 +196,9 @@ class PostUpdated(Event):
     author_id: uuid.UUID
     editor_id: uuid.UUID = Field(description="who edited: photos added by the edit are theirs")
     photo_ids: list[uuid.UUID] = Field(default_factory=list)
+    attachment_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="the post's attachments from now on: media deletes those left out"
+    )
     excerpt: str = Field(max_length=200)
     title: str = Field(max_length=120)
     published: bool = Field(description="false while the post waits for its send-later time")
@@ -386,3 +390,17 @@ class SignupPromoted(Event):
     list_title: str = Field(max_length=120)
     item_title: str = Field(max_length=120)
     deadline: datetime | None = None
+
+
+@register
+class AttachmentUploaded(Event):
+    """A teacher's attachment (a PDF, judged by its bytes) was accepted for a group. Posts keeps a copy,
+    so a post names only its writer's own unused attachments of that group, and shows their names."""
+
+    type = "media.attachment_uploaded"
+    attachment_id: uuid.UUID
+    group_id: uuid.UUID
+    uploader_id: uuid.UUID
+    filename: str = Field(max_length=120, description="made safe by media; shown to the group's members")
+    content_type: str
+    size_bytes: int

@@ -119,7 +119,10 @@ async def targets(system: System) -> dict[str, Target]:
         "media": Target(
             bearer(teacher.token),
             {"group_id": str(group), "photo_id": photo["photo_id"]},
-            {("POST", "/groups/{group_id}/photos"): "the bytes must be a JPEG, PNG or WebP image"},
+            {
+                ("POST", "/groups/{group_id}/photos"): "the bytes must be a JPEG, PNG or WebP image",
+                ("POST", "/groups/{group_id}/attachments"): "the bytes must be a plain PDF",
+            },
         ),
         "notifier": Target(
             bearer(parent.token),

@@ -3,6 +3,9 @@
 from pathlib import Path
 
 from media import api
+from media.attachments import api as attachments
+from media.attachments.domain import AttachmentLink, UploadedAttachment, UploadQuery
+from media.attachments.resources import removal
 from media.domain import PhotoUploaded, PhotoView
 from media.events import handlers
 from media.resources import cleanup, pipeline, retention, storage
@@ -30,6 +33,27 @@ routes = [
         "Short-lived links to a photo's processed variants, for members of its group",
         response=PhotoView,
     ),
+    Route(
+        "POST",
+        "/groups/{group_id}/attachments",
+        attachments.upload_attachment,
+        "A teacher uploads an attachment (a PDF: the raw file as the body) for a group they teach",
+        response=UploadedAttachment,
+        status=201,
+        raw_body=attachments.ACCEPTED_TYPES,
+        query=UploadQuery,
+        # Guardians may not upload; an empty, damaged, encrypted or active PDF is refused; upload limits
+        # per person and school; storage briefly unavailable.
+        errors=(403, 422, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/attachments/{attachment_id}",
+        attachments.get_attachment,
+        "A short-lived download link to an attachment, for the members of its post's group (404 otherwise)",
+        response=AttachmentLink,
+        auth="optional",
+    ),
 ]
 
 
@@ -39,6 +63,6 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[storage, pipeline, cleanup, retention],
+        contexts=[storage, pipeline, cleanup, retention, removal],
         metrics=retention_metrics,
     )

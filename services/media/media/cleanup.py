@@ -8,6 +8,7 @@ import logging
 import asyncpg
 
 from media import quota, store
+from media.attachments.removal import delete_unused
 from media.settings import Settings
 from media.storage import PhotoStorage
 
@@ -29,6 +30,7 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
     for key in variants:
         await storage.delete_variant(key)
     await quota.forget_refusals(conn)
+    await delete_unused(conn, storage, settings)
     if unused or done or variants:
         log.info(
             "photos deleted from storage",

@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 
 from media import store
+from media.attachments import events as attachments
 from media.processing import NOTIFY_CHANNEL
 from shared.consumer import Handlers
 from shared.contracts import (
@@ -42,6 +43,7 @@ async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: School
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     await _attach(conn, env, event.post_id, event.group_id, event.author_id, event.photo_ids)
+    await attachments.attach(conn, event.post_id, event.group_id, event.author_id, event.attachment_ids)
 
 
 @handlers.on(PostUpdated)
@@ -53,12 +55,15 @@ async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdat
     attached = await store.in_post(conn, event.post_id)
     added = [p for p in event.photo_ids if p not in attached]
     await _attach(conn, env, event.post_id, event.group_id, event.editor_id, added)
+    await attachments.post_edited(conn, event.post_id, event.group_id, event.editor_id, event.attachment_ids)
 
 
 @handlers.on(PostDeleted)
 async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
-    # A deleted post disappears everywhere: its photos are no longer shown to the group.
+    # A deleted post disappears everywhere: its photos are no longer shown to the group, its attachments
+    # are deleted.
     await store.drop_from_post(conn, event.post_id)
+    await attachments.post_deleted(conn, event.post_id)
 
 
 async def _attach(

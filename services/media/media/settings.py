@@ -37,3 +37,14 @@ class Settings(ServiceSettings):
     photo_retention_every_seconds: float = 3600.0
     # While storage is unreachable, processing tries again this often, for as long as it takes.
     storage_retry_seconds: float = 10.0
+    # Attachments (the newsletter PDF): size limit (413), what the structural check accepts, the links'
+    # life (at most 5 minutes), and upload limits like the photos' (429 with Retry-After).
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    attachment_max_pages: int = 500
+    attachment_max_objects: int = 200_000
+    attachment_url_ttl_seconds: int = Field(default=300, ge=1, le=300)
+    attachment_uploads_per_person_per_hour: int = 30
+    attachment_unused_per_person: int = 20
+    attachment_uploads_per_school_per_hour: int = 300
+    # An attachment no post used by then is deleted (storage, then row), by the photo clean-up's job.
+    attachment_unused_ttl_seconds: int = 24 * 3600

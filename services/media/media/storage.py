@@ -114,6 +114,39 @@ class PhotoStorage:
             "get_object", Params={"Bucket": self.variants, "Key": key}, ExpiresIn=ttl_seconds
         )
 
+    async def put_attachment(self, key: str, path: str, content_type: str, disposition: str) -> None:
+        """Store an accepted attachment (streamed from disk) in the bucket links are handed out for.
+        Raises StorageUnavailable."""
+        await _in_thread(self._s3.upload_file)(
+            path,
+            self.variants,
+            key,
+            ExtraArgs={
+                "ContentType": content_type,
+                "ContentDisposition": disposition,
+                "CacheControl": "private, max-age=300",
+            },
+        )
+
+    async def delete_attachment(self, key: str) -> None:
+        """Delete an attachment; deleting one that is gone already succeeds (S3 semantics)."""
+        await _in_thread(self._s3.delete_object)(Bucket=self.variants, Key=key)
+
+    def presigned_attachment_url(self, key: str, ttl_seconds: int, content_type: str, disposition: str) -> str:
+        """A link that downloads the attachment: the response's type and disposition are fixed by the
+        signature, so the browser saves the file rather than showing it in our origin."""
+        return self._public.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.variants,
+                "Key": key,
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": disposition,
+                "ResponseCacheControl": "private, no-store",
+            },
+            ExpiresIn=ttl_seconds,
+        )
+
     def close(self) -> None:
         self._s3.close()
         self._public.close()

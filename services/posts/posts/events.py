@@ -7,9 +7,11 @@ from posts import store
 from posts.children import keep_children_copy
 from posts.feed.events import keep_delivery_reports
 from posts.helper_lists.events import keep_account_names
+from posts.publishing import attachments
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
 from shared.contracts import (
+    AttachmentUploaded,
     GroupChanged,
     PhotoProcessed,
     PhotoRejected,
@@ -75,3 +77,8 @@ async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosP
     # Past the school's retention the photos are gone from storage: their posts stop naming them.
     await store.forget_photos(conn, event.photo_ids)
 
+
+@handlers.on(AttachmentUploaded)
+async def attachment_uploaded(conn: asyncpg.Connection, _env: Envelope, event: AttachmentUploaded) -> None:
+    # Which attachments a writer may put in a post of the group, and what readers are shown of them.
+    await attachments.keep_copy(conn, event)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from posts.publishing.attachments import AttachmentRef
 from posts.signups import SignupRef
 from shared.fields import QueryInt
 
@@ -34,6 +35,7 @@ class PostView(BaseModel):
     body: str = Field(description="Plain text with paragraphs; clients render it, never as HTML.")
     urgent: bool
     photos: list[PhotoRef]
+    attachments: list[AttachmentRef] = Field(description="Files (the newsletter PDF), in the post's order.")
     like_count: int = Field(ge=0)
     liked: bool = Field(description="Whether the caller likes it.")
     seen: bool = Field(description="Whether the caller has opened it.")

@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 
 from posts.feed.domain import FeedCursor
+from posts.publishing.attachments import ATTACHMENTS_JSON
 from shared.contracts import DeliveryReport
 
 # A member sees a post once it is published and until it is deleted (publishing owns both columns).
@@ -22,6 +23,7 @@ _POST_FIELDS = f"""
     'photos', COALESCE((SELECT json_agg(json_build_object('photo_id', ph.photo_id, 'status', ph.status)
                                          ORDER BY ph.position)
                         FROM post_photos ph WHERE ph.post_id = p.post_id), '[]'::json),
+    'attachments', {ATTACHMENTS_JSON},
     'like_count', p.like_count,
     'liked', EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.person_id = $1),
     'seen', EXISTS (SELECT 1 FROM reads r WHERE r.post_id = p.post_id AND r.person_id = $1),

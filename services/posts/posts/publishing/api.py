@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from posts.publishing import store
+from posts.publishing import attachments, store
 from posts.publishing.domain import (
     AnnouncementView,
     CreateAnnouncement,
@@ -37,13 +37,16 @@ from shared.outbox import publish, publish_many
 from shared.tokens import Caller, require_caller
 
 
-def published_event(post: Mapping[str, Any], photo_ids: list[uuid.UUID]) -> PostPublished:
+def published_event(
+    post: Mapping[str, Any], photo_ids: list[uuid.UUID], attachment_ids: list[uuid.UUID] | None = None
+) -> PostPublished:
     """What consumers are told when a post appears (now, or at its send-later time)."""
     return PostPublished(
         post_id=post["post_id"],
         group_id=post["group_id"],
         author_id=post["author_id"],
         photo_ids=photo_ids,
+        attachment_ids=attachment_ids or [],
         excerpt=excerpt(post["body"]),
         title=post["title"],
         urgent=post["urgent"],
@@ -124,6 +127,7 @@ async def create_post(request: web.Request) -> web.Response:
             publish_at=command.publish_at,
             day=day,
         )
+        attached = await attachments.take(conn, post_id, group_id, caller.person_id, command.attachment_ids)
         post = WrittenPost(
             post_id=post_id,
             group_id=group_id,
@@ -134,6 +138,7 @@ async def create_post(request: web.Request) -> web.Response:
             urgent=command.urgent,
             announcement_id=None,
             photos=[PhotoRef(photo_id=p, status="processing") for p in command.photo_ids],
+            attachments=attached,
             status="published" if command.publish_at is None else "scheduled",
             created_at=stamps["created_at"],
             publish_at=command.publish_at,
@@ -141,7 +146,8 @@ async def create_post(request: web.Request) -> web.Response:
             updated_at=None,
         )
         if command.publish_at is None:
-            await publish(conn, published_event(post.model_dump(), command.photo_ids), group["school_id"])
+            event = published_event(post.model_dump(), command.photo_ids, command.attachment_ids)
+            await publish(conn, event, group["school_id"])
     return json_response(post, status=201)
 
 
@@ -231,6 +237,8 @@ async def update_post(request: web.Request) -> web.Response:
         await store.update_post(conn, post_id, title, body)
         if "photo_ids" in given:
             await store.replace_photos(conn, post_id, command.photo_ids)
+        if "attachment_ids" in given:
+            await attachments.take(conn, post_id, row["group_id"], caller.person_id, command.attachment_ids)
         edited = await store.written_post(conn, post_id)
         assert edited is not None
         view = store.written_view(edited)
@@ -240,6 +248,7 @@ async def update_post(request: web.Request) -> web.Response:
             author_id=row["author_id"],
             editor_id=caller.person_id,
             photo_ids=[p.photo_id for p in view.photos],
+            attachment_ids=[a.attachment_id for a in view.attachments],
             excerpt=excerpt(body),
             title=title,
             published=row["published_at"] is not None,

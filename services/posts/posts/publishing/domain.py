@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from posts.publishing.attachments import MAX_ATTACHMENTS_PER_POST, AttachmentRef
 from shared.fields import Trimmed, Uuid
 
 MAX_TITLE_LENGTH = 120
@@ -72,8 +73,14 @@ class CreatePost(BaseModel):
     urgent: bool = Field(
         default=False, description="School admins only: parents are notified at once on every channel."
     )
+    attachment_ids: list[Uuid] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS_PER_POST,
+        json_schema_extra={"uniqueItems": True},
+        description="Files (the newsletter PDF) the writer uploaded to media for this group, in order.",
+    )
 
-    @field_validator("photo_ids")
+    @field_validator("photo_ids", "attachment_ids")
     @classmethod
     def unique_photos(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
         return _unique(value)
@@ -90,6 +97,11 @@ class CreateAnnouncement(CreatePost):
 
     photo_ids: list[Uuid] = Field(
         default_factory=list, max_length=0, description="Announcements carry no photos."
+    )
+    attachment_ids: list[Uuid] = Field(
+        default_factory=list,
+        max_length=0,
+        description="Announcements carry no attachments (an attachment belongs to one group).",
     )
     group_ids: list[Uuid] | None = Field(
         default=None,
@@ -119,8 +131,14 @@ class UpdatePost(BaseModel):
         json_schema_extra=_no_default_unique,
         description="The post's photos from now on, in order; [] removes them.",
     )
+    attachment_ids: list[Uuid] = Field(
+        default=_LEFT_OUT,
+        max_length=MAX_ATTACHMENTS_PER_POST,
+        json_schema_extra=_no_default_unique,
+        description="The post's attachments from now on, in order; [] removes them (media deletes them).",
+    )
 
-    @field_validator("photo_ids")
+    @field_validator("photo_ids", "attachment_ids")
     @classmethod
     def unique_photos(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
         return _unique(value)
@@ -143,6 +161,7 @@ class WrittenPost(BaseModel):
     urgent: bool
     announcement_id: uuid.UUID | None
     photos: list[PhotoRef]
+    attachments: list[AttachmentRef] = Field(default_factory=list)
     status: Literal["scheduled", "published"]
     created_at: datetime
     publish_at: datetime | None = Field(description="The send-later time, when one was given.")

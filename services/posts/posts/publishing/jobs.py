@@ -6,7 +6,7 @@ from datetime import datetime
 import asyncpg
 from aiohttp import web
 
-from posts.publishing import store
+from posts.publishing import attachments, store
 from posts.publishing.api import published_event
 from posts.publishing.domain import PUBLISH_EVERY_SECONDS
 from shared.app import POOL
@@ -22,7 +22,8 @@ async def publish_due(conn: asyncpg.Connection, at: datetime | None = None) -> i
     published = 0
     while rows := await store.publish_due(conn, at, BATCH):
         for row in rows:
-            await publish(conn, published_event(row, list(row["photo_ids"])), row["school_id"])
+            attached = await attachments.ids_of_post(conn, row["post_id"])
+            await publish(conn, published_event(row, list(row["photo_ids"]), attached), row["school_id"])
         published += len(rows)
     return published
 

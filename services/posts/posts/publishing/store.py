@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from posts.publishing.attachments import ATTACHMENTS_JSON, AttachmentRef
 from posts.publishing.domain import DEFAULT_MAX_POSTS_PER_DAY, DEFAULT_TIME_ZONE, PhotoRef, WrittenPost
 
 
@@ -137,14 +138,15 @@ async def insert_post(
     return stamps
 
 
-_WRITTEN = """
+_WRITTEN = f"""
     SELECT p.post_id, p.group_id, g.name AS group_name, p.school_id, p.author_id, p.title, p.body, p.urgent,
            p.announcement_id, p.created_at, p.publish_at, p.published_at, p.updated_at, p.local_day,
            COALESCE((SELECT jsonb_agg(jsonb_build_object('photo_id', ph.photo_id, 'status', ph.status)
                                       ORDER BY ph.position)
-                     FROM post_photos ph WHERE ph.post_id = p.post_id), '[]'::jsonb) AS photos
+                     FROM post_photos ph WHERE ph.post_id = p.post_id), '[]'::jsonb) AS photos,
+           ({ATTACHMENTS_JSON})::jsonb AS attachments
     FROM posts p JOIN groups g USING (group_id)
-    WHERE p.deleted_at IS NULL"""
+    WHERE p.deleted_at IS NULL"""  # noqa: S608 - constants, no input
 
 
 def written_view(row: asyncpg.Record) -> WrittenPost:
@@ -159,6 +161,7 @@ def written_view(row: asyncpg.Record) -> WrittenPost:
         urgent=row["urgent"],
         announcement_id=row["announcement_id"],
         photos=[PhotoRef.model_validate(p) for p in photos],
+        attachments=[AttachmentRef.model_validate(a) for a in row["attachments"]],
         status="published" if row["published_at"] is not None else "scheduled",
         created_at=row["created_at"],
         publish_at=row["publish_at"],
