@@ -199,6 +199,22 @@ routes = [
         response=HelperListView,
         errors=(403, 409),
     ),
+    Route(
+        "PUT",
+        "/helper-lists/{list_id}/items/{item_id}/signups/{person_id}",
+        helper_lists.sign_up_parent,
+        "A teacher signs a parent of the group up on their behalf, also after the deadline or a close",
+        response=HelperListSignups,
+        errors=(403,),
+    ),
+    Route(
+        "DELETE",
+        "/helper-lists/{list_id}/items/{item_id}/signups/{person_id}",
+        helper_lists.withdraw_parent,
+        "A teacher takes a parent off an item, also after the deadline; the first waiting gets the place",
+        response=HelperListSignups,
+        errors=(403,),
+    ),
 ]
 
 

@@ -88,7 +88,8 @@ async def promotions(system: System, list_id: str) -> list[dict[str, Any]]:
 async def names_known(system: System, *people: Person) -> None:
     async def known() -> bool:
         found = await pool(system).fetchval(
-            "SELECT count(*) FROM account_names WHERE person_id = ANY($1::uuid[])", [p.person_id for p in people]
+            "SELECT count(*) FROM account_names WHERE person_id = ANY($1::uuid[])",
+            [p.person_id for p in people],
         )
         return bool(found == len(people))
 
@@ -138,7 +139,11 @@ async def test_a_full_item_puts_the_next_parent_on_the_waiting_list_and_a_withdr
     assert status == 200, view
     assert (item_of(view)["mine"], item_of(view)["place_in_line"]) == ("waiting", 1)
     status, view = await sign_up(system, third, lst)
-    assert (item_of(view)["mine"], item_of(view)["place_in_line"], item_of(view)["waiting"]) == ("waiting", 2, 2)
+    assert (item_of(view)["mine"], item_of(view)["place_in_line"], item_of(view)["waiting"]) == (
+        "waiting",
+        2,
+        2,
+    )
 
     # A parent sees figures and their own state, never who the others are.
     status, seen = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}", third.token)
@@ -152,7 +157,9 @@ async def test_a_full_item_puts_the_next_parent_on_the_waiting_list_and_a_withdr
     # The teacher sees who signed up and who waits, by name.
     await names_known(system, first, second, third)
     await children_known(system, school)
-    status, signups = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token)
+    status, signups = await system.call(
+        "GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token
+    )
     assert status == 200, signups
     driving = signups["items"][0]
     assert [h["person_id"] for h in driving["signed_up"]] == [str(first.person_id)]
@@ -276,7 +283,9 @@ async def test_concurrent_sign_ups_never_exceed_the_capacity_and_promotions_foll
     )
     assert len(rows) == 40
     assert [r["status"] for r in rows] == ["signed_up"] * 5 + ["waiting"] * 35
-    places = sorted(item_of(view)["place_in_line"] for _, view in answers if item_of(view)["mine"] == "waiting")
+    places = sorted(
+        item_of(view)["place_in_line"] for _, view in answers if item_of(view)["mine"] == "waiting"
+    )
     assert places == list(range(1, 36))
 
     # Five withdraw at once, and the teacher raises the capacity by two at the same time: seven
@@ -286,20 +295,29 @@ async def test_concurrent_sign_ups_never_exceed_the_capacity_and_promotions_foll
     by_id = {p.person_id: p for p in crowd}
     item_id = lst["items"][0]["item_id"]
     raise_capacity = system.call(
-        "PATCH", "posts", f"/helper-lists/{lst['list_id']}/items/{item_id}", teacher.token, json={"capacity": 7}
+        "PATCH",
+        "posts",
+        f"/helper-lists/{lst['list_id']}/items/{item_id}",
+        teacher.token,
+        json={"capacity": 7},
     )
     answers = await asyncio.gather(raise_capacity, *(withdraw(system, by_id[p], lst) for p in holders))
     assert all(status == 200 for status, _ in answers), answers
     promoted = await promotions(system, lst["list_id"])
     assert sorted(p["person_id"] for p in promoted) == sorted(str(p) for p in line[:7])
     taken = await pool(system).fetchval(
-        "SELECT count(*) FROM helper_signups WHERE list_id = $1 AND status = 'signed_up'", uuid.UUID(lst["list_id"])
+        "SELECT count(*) FROM helper_signups WHERE list_id = $1 AND status = 'signed_up'",
+        uuid.UUID(lst["list_id"]),
     )
     assert taken == 7
 
     # Below the parents signed up: refused, nothing changed.
     status, body = await system.call(
-        "PATCH", "posts", f"/helper-lists/{lst['list_id']}/items/{item_id}", teacher.token, json={"capacity": 6}
+        "PATCH",
+        "posts",
+        f"/helper-lists/{lst['list_id']}/items/{item_id}",
+        teacher.token,
+        json={"capacity": 6},
     )
     assert status == 409, body
     assert body["error"]["details"] == {"signed_up": 7, "capacity": 6}
@@ -311,7 +329,9 @@ async def test_after_the_deadline_or_an_early_close_parents_are_refused_clearly(
     status, view = await sign_up(system, parent, lst, item=1)
     assert status == 200, view
 
-    status, closed = await system.call("POST", "posts", f"/helper-lists/{lst['list_id']}/close", teacher.token)
+    status, closed = await system.call(
+        "POST", "posts", f"/helper-lists/{lst['list_id']}/close", teacher.token
+    )
     assert status == 200, closed
     assert closed["status"] == "closed"
     assert closed["closed_at"] is not None
@@ -326,6 +346,9 @@ async def test_after_the_deadline_or_an_early_close_parents_are_refused_clearly(
     other = await create(system, teacher, group, title="Bibliotheek op vrijdag")
     status, view = await sign_up(system, parent, other)
     assert status == 200, view
+    (waiting,) = await Crowd(system).parents(system, group, 1)
+    status, view = await sign_up(system, waiting, other)
+    assert item_of(view)["mine"] == "waiting"
     await pool(system).execute(
         "UPDATE helper_lists SET deadline = now() - interval '1 minute' WHERE list_id = $1",
         uuid.UUID(other["list_id"]),
@@ -338,6 +361,33 @@ async def test_after_the_deadline_or_an_early_close_parents_are_refused_clearly(
     status, view = await system.call("GET", "posts", f"/helper-lists/{other['list_id']}", parent.token)
     assert view["status"] == "deadline_passed"
     assert item_of(view)["mine"] == "signed_up"
+
+    # The teacher still changes sign-ups on a parent's behalf: the place goes to the first waiting.
+    item_path = f"/helper-lists/{other['list_id']}/items/{{}}/signups/{{}}"
+    first_item, second_item = (i["item_id"] for i in other["items"])
+    status, signups = await system.call(
+        "DELETE", "posts", item_path.format(first_item, parent.person_id), teacher.token
+    )
+    assert status == 200, signups
+    assert [h["person_id"] for h in signups["items"][0]["signed_up"]] == [str(waiting.person_id)]
+    assert [p["person_id"] for p in await promotions(system, other["list_id"])] == [str(waiting.person_id)]
+    status, signups = await system.call(
+        "PUT", "posts", item_path.format(second_item, parent.person_id), teacher.token
+    )
+    assert status == 200, signups
+    assert [h["person_id"] for h in signups["items"][1]["signed_up"]] == [str(parent.person_id)]
+    status, body = await system.call(
+        "PUT", "posts", item_path.format(second_item, teacher.person_id), teacher.token
+    )
+    assert status == 404, body
+    status, body = await system.call(
+        "PUT", "posts", item_path.format(second_item, uuid.uuid4()), teacher.token
+    )
+    assert status == 404, body
+    status, body = await system.call(
+        "DELETE", "posts", item_path.format(first_item, waiting.person_id), parent.token
+    )
+    assert status == 403, body
 
 
 async def test_only_the_groups_members_see_a_list_and_only_parents_sign_up(system: System) -> None:
@@ -358,6 +408,8 @@ async def test_only_the_groups_members_see_a_list_and_only_parents_sign_up(syste
             ("PATCH", item_path, {"capacity": 3}),
             ("PUT", f"{item_path}/signup", None),
             ("DELETE", f"{item_path}/signup", None),
+            ("PUT", f"{item_path}/signups/{parent.person_id}", None),
+            ("DELETE", f"{item_path}/signups/{parent.person_id}", None),
             ("GET", f"/groups/{group}/helper-lists", None),
             ("POST", f"/groups/{group}/helper-lists", a_list()),
         ]:
@@ -370,7 +422,9 @@ async def test_only_the_groups_members_see_a_list_and_only_parents_sign_up(syste
     assert status == 403, body
     status, body = await system.call("PATCH", "posts", item_path, parent.token, json={"capacity": 3})
     assert status == 403, body
-    status, body = await system.call("POST", "posts", f"/groups/{group}/helper-lists", parent.token, json=a_list())
+    status, body = await system.call(
+        "POST", "posts", f"/groups/{group}/helper-lists", parent.token, json=a_list()
+    )
     assert status == 403, body
     # An item of another list is no item of this one.
     other = await create(system, teacher, group, title="Bibliotheek")
@@ -407,7 +461,10 @@ async def bad_input_class(system: System) -> tuple[School, uuid.UUID, Person, Pe
     ],
 )
 async def test_bad_lists_are_refused_whole_in_the_common_shape(
-    system: System, bad_input_class: tuple[School, uuid.UUID, Person, Person], change: dict[str, Any], field: str
+    system: System,
+    bad_input_class: tuple[School, uuid.UUID, Person, Person],
+    change: dict[str, Any],
+    field: str,
 ) -> None:
     _school, group, teacher, _parent = bad_input_class
     status, body = await system.call(
@@ -434,5 +491,7 @@ def test_the_deadline_is_checked_against_the_schools_local_days() -> None:
     late = datetime(2027, 10, 30, 22, 30, tzinfo=UTC)
     assert deadline_problem(late, date(2027, 10, 31), now, AMS, None)
     # The school year's last day ends at local midnight.
-    assert deadline_problem(datetime(2027, 7, 31, 21, 59, tzinfo=UTC), None, now, AMS, date(2027, 7, 31)) is None
+    assert (
+        deadline_problem(datetime(2027, 7, 31, 21, 59, tzinfo=UTC), None, now, AMS, date(2027, 7, 31)) is None
+    )
     assert deadline_problem(datetime(2027, 7, 31, 22, tzinfo=UTC), None, now, AMS, date(2027, 7, 31))

@@ -32,6 +32,7 @@ from posts.helper_lists.domain import (
 )
 from posts.publishing import store as publishing
 from posts.publishing.api import published_event
+from shared import membership_copy
 from shared.app import POOL
 from shared.contracts import SignupPromoted
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -146,6 +147,25 @@ async def _promote(
         await publish(conn, event, row["school_id"])
 
 
+async def _join(
+    conn: asyncpg.Connection, row: asyncpg.Record, item: asyncpg.Record, person_id: uuid.UUID
+) -> None:
+    """Sign the person up for the item (locked): a place while there is one, else the end of the line.
+    Once per person per item: someone already on it keeps their state."""
+    if await store.signup_of(conn, item["item_id"], person_id) is None:
+        taken = await store.places_taken(conn, item["item_id"])
+        state = "signed_up" if taken < item["capacity"] else "waiting"
+        await store.add_signup(conn, row["list_id"], item["item_id"], person_id, state)
+
+
+async def _leave(
+    conn: asyncpg.Connection, row: asyncpg.Record, item: asyncpg.Record, person_id: uuid.UUID
+) -> None:
+    """Take the person off the item (locked); a place freed goes to the first waiting, who is told."""
+    if await store.remove_signup(conn, item["item_id"], person_id) == "signed_up":
+        await _promote(conn, row, item["item_id"], item["title"], item["capacity"])
+
+
 async def _announce(
     conn: asyncpg.Connection,
     list_id: uuid.UUID,
@@ -187,7 +207,9 @@ async def create_list(request: web.Request) -> web.Response:
             command.deadline, command.activity_on, group["now"], group["time_zone"], group["year_ends_on"]
         )
         if problem:
-            raise ValidationFailed("the deadline is not accepted", [{"field": "deadline", "problem": problem}])
+            raise ValidationFailed(
+                "the deadline is not accepted", [{"field": "deadline", "problem": problem}]
+            )
         list_id = uuid.uuid4()
         await store.insert_list(
             conn,
@@ -234,11 +256,7 @@ async def sign_up(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _list(conn, list_id, caller.person_id, "guardian", lock="share")
         _open_for_parents(row)
-        item = await _item(conn, row, item_id)
-        if await store.signup_of(conn, item_id, caller.person_id) is None:
-            taken = await store.places_taken(conn, item_id)
-            state = "signed_up" if taken < item["capacity"] else "waiting"
-            await store.add_signup(conn, list_id, item_id, caller.person_id, state)
+        await _join(conn, row, await _item(conn, row, item_id), caller.person_id)
         view = await _view(conn, list_id, caller.person_id)
     return json_response(view)
 
@@ -251,9 +269,7 @@ async def withdraw(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _list(conn, list_id, caller.person_id, "guardian", lock="share")
         _open_for_parents(row)
-        item = await _item(conn, row, item_id)
-        if await store.remove_signup(conn, item_id, caller.person_id) == "signed_up":
-            await _promote(conn, row, item_id, item["title"], item["capacity"])
+        await _leave(conn, row, await _item(conn, row, item_id), caller.person_id)
         view = await _view(conn, list_id, caller.person_id)
     return json_response(view)
 
@@ -296,16 +312,12 @@ async def close_list(request: web.Request) -> web.Response:
     return json_response(view)
 
 
-async def list_signups(request: web.Request) -> web.Response:
-    """HelperListSignups: who signed up and who waits per item, by name; for the group's teachers."""
-    caller = require_caller(request)
-    list_id = path_id(request, "list_id")
-    async with request.app[POOL].acquire() as conn:
-        row = await _list(conn, list_id, caller.person_id, "teacher")
-        items = await store.item_figures(conn, [list_id], caller.person_id)
-        people = await store.signups(conn, list_id)
+async def _signups_view(
+    conn: asyncpg.Connection, row: asyncpg.Record, person_id: uuid.UUID
+) -> HelperListSignups:
+    items = await store.item_figures(conn, [row["list_id"]], person_id)
     by_item: dict[tuple[uuid.UUID, str], list[Helper]] = defaultdict(list)
-    for person in people:
+    for person in await store.signups(conn, row["list_id"]):
         by_item[(person["item_id"], person["status"])].append(
             Helper(
                 person_id=person["person_id"],
@@ -315,8 +327,8 @@ async def list_signups(request: web.Request) -> web.Response:
                 promoted_at=person["promoted_at"],
             )
         )
-    view = HelperListSignups(
-        list_id=list_id,
+    return HelperListSignups(
+        list_id=row["list_id"],
         title=row["title"],
         status=list_status(row["deadline"], row["closed_at"], row["now"]),
         items=[
@@ -330,4 +342,43 @@ async def list_signups(request: web.Request) -> web.Response:
             for item in items
         ],
     )
+
+
+async def list_signups(request: web.Request) -> web.Response:
+    """HelperListSignups: who signed up and who waits per item, by name; for the group's teachers."""
+    caller = require_caller(request)
+    list_id = path_id(request, "list_id")
+    async with request.app[POOL].acquire() as conn:
+        row = await _list(conn, list_id, caller.person_id, "teacher")
+        view = await _signups_view(conn, row, caller.person_id)
+    return json_response(view)
+
+
+async def sign_up_parent(request: web.Request) -> web.Response:
+    """A teacher signs a parent of the group up for an item on their behalf (a parent who phoned, or
+    one past the deadline): as a parent's own sign-up, but also after the deadline or a close. 404 for
+    someone who is no parent in the group now."""
+    caller = require_caller(request)
+    list_id, item_id = path_id(request, "list_id"), path_id(request, "item_id")
+    person_id = path_id(request, "person_id")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _list(conn, list_id, caller.person_id, "teacher", lock="share")
+        item = await _item(conn, row, item_id)
+        if await membership_copy.role_in(conn, row["group_id"], person_id) != "guardian":
+            raise NotFound("no such parent in this group")
+        await _join(conn, row, item, person_id)
+        view = await _signups_view(conn, row, caller.person_id)
+    return json_response(view)
+
+
+async def withdraw_parent(request: web.Request) -> web.Response:
+    """A teacher takes a parent off an item (also one who left the group), also after the deadline or
+    a close; the place goes to the first waiting, who is told. Nobody to take off is fine."""
+    caller = require_caller(request)
+    list_id, item_id = path_id(request, "list_id"), path_id(request, "item_id")
+    person_id = path_id(request, "person_id")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _list(conn, list_id, caller.person_id, "teacher", lock="share")
+        await _leave(conn, row, await _item(conn, row, item_id), person_id)
+        view = await _signups_view(conn, row, caller.person_id)
     return json_response(view)
