@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 import media
 from media.app import spec
 from media.domain import MAX_PROCESSING_ATTEMPTS
-from media.imaging import PhotoProcessor
+from media.imaging import PhotoProcessor, ProcessedPhoto
 from media.processing import PhotoPipeline
 from media.settings import Settings
 from media.storage import PhotoStorage, original_key
@@ -114,6 +114,7 @@ async def outage() -> AsyncIterator[dict[str, Any]]:
             "storage": storage,
             "buckets": buckets,
             "pipeline": PhotoPipeline(pool, storage, processor, settings),
+            "settings": settings,
         }
     finally:
         await processor.close()
@@ -174,6 +175,66 @@ async def test_a_photo_processed_while_storage_is_away_waits_and_completes_when_
         "SELECT envelope->>'type' FROM outbox WHERE envelope->'payload'->>'photo_id' = $1", str(photo_id)
     )
     assert event == "media.photo_processed"
+
+
+class StorageGoesAwayWhileProcessing(PhotoProcessor):
+    """A worker pool that closes the proxy while the first photo is being decoded: the original has been
+    read, the variants are not written yet."""
+
+    def __init__(self, proxy: TcpProxy) -> None:
+        super().__init__(1)
+        self._proxy = proxy
+        self.outages = 0
+
+    async def process(
+        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+    ) -> ProcessedPhoto:
+        if self.outages == 0:
+            self.outages += 1
+            await self._proxy.close()
+        return await super().process(path, sizes, max_pixels, quality, watermark)
+
+
+async def test_storage_stopped_during_processing_the_photo_completes_once_it_is_back(outage) -> None:
+    pool, proxy, storage = outage["pool"], outage["proxy"], outage["storage"]
+    originals, variants = outage["buckets"]
+    settings = outage["settings"]
+    processor = StorageGoesAwayWhileProcessing(proxy)
+    pipeline = PhotoPipeline(pool, storage, processor, settings)
+    school_id, photo_id = uuid.uuid4(), uuid.uuid4()
+    key = original_key(school_id, photo_id)
+    photo = jpeg_with_gps(1600, 1200)
+    await asyncio.to_thread(s3_client().put_object, Bucket=originals, Key=key, Body=photo)
+    await pool.execute(
+        """INSERT INTO photos (photo_id, school_id, group_id, uploader_id, content_type, size_bytes, original_key,
+                               status, post_id)
+           VALUES ($1, $2, $3, $4, 'image/jpeg', $5, $6, 'processing', $7)""",
+        photo_id,
+        school_id,
+        uuid.uuid4(),
+        uuid.uuid4(),
+        len(photo),
+        key,
+        uuid.uuid4(),
+    )
+    try:
+        assert await pipeline.drain() == 1
+        assert processor.outages == 1
+        row = await pool.fetchrow("SELECT status, attempts FROM photos WHERE photo_id = $1", photo_id)
+        assert (row["status"], row["attempts"]) == ("processing", 0)
+        assert await asyncio.to_thread(keys, variants) == []
+
+        await proxy.open()
+        await asyncio.sleep(0.15)  # the claim given back after the failure runs out
+        assert await pipeline.drain() == 1
+    finally:
+        await processor.close()
+    row = await pool.fetchrow("SELECT status, original_key FROM photos WHERE photo_id = $1", photo_id)
+    assert (row["status"], row["original_key"]) == ("ready", None)
+    assert await asyncio.to_thread(keys, variants) == sorted(
+        f"{school_id}/{photo_id}/{size}.jpg" for size in (2048, 1080, 320)
+    )
+    assert await asyncio.to_thread(keys, originals) == []
 
 
 async def test_an_upload_while_storage_is_away_is_answered_503_and_leaves_nothing(system: System) -> None:
