@@ -45,6 +45,12 @@ async def register_push(system: System, token: str) -> dict[str, Any]:
         "POST", "notifier", "/devices", token, json={"subscription": subscription}
     )
     assert status == 201, body
+    # Email and push both: with a device the default is push only.
+    choice = {"channel": "both", "timing": "immediate"}
+    status, body = await system.call(
+        "PUT", "notifier", "/preferences", token, json={"posts": choice, "signups": choice, "reminders": choice}
+    )
+    assert status == 200, body
     return subscription
 
 

@@ -13,6 +13,7 @@ from shared.testing.images import jpeg_with_gps, metadata_report
 from tests.harness.school import (
     add_group,
     add_person,
+    choose,
     make_school,
     register_push,
     upload_photo,
@@ -31,6 +32,8 @@ async def test_a_post_with_a_photo_reaches_each_parent_of_the_group_once_and_no_
     parents = [await add_person(system, school, f"ouder{i}", "guardian", "Groep 3B") for i in range(3)]
     outsider = await add_person(system, school, "buiten", "guardian", "Groep 5A")
     subscriptions = {p.person_id: await register_push(system, p) for p in [*parents, outsider]}
+    for person in [*parents, outsider]:
+        await choose(system, person, "both")  # with a device the default is push only
     for person in [teacher, *parents]:
         await wait_until_linked(system, person, group)
     await wait_until_linked(system, outsider, other)

@@ -264,6 +264,16 @@ async def upload_photo(
     return dict(body)
 
 
+async def choose(system: System, person: Person, channel: str = "both", timing: str = "immediate") -> dict[str, Any]:
+    """Set the person's notifier preferences: every category by ``channel`` and ``timing`` (the
+    default with a device is push only)."""
+    choice = {"channel": channel, "timing": timing}
+    body = {"posts": choice, "signups": choice, "reminders": choice}
+    status, answer = await system.call("PUT", "notifier", "/preferences", person.token, json=body)
+    assert status == 200, answer
+    return dict(answer)
+
+
 async def register_push(system: System, person: Person) -> dict[str, Any]:
     """Subscribe a browser at the local push service and register it with the notifier."""
     status, body = await system.call("GET", "notifier", "/push/vapid-public-key")
