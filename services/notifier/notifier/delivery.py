@@ -42,7 +42,8 @@ class _Attempt:
     """One claimed row: how to send it, and how to record each outcome in its table."""
 
     key: tuple[str, uuid.UUID]  # (table, id)
-    channel: str  # "email" or "push": whose send slots it takes
+    channel: str  # "email" or "push"
+    provider: str  # "smtp", "webpush", "fcm" or "apns": whose send slots it takes
     names: dict[str, str]  # what log lines name it by, e.g. {"mail_id": ..., "kind": ...}
     attempts: int
     correlation_id: str | None
@@ -104,10 +105,14 @@ class Deliverer:
         # The key one-click unsubscribe links are signed with: read from the database at first use.
         self._unsubscribe_key: bytes | None = None
         self._lease = settings.delivery_lease_seconds
-        # Sends at once per channel; rows are claimed only for free slots, so a claimed row is sent at once.
+        # Sends at once per provider (mails and email deliveries share the SMTP slots); rows are
+        # claimed only for free slots, so a claimed row is sent at once, and a provider that is slow
+        # or down holds only its own slots.
         self._limits = {
-            "email": settings.delivery_email_concurrency,
-            "push": settings.delivery_push_concurrency,
+            "smtp": settings.delivery_email_concurrency,
+            "webpush": settings.delivery_push_concurrency,
+            "fcm": settings.delivery_fcm_concurrency,
+            "apns": settings.delivery_apns_concurrency,
         }
         # Rows this worker holds, by (table, id): the attempt number of its claim, and the loop time
         # its lease runs out at.
@@ -155,28 +160,24 @@ class Deliverer:
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
         handled = 0
-        running: dict[asyncio.Task[None], str] = {}  # each send's task and its channel
+        running: dict[asyncio.Task[None], str] = {}  # each send's task and its provider
         heartbeat = asyncio.create_task(self._heartbeat(), name="notifier-deliveries-heartbeat")
         try:
             while True:
                 busy = Counter(running.values())
-                free = {channel: self._limits[channel] - busy[channel] for channel in self._limits}
+                free = {provider: limit - busy[provider] for provider, limit in self._limits.items()}
                 if any(free.values()) and not self._stopping:
                     started = loop.time()
                     async with self._pool.acquire() as conn:
-                        deliveries = await store.claim_deliveries(
-                            conn, free["email"], free["push"], self._lease
-                        )
-                        free["email"] -= sum(1 for row in deliveries if row["channel"] == "email")
-                        mails = (
-                            await store.claim_mails(conn, free["email"], self._lease) if free["email"] else []
-                        )
+                        deliveries = await store.claim_deliveries(conn, free, self._lease)
+                        free["smtp"] -= sum(1 for row in deliveries if row["provider"] == "smtp")
+                        mails = await store.claim_mails(conn, free["smtp"], self._lease) if free["smtp"] else []
                     attempts = [self._delivery(row) for row in deliveries]
                     attempts += [self._mail(row) for row in mails]
                     for attempt in attempts:
                         self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
                         task = asyncio.create_task(self._run(attempt))
-                        running[task] = attempt.channel
+                        running[task] = attempt.provider
                         self._track(task)
                     handled += len(attempts)
                 if not running:
@@ -252,7 +253,8 @@ class Deliverer:
         return _Attempt(
             key=("deliveries", delivery_id),
             channel=row["channel"],
-            names={"delivery_id": str(delivery_id), "channel": row["channel"], "provider": _provider(row)},
+            provider=row["provider"],
+            names={"delivery_id": str(delivery_id), "channel": row["channel"], "provider": row["provider"]},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_delivery(row),
@@ -267,6 +269,7 @@ class Deliverer:
         return _Attempt(
             key=("mails", mail_id),
             channel="email",
+            provider="smtp",
             names={"mail_id": str(mail_id), "kind": row["kind"], "channel": "email", "provider": "smtp"},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
@@ -385,7 +388,7 @@ class Deliverer:
         # Recorded before the slot is given back: the next send starts only once this one is stored.
         # Shielded: a stop while this runs still records what the server already accepted.
         await asyncio.shield(self._record(attempt.sent))
-        self.provider_sent[attempt.names["provider"]] += 1
+        self.provider_sent[attempt.provider] += 1
         log.info("delivered", extra=attempt.names)
 
     async def _record(self, statement: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
@@ -401,22 +404,14 @@ class Deliverer:
             if exc.permanent or attempt.attempts >= self._settings.delivery_max_attempts:
                 await attempt.failed(conn, reason)
                 self.failures[attempt.channel] += 1
-                self.provider_failures[attempt.names["provider"]] += 1
+                self.provider_failures[attempt.provider] += 1
                 log.warning("delivery failed", extra=facts)
             else:
                 seconds = backoff_seconds(attempt.attempts, exc.retry_after)
                 await attempt.retry(conn, seconds, reason)
                 self.retries[attempt.channel] += 1
-                self.provider_retries[attempt.names["provider"]] += 1
+                self.provider_retries[attempt.provider] += 1
                 log.warning("delivery attempt failed, retrying", extra={**facts, "retry_in_seconds": seconds})
-
-
-def _provider(row: asyncpg.Record) -> str:
-    """Who a delivery goes through: "smtp", or the device's kind ("webpush", "fcm", "apns")."""
-    if row["channel"] == "email":
-        return "smtp"
-    device = row["device"]
-    return str(device.get("kind", "webpush")) if device else "webpush"
 
 
 @dataclass(frozen=True)

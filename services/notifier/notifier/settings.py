@@ -72,7 +72,9 @@ class Settings(ServiceSettings):
     # Sends in flight at once, per provider. A crash can repeat at most this many (each with the same
     # Message-ID or push Topic): the outcome of each send is stored before its slot takes the next.
     delivery_email_concurrency: int = Field(default=4, ge=1)
-    delivery_push_concurrency: int = Field(default=8, ge=1)
+    delivery_push_concurrency: int = Field(default=8, ge=1)  # Web Push
+    delivery_fcm_concurrency: int = Field(default=8, ge=1)
+    delivery_apns_concurrency: int = Field(default=8, ge=1)
     # How long a claim on a delivery lasts without renewal: a heartbeat renews it every third of this
     # while the worker lives, so another worker takes over a crashed one's deliveries within this.
     delivery_lease_seconds: float = Field(default=CLAIM_SECONDS, ge=1.0)

@@ -1,6 +1,7 @@
 """Notifier's SQL."""
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -240,31 +241,31 @@ async def create_post_notification(
 
 
 async def claim_deliveries(
-    conn: asyncpg.Connection, email: int, push: int, lease_seconds: float = CLAIM_SECONDS
+    conn: asyncpg.Connection, limits: Mapping[str, int], lease_seconds: float = CLAIM_SECONDS
 ) -> list[asyncpg.Record]:
-    """Up to ``email`` due pending email deliveries and up to ``push`` push ones (each channel by its
-    own free send slots, so one never waits behind the other), each claimed for lease_seconds (its
-    attempts counted up: the new number identifies this claim), with what their messages need."""
+    """Due pending deliveries, up to ``limits[provider]`` of each provider ("smtp", "webpush", "fcm",
+    "apns"; each by its own free send slots, so one never waits behind another), each claimed for
+    lease_seconds (its attempts counted up: the new number identifies this claim), with what their
+    messages need."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH email AS (SELECT delivery_id FROM deliveries
-                          WHERE status = 'pending' AND next_attempt_at <= now() AND channel = 'email'
-                          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-                push AS (SELECT delivery_id FROM deliveries
-                         WHERE status = 'pending' AND next_attempt_at <= now() AND channel = 'push'
-                         ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+        """WITH due AS (SELECT c.delivery_id FROM unnest($1::text[], $2::int[]) AS l(provider, n),
+                        LATERAL (SELECT delivery_id FROM deliveries
+                                 WHERE status = 'pending' AND next_attempt_at <= now() AND provider = l.provider
+                                 ORDER BY next_attempt_at LIMIT l.n FOR UPDATE SKIP LOCKED) c
+                        WHERE l.n > 0)
            UPDATE deliveries d SET next_attempt_at = now() + $3 * interval '1 second', attempts = d.attempts + 1
            FROM notifications n, people p
-           WHERE d.delivery_id IN (SELECT delivery_id FROM email UNION ALL SELECT delivery_id FROM push)
+           WHERE d.delivery_id IN (SELECT delivery_id FROM due)
              AND n.notification_id = d.notification_id AND p.person_id = d.person_id
-           RETURNING d.delivery_id, d.notification_id, d.channel, d.device_id, d.attempts, n.post_id, n.excerpt,
-                     n.correlation_id, d.person_id, n.kind, n.context, n.urgent,
+           RETURNING d.delivery_id, d.notification_id, d.channel, d.provider, d.device_id, d.attempts,
+                     n.post_id, n.excerpt, n.correlation_id, d.person_id, n.kind, n.context, n.urgent,
                      (SELECT name FROM groups WHERE group_id = n.group_id) AS group_name,
                      (SELECT time_zone FROM schools WHERE school_id = n.school_id) AS time_zone,
                      p.email, p.display_name, p.locale,
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT kind, endpoint, p256dh, auth, token FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
-        email,
-        push,
+        list(limits),
+        list(limits.values()),
         lease_seconds,
     )
     return rows

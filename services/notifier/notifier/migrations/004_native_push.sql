@@ -19,3 +19,23 @@ CREATE UNIQUE INDEX devices_native_token ON devices (kind, token) WHERE token IS
 CREATE INDEX deliveries_created ON deliveries (created_at);
 CREATE INDEX deliveries_backlog ON deliveries (channel, status) WHERE status NOT IN ('sent', 'failed');
 CREATE INDEX mails_created ON mails (created_at);
+
+-- Who sends each delivery: 'smtp', or the device's kind for a push. Each provider is claimed by its
+-- own free send slots, so an outage of one (timeouts at APNs) never holds up the others.
+ALTER TABLE deliveries ADD COLUMN provider text;
+UPDATE deliveries d SET provider = CASE WHEN d.channel = 'email' THEN 'smtp'
+    ELSE coalesce((SELECT kind FROM devices v WHERE v.device_id = d.device_id), 'webpush') END;
+ALTER TABLE deliveries ALTER COLUMN provider SET NOT NULL;
+-- Filled in as rows are made, whoever makes them (a post, a notice, a digest).
+CREATE FUNCTION deliveries_provider() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.provider IS NULL THEN
+        NEW.provider := CASE WHEN NEW.channel = 'email' THEN 'smtp'
+            ELSE coalesce((SELECT kind FROM devices WHERE device_id = NEW.device_id), 'webpush') END;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER deliveries_provider BEFORE INSERT ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION deliveries_provider();
+CREATE INDEX deliveries_due_provider ON deliveries (provider, next_attempt_at) WHERE status = 'pending';
