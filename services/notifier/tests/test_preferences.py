@@ -35,6 +35,8 @@ from shared import bus
 from shared.app import POOL, create_app
 from shared.contracts import (
     AccountChanged,
+    BookingReminderDue,
+    ConferenceOpened,
     GroupChanged,
     GroupQuiet,
     MembershipGranted,
@@ -525,3 +527,68 @@ async def test_a_booking_is_confirmed_moved_reminded_the_day_before_and_cancelle
     assert (await site.schedule(old_reminder + timedelta(minutes=2)))[0] == 0
     await site.settle()
     assert len(site.mails_to(first.email)) == 5
+
+
+async def test_conference_opening_is_told_at_each_family_s_opening_and_a_reminder_once(site: Site) -> None:
+    klas = await a_class(site, 2, devices=False, locale="en")
+    several, one = klas.parents
+    # The first family has two children in the school: it may book early.
+    await site.publish(
+        MembershipGranted(
+            group_id=klas.group_id, person_id=several.person_id, role="guardian", revision=2,
+            children=[uuid.uuid4(), uuid.uuid4()],
+        ),
+        klas.school_id,
+    )  # fmt: skip
+
+    async def two_children() -> bool:
+        return bool(
+            await site.pool.fetchval(
+                "SELECT cardinality(children) = 2 FROM memberships WHERE person_id = $1", several.person_id
+            )
+        )
+
+    await eventually(two_children, what="the family's two children in the copy")
+    now = datetime.now(UTC)
+    early, opens, closes = now + timedelta(days=1), now + timedelta(days=2), now + timedelta(days=9)
+    schedule_id = uuid.uuid4()
+    await site.publish(
+        ConferenceOpened(
+            schedule_id=schedule_id, school_id=klas.school_id, group_ids=[klas.group_id],
+            title="Rapportgesprekken", opens_at=opens, early_opens_at=early, closes_at=closes,
+            guardian_ids=[several.person_id, one.person_id],
+        ),
+        klas.school_id,
+    )  # fmt: skip
+
+    async def held() -> bool:
+        return bool(
+            await site.pool.fetchval(
+                "SELECT count(*) = 2 FROM deliveries WHERE status = 'held' AND hold_reason = 'scheduled'"
+                " AND person_id = ANY($1::uuid[])",
+                [several.person_id, one.person_id],
+            )
+        )
+
+    await eventually(held, what="both openings held")
+    assert (await site.schedule(early + timedelta(minutes=1)))[0] == 1
+    await site.settle()
+    await eventually(lambda: _true(len(site.mails_to(several.email)) == 1), what="the early opening")
+    assert site.mails_to(one.email) == []
+    assert site.mails_to(several.email)[0].message["Subject"] == "Booking is open: Rapportgesprekken"
+    assert (await site.schedule(opens + timedelta(minutes=1)))[0] == 1
+    await site.settle()
+    await eventually(lambda: _true(len(site.mails_to(one.email)) == 1), what="the opening for the others")
+
+    reminder = BookingReminderDue(
+        schedule_id=schedule_id, school_id=klas.school_id, child_id=uuid.uuid4(), child_name="Noor",
+        title="Rapportgesprekken", closes_at=closes, guardian_ids=[one.person_id],
+    )  # fmt: skip
+    env = await site.publish(reminder, klas.school_id)
+    await site.again(env)
+    await site.publish(reminder, klas.school_id)
+    await site.settle()
+    await eventually(lambda: _true(len(site.mails_to(one.email)) == 2), what="the not-yet-booked reminder")
+    await site.settle()
+    assert len(site.mails_to(one.email)) == 2
+    assert site.mails_to(one.email)[1].message["Subject"] == "Not booked yet: Rapportgesprekken for Noor"
