@@ -176,6 +176,8 @@ class Deliverer:
                     attempts += [self._mail(row) for row in mails]
                     for attempt in attempts:
                         self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
+                        if self._stopping:
+                            continue  # stop() came during the claim: held, and handed back by release()
                         task = asyncio.create_task(self._run(attempt))
                         running[task] = attempt.provider
                         self._track(task)

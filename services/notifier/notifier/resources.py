@@ -12,7 +12,7 @@ from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
 from notifier.settings import Settings
 from notifier.webpush import WebPushSender
-from shared.app import HTTP, POOL, settings_of
+from shared.app import POOL, settings_of
 from shared.drain import Drainer
 
 DELIVERIES = web.AppKey("deliveries", Drainer)
@@ -24,7 +24,11 @@ async def delivery(app: web.Application) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         # Without a channel's keys the service still mails; devices of that kind are refused at
         # registration, and pushes to ones registered earlier wait until the keys are back.
-        push = WebPushSender(settings, session=app[HTTP]) if settings.vapid_private_key else None
+        push = None
+        if settings.vapid_private_key is not None:
+            push = WebPushSender(settings)  # its own session: connections to push services kept alive
+            await push.start()
+            stack.push_async_callback(push.close)
         fcm = None
         if settings.fcm_credentials is not None:
             fcm = FcmSender(settings)  # its own session: connections to FCM kept alive

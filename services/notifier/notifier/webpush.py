@@ -46,7 +46,11 @@ class WebPushSender:
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Connections to each push service stay open between sends (keep-alive).
+            connector = aiohttp.TCPConnector(
+                limit_per_host=self._settings.push_connections_per_host, keepalive_timeout=60
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
