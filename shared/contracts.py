@@ -404,3 +404,12 @@ class AttachmentUploaded(Event):
     filename: str = Field(max_length=120, description="made safe by media; shown to the group's members")
     content_type: str
     size_bytes: int
+
+
+@register
+class AttachmentRemoved(Event):
+    """An attachment no post used within a day was deleted from storage: posts forgets it, so that no
+    post names it. (One taken out of its post, or of a deleted post, posts let go of itself.)"""
+
+    type = "media.attachment_removed"
+    attachment_id: uuid.UUID

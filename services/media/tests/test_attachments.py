@@ -457,6 +457,24 @@ async def test_an_attachment_no_post_used_within_a_day_is_deleted(system: System
     )
     assert [str(r["attachment_id"]) for r in left] == [recent]
 
+    # Posts forgets it (AttachmentRemoved): a post naming it is refused, the recent one is taken.
+    async def posts_forgot() -> bool:
+        found = await db(system, "posts").fetchval(
+            "SELECT 1 FROM attachments WHERE attachment_id = $1", uuid.UUID(old)
+        )
+        return found is None
+
+    await eventually(posts_forgot, what="posts' copy forgetting the deleted upload")
+    status, body = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{klass.group}/posts",
+        klass.teacher.token,
+        json={"title": "Nieuws", "body": "Bijlagen", "attachment_ids": [recent, old]},
+    )
+    assert status == 422, body
+    assert [d["field"] for d in body["error"]["details"]] == ["attachment_ids[1]"]
+
 
 async def test_uploads_past_the_hourly_limit_are_refused_with_429(system: System) -> None:
     klass = await new_class(system, "Groep 3")

@@ -11,6 +11,7 @@ from posts.publishing import attachments
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
 from shared.contracts import (
+    AttachmentRemoved,
     AttachmentUploaded,
     GroupChanged,
     PhotoProcessed,
@@ -82,3 +83,8 @@ async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosP
 async def attachment_uploaded(conn: asyncpg.Connection, _env: Envelope, event: AttachmentUploaded) -> None:
     # Which attachments a writer may put in a post of the group, and what readers are shown of them.
     await attachments.keep_copy(conn, event)
+
+
+@handlers.on(AttachmentRemoved)
+async def attachment_removed(conn: asyncpg.Connection, _env: Envelope, event: AttachmentRemoved) -> None:
+    await attachments.forget_unused(conn, event.attachment_id)

@@ -10,6 +10,8 @@ import asyncpg
 from media.attachments import store
 from media.settings import Settings
 from media.storage import PhotoStorage
+from shared.contracts import AttachmentRemoved
+from shared.outbox import publish
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,13 @@ async def delete_removed(conn: asyncpg.Connection, storage: PhotoStorage) -> int
 
 
 async def delete_unused(conn: asyncpg.Connection, storage: PhotoStorage, settings: Settings) -> int:
-    """One batch of uploads no post used within attachment_unused_ttl_seconds, as delete_removed; also
-    forgets refusals older than the hour they count in."""
+    """One batch of uploads no post used within attachment_unused_ttl_seconds, as delete_removed, each
+    with an AttachmentRemoved so that posts' copy lets no post name it; also forgets refusals older than
+    the hour they count in."""
     rows = await store.take_unused(conn, settings.attachment_unused_ttl_seconds, BATCH)
     for row in rows:
         await storage.delete_attachment(row["key"])
+        await publish(conn, AttachmentRemoved(attachment_id=row["attachment_id"]), row["school_id"])
     await store.forget_refusals(conn)
     if rows:
         log.info("unused attachments deleted from storage", extra={"unused": len(rows)})

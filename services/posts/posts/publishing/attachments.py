@@ -48,6 +48,11 @@ async def keep_copy(conn: asyncpg.Connection, event: AttachmentUploaded) -> None
     )
 
 
+async def forget_unused(conn: asyncpg.Connection, attachment_id: uuid.UUID) -> None:
+    """Media deleted an upload no post used (AttachmentRemoved): no post may name it from now on."""
+    await conn.execute("DELETE FROM attachments WHERE attachment_id = $1 AND post_id IS NULL", attachment_id)
+
+
 async def take(
     conn: asyncpg.Connection,
     post_id: uuid.UUID,
