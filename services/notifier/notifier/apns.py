@@ -36,7 +36,9 @@ _GONE = {"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"}
 
 def load_key(value: str) -> str:
     """The .p8 key as PEM text: ``value`` is the PEM itself or the path of the file."""
-    return value if "-----BEGIN" in value else Path(value).read_text()
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n")  # one line in an env file, newlines written as \n
+    return Path(value).read_text()
 
 
 class ApnsSender:

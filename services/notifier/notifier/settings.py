@@ -4,7 +4,7 @@ import ipaddress
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from notifier.domain import CLAIM_SECONDS
 from shared.settings import ServiceSettings
@@ -97,6 +97,15 @@ class Settings(ServiceSettings):
         if self.smtp_starttls and self.smtp_implicit_tls:
             raise ValueError("set SMTP_STARTTLS (port 587) or SMTP_IMPLICIT_TLS (port 465), not both")
         return self
+
+    @field_validator(
+        "fcm_credentials", "fcm_token_uri", "apns_key", "apns_key_id", "apns_team_id", "apns_topic",
+        "apns_host", "apns_ca_file", mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (compose's ``${FCM_CREDENTIALS:-}``) leaves the channel off."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _apns_all_or_nothing(self) -> Self:
