@@ -13,6 +13,7 @@ from notifier import message_store, store
 from notifier.delivery import NOTIFY_CHANNEL
 from notifier.mails import MailKind
 from notifier.notices import CATEGORY
+from notifier.preferences import DEFAULT_CHOICE, Choice
 from shared.consumer import Handlers
 from shared.contracts import (
     AccountChanged,
@@ -129,7 +130,11 @@ async def group_quiet(conn: asyncpg.Connection, env: Envelope, event: GroupQuiet
         "min_posts_per_week": event.min_posts_per_week,
     }
     key = f"group_quiet:{event.group_id}:{event.week}"
-    await _notice(conn, env, "group_quiet", event.school_id, event.teacher_ids, context, key, group_id=event.group_id)
+    # By email unless the teacher chose otherwise for reminders (the contract: "emails each teacher").
+    await _notice(
+        conn, env, "group_quiet", event.school_id, event.teacher_ids, context, key,
+        group_id=event.group_id, default=Choice("email"),
+    )  # fmt: skip
 
 
 @handlers.on(ConferenceOpened)
@@ -257,6 +262,7 @@ async def _notice(
     *,
     group_id: uuid.UUID | None = None,
     send_at: dict[uuid.UUID, datetime] | None = None,
+    default: Choice = DEFAULT_CHOICE,
 ) -> None:
     """One notification of kind with its deliveries to person_ids by their preferences; nothing when
     a notification with dedupe_key exists (the event, or its twin, was handled before)."""
@@ -282,6 +288,7 @@ async def _notice(
         default_zone=message_store.DEFAULT_ZONE,
         now=datetime.now(UTC),
         send_at=send_at,
+        default=default,
     )
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 

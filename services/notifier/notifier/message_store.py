@@ -88,10 +88,13 @@ async def set_channel(
 
 
 async def recipients(
-    conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID], category: Category
+    conn: asyncpg.Connection,
+    person_ids: Sequence[uuid.UUID],
+    category: Category,
+    default: Choice = DEFAULT_CHOICE,
 ) -> list[Recipient]:
-    """Each known person (the account copy has them) with their choice for category, devices and
-    quiet hours, in one query."""
+    """Each known person (the account copy has them) with their choice for category (``default``
+    when they never set it), devices and quiet hours, in one query."""
     rows = await conn.fetch(
         """SELECT p.person_id, pr.channel, pr.timing, q.starts, q.ends,
                   coalesce((SELECT array_agg(d.device_id ORDER BY d.created_at) FROM devices d
@@ -106,7 +109,7 @@ async def recipients(
     return [
         Recipient(
             person_id=row["person_id"],
-            choice=Choice(row["channel"], row["timing"]) if row["channel"] else DEFAULT_CHOICE,
+            choice=Choice(row["channel"], row["timing"]) if row["channel"] else default,
             devices=tuple(row["devices"]),
             quiet=QuietHours(row["starts"], row["ends"]) if row["starts"] is not None else None,
         )
@@ -213,12 +216,14 @@ async def fan_out(
     now: datetime,
     urgent: bool = False,
     send_at: dict[uuid.UUID, datetime] | None = None,
+    default: Choice = DEFAULT_CHOICE,
 ) -> int:
-    """Plan and insert the deliveries of a notification to person_ids by their preferences.
-    ``send_at``: per person, the moment the message is for (held until then)."""
+    """Plan and insert the deliveries of a notification to person_ids by their preferences
+    (``default`` for who never chose). ``send_at``: per person, the moment the message is for (held
+    until then)."""
     zone = await school_zone(conn, school_id, default_zone)
     planned: list[Planned] = []
-    for recipient in await recipients(conn, person_ids, category):
+    for recipient in await recipients(conn, person_ids, category, default):
         moment = (send_at or {}).get(recipient.person_id)
         planned += plan(recipient, now=now, zone=zone, urgent=urgent, send_at=moment)
     return await add_deliveries(conn, notification_id, planned)
