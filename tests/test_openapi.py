@@ -413,6 +413,12 @@ def example_bodies(subscription: dict[str, Any]) -> dict[tuple[str, str], dict[s
             "deadline": "2027-06-05T18:00:00+02:00",
             "items": [{"title": "Rijden", "capacity": 4}],
         },
+        ("PATCH", "/helper-lists/{list_id}"): {
+            "title": "Excursie naar Artis",
+            "description": None,
+            "activity_on": "2027-06-19",
+            "deadline": "2027-06-12T18:00:00+02:00",
+        },
         ("PATCH", "/helper-lists/{list_id}/items/{item_id}"): {"title": "Rijden (heen)", "capacity": 5},
         ("POST", "/conferences"): {
             "group_ids": [str(uuid.uuid4())],

@@ -13,6 +13,7 @@ from posts.helper_lists.domain import (
     HelperListSignups,
     HelperListsPage,
     HelperListView,
+    UpdateHelperList,
     UpdateItem,
 )
 from posts.publishing import api as publishing
@@ -164,6 +165,15 @@ routes = [
         helper_lists.list_signups,
         "Who signed up and who waits, per item, by name (the group's teachers)",
         response=HelperListSignups,
+        errors=(403,),
+    ),
+    Route(
+        "PATCH",
+        "/helper-lists/{list_id}",
+        helper_lists.update_list,
+        "A teacher edits a list's title, description, activity day or deadline; its feed post follows",
+        body=UpdateHelperList,
+        response=HelperListView,
         errors=(403,),
     ),
     Route(

@@ -251,6 +251,55 @@ async def test_one_parent_signing_up_many_times_at_once_holds_one_place(system: 
     assert await promotions(system, lst["list_id"]) == []
 
 
+async def test_a_teacher_edits_the_list_and_its_feed_post_follows(system: System) -> None:
+    _school, group, teacher, parent = await make_class(system, "Groep 2")
+    lst = await create(system, teacher, group, activity_on=None)
+    path = f"/helper-lists/{lst['list_id']}"
+    await pool(system).execute(
+        "UPDATE helper_lists SET deadline = now() - interval '1 minute' WHERE list_id = $1",
+        uuid.UUID(lst["list_id"]),
+    )
+    status, body = await sign_up(system, parent, lst)
+    assert status == 409, body
+
+    # A later deadline opens the list again; the new title and text reach the feed's post.
+    changes = {"title": "Excursie naar Artis", "description": "Nieuwe bestemming.", "deadline": ahead(2)}
+    status, edited = await system.call("PATCH", "posts", path, teacher.token, json=changes)
+    assert status == 200, edited
+    assert (edited["title"], edited["description"], edited["status"]) == (
+        "Excursie naar Artis",
+        "Nieuwe bestemming.",
+        "open",
+    )
+    status, view = await sign_up(system, parent, lst)
+    assert status == 200, view
+    status, feed = await system.call("GET", "posts", "/feed", parent.token)
+    (post,) = [p for p in feed["posts"] if p["signup"] == {"kind": "helper_list", "id": lst["list_id"]}]
+    assert (post["title"], post["body"]) == ("Excursie naar Artis", "Nieuwe bestemming.")
+    updates = await pool(system).fetch(
+        "SELECT envelope FROM outbox WHERE routing_key = 'posts.post_updated' "
+        "AND envelope->'payload'->>'post_id' = $1",
+        post["post_id"],
+    )
+    assert [u["envelope"]["payload"]["title"] for u in updates] == ["Excursie naar Artis"]
+
+    # Refused whole: a deadline that has passed, an activity day before the deadline, by a parent.
+    day_after = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    for change, field in [
+        ({"deadline": ahead(-1), "title": "Weg"}, "deadline"),
+        ({"activity_on": day_after, "title": "Weg"}, "activity_on"),
+        ({"activity_on": "2027-13-01"}, "activity_on"),
+        ({"title": ""}, "title"),
+    ]:
+        status, body = await system.call("PATCH", "posts", path, teacher.token, json=change)
+        assert status == 422, (change, body)
+        assert field in [d["field"] for d in body["error"]["details"]], body
+    status, body = await system.call("PATCH", "posts", path, parent.token, json={"title": "Weg"})
+    assert status == 403, body
+    status, view = await system.call("GET", "posts", path, parent.token)
+    assert view["title"] == "Excursie naar Artis"
+
+
 class Crowd:
     """Parents of a group in posts' membership copy, written as its MembershipGranted handler writes
     them, with access tokens signed by identity's real key: many parents without many mailboxes."""

@@ -10,6 +10,7 @@ group, another school, or last school year's group).
 
 import uuid
 from collections import defaultdict
+from datetime import date, datetime
 from typing import Literal
 
 import asyncpg
@@ -25,16 +26,20 @@ from posts.helper_lists.domain import (
     HelperListView,
     ItemSignups,
     ItemView,
+    UpdateHelperList,
     UpdateItem,
+    announcement_body,
+    day_start,
     deadline_problem,
     list_status,
     local,
 )
 from posts.publishing import store as publishing
 from posts.publishing.api import published_event
+from posts.publishing.domain import excerpt
 from shared import membership_copy
 from shared.app import POOL
-from shared.contracts import SignupPromoted
+from shared.contracts import PostUpdated, SignupPromoted
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.http import json_response, path_id, read_json
 from shared.outbox import publish
@@ -176,7 +181,9 @@ async def _announce(
     """The list's post in the group's feed (the sign-up reference, not counted against the posts per
     day), and its PostPublished: a new list matters to the whole group, so parents are told as of any
     post (seed rule 8). Helper lists have no event of their own for the notifier to announce them."""
-    body = command.description or "\n".join(f"{item.title} ({item.capacity})" for item in command.items)
+    body = announcement_body(
+        command.description or "", [(item.title, item.capacity) for item in command.items]
+    )
     (post_id,) = await signups.announce(
         conn,
         kind="helper_list",
@@ -270,6 +277,63 @@ async def withdraw(request: web.Request) -> web.Response:
         row = await _list(conn, list_id, caller.person_id, "guardian", lock="share")
         _open_for_parents(row)
         await _leave(conn, row, await _item(conn, row, item_id), caller.person_id)
+        view = await _view(conn, list_id, caller.person_id)
+    return json_response(view)
+
+
+def _edit_problem(
+    row: asyncpg.Record, command: UpdateHelperList, activity_on: date | None, deadline: datetime
+) -> None:
+    """A new deadline is checked as a new list's; a new activity day must not begin before the deadline."""
+    given = command.model_fields_set
+    if "deadline" in given:
+        problem = deadline_problem(deadline, activity_on, row["now"], row["time_zone"], row["year_ends_on"])
+        if problem:
+            raise ValidationFailed(
+                "the deadline is not accepted", [{"field": "deadline", "problem": problem}]
+            )
+    elif (
+        "activity_on" in given
+        and activity_on is not None
+        and deadline > day_start(activity_on, row["time_zone"])
+    ):
+        problem = f"the activity's day begins before the deadline ({local(deadline, row['time_zone']):%Y-%m-%d %H:%M})"
+        raise ValidationFailed(
+            "the activity's day is not accepted", [{"field": "activity_on", "problem": problem}]
+        )
+
+
+async def update_list(request: web.Request) -> web.Response:
+    """A teacher edits the list's title, description, activity day or deadline (``{}``: nothing
+    changes); the list's post in the feed follows, and PostUpdated tells the copies (nobody is
+    notified again). 422 for a deadline not accepted for a new list either."""
+    caller = require_caller(request)
+    list_id = path_id(request, "list_id")
+    command = await read_json(request, UpdateHelperList)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _list(conn, list_id, caller.person_id, "teacher", lock="update")
+        given = command.model_fields_set
+        title = command.title if "title" in given else row["title"]
+        description = (command.description or "") if "description" in given else row["description"]
+        activity_on = command.activity_on if "activity_on" in given else row["activity_on"]
+        deadline = command.deadline if "deadline" in given else row["deadline"]
+        _edit_problem(row, command, activity_on, deadline)
+        if given:
+            await store.update_list(conn, list_id, title, description, activity_on, deadline)
+        if given & {"title", "description"}:
+            items = await store.item_figures(conn, [list_id], caller.person_id)
+            body = announcement_body(description, [(i["title"], i["capacity"]) for i in items])
+            for post in await store.update_announcement(conn, list_id, title, body):
+                event = PostUpdated(
+                    post_id=post["post_id"],
+                    group_id=post["group_id"],
+                    author_id=post["author_id"],
+                    editor_id=caller.person_id,
+                    excerpt=excerpt(body),
+                    title=title,
+                    published=post["published_at"] is not None,
+                )
+                await publish(conn, event, row["school_id"])
         view = await _view(conn, list_id, caller.person_id)
     return json_response(view)
 

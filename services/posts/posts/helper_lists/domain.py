@@ -39,6 +39,12 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("give the time with its offset, e.g. 2027-06-10T18:00:00+02:00")
+    return value
+
+
 class NewItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,9 +72,7 @@ class CreateHelperList(BaseModel):
     @field_validator("deadline")
     @classmethod
     def aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("give the time with its offset, e.g. 2027-06-10T18:00:00+02:00")
-        return value
+        return _aware(value)
 
     @field_validator("items")
     @classmethod
@@ -77,6 +81,24 @@ class CreateHelperList(BaseModel):
         if len(set(titles)) != len(titles):
             raise ValueError("two items have the same title")
         return value
+
+
+class UpdateHelperList(BaseModel):
+    """What a teacher may change of a list; what is left out stays (``{}`` changes nothing). A new
+    deadline is checked as a new list's is (422); ``activity_on`` null takes the activity's day away,
+    ``description`` null the description. The list's post in the feed follows its title and text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+    description: Description | None = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+    activity_on: date | None = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+    deadline: datetime = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
+
+    @field_validator("deadline")
+    @classmethod
+    def aware(cls, value: datetime) -> datetime:
+        return _aware(value)
 
 
 class UpdateItem(BaseModel):
@@ -174,6 +196,11 @@ def deadline_problem(
     if activity_on is not None and deadline > day_start(activity_on, time_zone):
         return f"the deadline is after the activity's day begins ({activity_on.isoformat()}, {time_zone})"
     return None
+
+
+def announcement_body(description: str, items: list[tuple[str, int]]) -> str:
+    """The text of the list's post in the feed: its description, or its items with their places."""
+    return description or "\n".join(f"{title} ({capacity})" for title, capacity in items)
 
 
 def list_status(deadline: datetime, closed_at: datetime | None, now: datetime) -> ListStatus:

@@ -37,7 +37,8 @@ async def group_for(
 # A list with its group's name, the viewer's ($2) role in the group now, the school's time zone ($3 until
 # the copy has one) and the transaction's time; only lists of groups the viewer belongs to now.
 _LIST = """
-    SELECT l.*, g.name AS group_name, m.role, COALESCE(s.time_zone, $3) AS time_zone, now() AS now
+    SELECT l.*, g.name AS group_name, g.year_ends_on, m.role, COALESCE(s.time_zone, $3) AS time_zone,
+           now() AS now
     FROM helper_lists l
     JOIN groups g ON g.group_id = l.group_id
     JOIN memberships m ON m.group_id = l.group_id AND m.person_id = $2 AND m.active
@@ -133,7 +134,9 @@ async def item_figures(
     return rows
 
 
-async def lock_item(conn: asyncpg.Connection, list_id: uuid.UUID, item_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock_item(
+    conn: asyncpg.Connection, list_id: uuid.UUID, item_id: uuid.UUID
+) -> asyncpg.Record | None:
     """The item of the list, its row locked until the transaction ends; None when the list has no such item."""
     return await conn.fetchrow(
         "SELECT item_id, title, capacity FROM helper_items WHERE item_id = $1 AND list_id = $2 FOR UPDATE",
@@ -175,7 +178,9 @@ async def add_signup(
 async def remove_signup(conn: asyncpg.Connection, item_id: uuid.UUID, person_id: uuid.UUID) -> str | None:
     """Withdraw the person from the item; the state they had, or None when they had none."""
     state: str | None = await conn.fetchval(
-        "DELETE FROM helper_signups WHERE item_id = $1 AND person_id = $2 RETURNING status", item_id, person_id
+        "DELETE FROM helper_signups WHERE item_id = $1 AND person_id = $2 RETURNING status",
+        item_id,
+        person_id,
     )
     return state
 
@@ -203,6 +208,40 @@ async def update_item(conn: asyncpg.Connection, item_id: uuid.UUID, title: str, 
     await conn.execute(
         "UPDATE helper_items SET title = $2, capacity = $3 WHERE item_id = $1", item_id, title, capacity
     )
+
+
+async def update_list(
+    conn: asyncpg.Connection,
+    list_id: uuid.UUID,
+    title: str,
+    description: str,
+    activity_on: date | None,
+    deadline: datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE helper_lists SET title = $2, description = $3, activity_on = $4, deadline = $5
+           WHERE list_id = $1""",
+        list_id,
+        title,
+        description,
+        activity_on,
+        deadline,
+    )
+
+
+async def update_announcement(
+    conn: asyncpg.Connection, list_id: uuid.UUID, title: str, body: str
+) -> list[asyncpg.Record]:
+    """The list's posts in the feed (not deleted) take its new title and text; those posts."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """UPDATE posts SET title = $2, body = $3, updated_at = now()
+           WHERE signup_kind = 'helper_list' AND signup_id = $1 AND deleted_at IS NULL
+           RETURNING post_id, group_id, author_id, published_at""",
+        list_id,
+        title,
+        body,
+    )
+    return rows
 
 
 async def close_list(conn: asyncpg.Connection, list_id: uuid.UUID, person_id: uuid.UUID) -> None:
