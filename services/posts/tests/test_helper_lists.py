@@ -544,3 +544,21 @@ def test_the_deadline_is_checked_against_the_schools_local_days() -> None:
         deadline_problem(datetime(2027, 7, 31, 21, 59, tzinfo=UTC), None, now, AMS, date(2027, 7, 31)) is None
     )
     assert deadline_problem(datetime(2027, 7, 31, 22, tzinfo=UTC), None, now, AMS, date(2027, 7, 31))
+
+
+async def test_a_parent_whose_child_left_the_group_is_passed_over_on_the_waiting_list(system: System) -> None:
+    _school, group, teacher, _parent = await make_class(system, "Groep 6")
+    holder, left, next_in_line = await Crowd(system).parents(system, group, 3)
+    lst = await create(system, teacher, group, items=[{"title": "Rijden", "capacity": 1}])
+    for parent in (holder, left, next_in_line):
+        status, view = await sign_up(system, parent, lst)
+        assert status == 200, view
+    # As the MembershipRevoked handler writes it: the child moved to another group.
+    async with pool(system).acquire() as conn:
+        await membership_copy.apply(conn, group, left.person_id, "guardian", False, 2, [])
+
+    status, view = await withdraw(system, holder, lst)
+    assert status == 200, view
+    assert [p["person_id"] for p in await promotions(system, lst["list_id"])] == [str(next_in_line.person_id)]
+    status, signups = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token)
+    assert [h["person_id"] for h in signups["items"][0]["waiting"]] == [str(left.person_id)]

@@ -137,7 +137,7 @@ async def _promote(
     conn: asyncpg.Connection, row: asyncpg.Record, item_id: uuid.UUID, item_title: str, capacity: int
 ) -> None:
     """Free places of the item go to the first waiting, each told once (SignupPromoted)."""
-    for promoted in await store.promote(conn, item_id, capacity):
+    for promoted in await store.promote(conn, row["group_id"], item_id, capacity):
         event = SignupPromoted(
             signup_id=promoted["signup_id"],
             list_id=row["list_id"],

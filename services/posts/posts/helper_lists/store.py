@@ -185,19 +185,25 @@ async def remove_signup(conn: asyncpg.Connection, item_id: uuid.UUID, person_id:
     return state
 
 
-async def promote(conn: asyncpg.Connection, item_id: uuid.UUID, capacity: int) -> list[asyncpg.Record]:
-    """Give the free places of the item to the first on its waiting list, in order; those promoted
-    (signup_id, person_id). With the item locked: each waiting row moves up once, so one promotion is
-    one row returned here, once."""
+async def promote(
+    conn: asyncpg.Connection, group_id: uuid.UUID, item_id: uuid.UUID, capacity: int
+) -> list[asyncpg.Record]:
+    """Give the free places of the item to the first on its waiting list who are still parents in the
+    group (one whose child left stays in line, passed over, until a teacher takes them off), in order;
+    those promoted (signup_id, person_id). With the item locked: each waiting row moves up once, so
+    one promotion is one row returned here, once."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE helper_signups SET status = 'signed_up', promoted_at = now()
            WHERE signup_id IN (
-               SELECT signup_id FROM helper_signups
-               WHERE item_id = $1 AND status = 'waiting'
-               ORDER BY queued
-               LIMIT GREATEST(0, $2 - (SELECT count(*) FROM helper_signups
-                                       WHERE item_id = $1 AND status = 'signed_up')))
+               SELECT s.signup_id FROM helper_signups s
+               JOIN memberships m ON m.group_id = $1 AND m.person_id = s.person_id AND m.active
+                                 AND m.role = 'guardian'
+               WHERE s.item_id = $2 AND s.status = 'waiting'
+               ORDER BY s.queued
+               LIMIT GREATEST(0, $3 - (SELECT count(*) FROM helper_signups
+                                       WHERE item_id = $2 AND status = 'signed_up')))
            RETURNING signup_id, person_id""",
+        group_id,
         item_id,
         capacity,
     )
