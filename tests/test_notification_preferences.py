@@ -104,3 +104,48 @@ async def test_a_digest_parent_gets_one_mail_at_the_digest_time_and_a_push_paren
     assert "Gym" in digest.text
     assert digest.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert not [m for m in system.smtp.messages[mails_before:] if push_parent.email in m.rcpt_tos]
+
+
+async def test_a_parent_promoted_from_the_waiting_list_is_told_exactly_once(system: System) -> None:
+    school, group, teacher, first = await make_class(system, "Groep 6")
+    second = await add_person(system, school, "ouder2", "guardian", "Groep 6")
+    status, helper_list = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/helper-lists",
+        teacher.token,
+        json={
+            "title": "Schoolreis Artis",
+            "deadline": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+            "items": [{"title": "Rijden", "capacity": 1}],
+        },
+    )
+    assert status == 201, helper_list
+    list_id, item_id = helper_list["list_id"], helper_list["items"][0]["item_id"]
+    signup = f"/helper-lists/{list_id}/items/{item_id}/signup"
+    for parent in (first, second):  # the first gets the place, the second waits
+        status, body = await system.call("PUT", "posts", signup, parent.token)
+        assert status in (200, 201), body
+    mails_before = len(system.smtp.messages)
+    status, body = await system.call("DELETE", "posts", signup, first.token)
+    assert status in (200, 204), body
+
+    def promoted() -> list[object]:
+        return [
+            m
+            for m in system.smtp.messages[mails_before:]
+            if second.email in m.rcpt_tos and "Rijden" in str(m.message["Subject"])
+        ]
+
+    async def told() -> bool:
+        return len(promoted()) >= 1
+
+    await eventually(told, within=15, what="the promotion mail")
+    await asyncio.sleep(1.5)  # room for a second one to arrive
+    assert len(promoted()) == 1
+    # The one who withdrew is not told of a place (the list's own feed post may still reach them).
+    assert not [
+        m
+        for m in system.smtp.messages[mails_before:]
+        if first.email in m.rcpt_tos and "Rijden" in str(m.message["Subject"])
+    ]
