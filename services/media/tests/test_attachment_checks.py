@@ -1,6 +1,8 @@
 """The attachment door's judgement on its own: which files pass as a PDF to hand to parents, and the names
 they are kept and downloaded under."""
 
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from media.attachments.domain import (
     DEFAULT_FILENAME,
     MAX_FILENAME_LENGTH,
     download_disposition,
+    new_attachment_id,
     safe_filename,
 )
 from media.attachments.pdf import NotAcceptedPdf, judge_pdf
@@ -97,3 +100,11 @@ def test_the_download_disposition_follows_rfc_6266_and_5987() -> None:
     assert download_disposition("Nieuwsbrief \u00e9\u00e9n.pdf") == (
         "attachment; filename=\"Nieuwsbrief __n.pdf\"; filename*=UTF-8''Nieuwsbrief%20%C3%A9%C3%A9n.pdf"
     )
+
+
+def test_attachment_ids_are_time_ordered_uuid7() -> None:
+    first, second = new_attachment_id(), new_attachment_id()
+    assert first.version == 7
+    assert first.variant == uuid.RFC_4122
+    assert first.int >> 80 <= second.int >> 80
+    assert abs((first.int >> 80) - time.time() * 1000) < 5000

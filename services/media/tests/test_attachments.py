@@ -233,15 +233,13 @@ async def test_a_pdf_is_accepted_posted_and_downloaded_by_the_groups_parents_onl
     assert status == 204
 
     async def gone() -> bool:
-        return await stored(system, VARIANTS, klass.school_id) == {}
-
-    await eventually(gone, what="the deleted post's attachment deleted from storage")
-    assert (
-        await db(system, "media").fetchval(
+        # The row goes in the transaction that commits once the object is deleted.
+        rows = await db(system, "media").fetchval(
             "SELECT count(*) FROM attachments WHERE school_id = $1", klass.school_id
         )
-        == 0
-    )
+        return rows == 0 and await stored(system, VARIANTS, klass.school_id) == {}
+
+    await eventually(gone, what="the deleted post's attachment deleted from storage, then its row")
     for who in (klass.parent, klass.teacher):
         assert (await link(system, who, attachment_id))[0] == 404
 
@@ -494,3 +492,22 @@ async def test_uploads_past_the_hourly_limit_are_refused_with_429(system: System
     assert f"at most {per_hour} attachments an hour" in body["error"]["message"]
     assert 2300 <= int(headers["Retry-After"]) <= 2400
     assert len(await stored(system, VARIANTS, klass.school_id)) == 1
+
+
+async def test_a_post_right_after_the_upload_finds_it(system: System) -> None:
+    """Posts' copy follows one event behind; a post sent at once waits for it rather than refusing."""
+    klass = await new_class(system, "Groep 5")
+    status, body, _ = await upload(system, klass.group, klass.teacher, pdfs.newsletter())
+    assert status == 201, body
+    assert uuid.UUID(body["attachment_id"]).version == 7
+
+    status, post = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{klass.group}/posts",
+        klass.teacher.token,
+        json={"title": "Nieuws", "body": "Bijlage", "attachment_ids": [body["attachment_id"]]},
+    )
+
+    assert status == 201, post
+    assert [a["attachment_id"] for a in post["attachments"]] == [body["attachment_id"]]

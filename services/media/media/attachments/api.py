@@ -9,7 +9,6 @@ import functools
 import logging
 import os
 import tempfile
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from media.attachments.domain import (
     UploadedAttachment,
     UploadQuery,
     download_disposition,
+    new_attachment_id,
     safe_filename,
 )
 from media.attachments.pdf import PDF, SNIFF_BYTES, NotAcceptedPdf, PdfReport, judge_pdf, looks_like_pdf
@@ -98,7 +98,7 @@ async def upload_attachment(request: web.Request) -> web.Response:
         # Refused before a byte of the body is read; checked again, under a lock, when the file is kept.
         await store.check_limits(conn, settings, caller.person_id, school_id)
     filename = safe_filename(query.filename)
-    attachment_id = uuid.uuid4()
+    attachment_id = new_attachment_id()
     key = f"{school_id}/attachments/{attachment_id}.pdf"
     with tempfile.TemporaryDirectory(prefix="klaspost-attachment-") as folder:
         path = os.path.join(folder, "upload")

@@ -7,6 +7,8 @@ accepted: they carry macros, embedded objects and remote references that cannot 
 every word processor saves the newsletter as a PDF.
 """
 
+import os
+import time
 import unicodedata
 import uuid
 from datetime import datetime
@@ -54,6 +56,15 @@ class AttachmentLink(BaseModel):
     size_bytes: int
     url: str = Field(description="Presigned; works until expires_at, at most 5 minutes.")
     expires_at: datetime
+
+
+def new_attachment_id() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Time-ordered, so posts can
+    tell an id media gave a moment ago (its copy may be an event behind) from one that is not an upload."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant 10
+    return uuid.UUID(int=value)
 
 
 def safe_filename(raw: str | None) -> str:

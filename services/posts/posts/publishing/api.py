@@ -105,6 +105,7 @@ async def create_post(request: web.Request) -> web.Response:
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
     command = await read_json(request, CreatePost)
+    await attachments.wait_for_copies(request.app[POOL], command.attachment_ids)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         group = await store.writer(conn, group_id, caller.person_id)
         if group is None or (group["role"] is None and not group["admin"]):
@@ -222,6 +223,7 @@ async def update_post(request: web.Request) -> web.Response:
     caller = require_caller(request)
     post_id = path_id(request, "post_id")
     command = await read_json(request, UpdatePost)
+    await attachments.wait_for_copies(request.app[POOL], command.attachment_ids or [])
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _editable(conn, caller, post_id)
         given = command.model_fields_set

@@ -6,6 +6,8 @@ post (422 naming ``attachment_ids[i]``). The rows are locked while a post takes 
 once cannot both take one. An attachment an edit leaves out is forgotten here and deleted by media
 (PostUpdated); a deleted post's attachments are deleted by media (PostDeleted)."""
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -16,6 +18,8 @@ from shared.contracts import AttachmentUploaded
 from shared.errors import ValidationFailed
 
 MAX_ATTACHMENTS_PER_POST = 10
+# How long a post waits for the copy of an attachment media gave a moment ago (one event behind).
+WAIT_FOR_COPY_SECONDS = 3.0
 
 # A post's attachments as JSON (AttachmentRef, in the post's order), for the SQL that builds post views;
 # `p` is the post.
@@ -46,6 +50,29 @@ async def keep_copy(conn: asyncpg.Connection, event: AttachmentUploaded) -> None
         event.content_type,
         event.size_bytes,
     )
+
+
+async def wait_for_copies(pool: asyncpg.Pool, attachment_ids: list[uuid.UUID]) -> None:
+    """Before a post takes attachments: wait (up to WAIT_FOR_COPY_SECONDS, no connection held between
+    looks) while one is unknown here but media gave it within that time, so a client that posts right
+    after uploading is not refused for the copy being an event behind. Ids are UUIDv7 (time-ordered);
+    others are not waited for."""
+    deadline = time.monotonic() + WAIT_FOR_COPY_SECONDS
+    while attachment_ids:
+        known = await pool.fetch(
+            "SELECT attachment_id FROM attachments WHERE attachment_id = ANY($1::uuid[])", attachment_ids
+        )
+        missing = set(attachment_ids) - {r["attachment_id"] for r in known}
+        if not any(_given_within(a, WAIT_FOR_COPY_SECONDS) for a in missing) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _given_within(attachment_id: uuid.UUID, seconds: float) -> bool:
+    if attachment_id.version != 7:
+        return False
+    given_ms = attachment_id.int >> 80
+    return 0 <= time.time() * 1000 - given_ms <= seconds * 1000
 
 
 async def forget_unused(conn: asyncpg.Connection, attachment_id: uuid.UUID) -> None:
