@@ -272,7 +272,7 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     groep5 = await create(system, world.meester, schedule_body([world.group("Groep 5")], now, day, **window))
 
     # Side by side: the family's two children, each with their own teacher's schedule.
-    status, mine = await system.call("GET", "posts", "/conferences/mine", world.family.token)
+    status, mine = await system.call("GET", "posts", "/my/conferences", world.family.token)
     assert status == 200, mine
     assert mine["several_children"] is True
     by_schedule = {e["schedule"]["schedule_id"]: e for e in mine["schedules"]}
@@ -300,7 +300,7 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     assert opens == datetime.fromisoformat(window["opens_at"])
     local = opens.astimezone(ZoneInfo(ZONE))
     assert f"{local:%Y-%m-%d %H:%M}" in refused["error"]["message"]
-    status, mine = await system.call("GET", "posts", "/conferences/mine", world.single.token)
+    status, mine = await system.call("GET", "posts", "/my/conferences", world.single.token)
     assert status == 200
     assert mine["several_children"] is False
     assert mine["schedules"][0]["opens_for_you_at"] == refused["error"]["details"]["opens_at"]
@@ -374,7 +374,7 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
             ):
                 status, answer = await system.call(method, "posts", path, outsider.token)
                 assert status == 404, (outsider.email, method, path, answer)
-        status, mine = await system.call("GET", "posts", "/conferences/mine", outsider.token)
+        status, mine = await system.call("GET", "posts", "/my/conferences", outsider.token)
         assert status == 200, mine
         assert mine["schedules"] == [], mine
     # A parent books for their own children only.
@@ -426,6 +426,17 @@ async def test_move_and_cancel_until_the_deadline_and_refused_after(system: Syst
     status, moved = await system.call("PUT", "posts", path + "/slot", world.meester.token, json={"slot_id": slots[4]})
     assert status == 200, moved
     assert moved["slot_id"] == slots[4], moved
+    # Withdrawn by its staff (not by a family): the booking is cancelled, the schedule and its post gone.
+    status, body = await system.call("DELETE", "posts", f"/conferences/{sid}", world.family.token)
+    assert status == 403, body
+    status, body = await system.call("DELETE", "posts", f"/conferences/{sid}", world.meester.token)
+    assert status == 204, body
+    status, body = await system.call("GET", "posts", f"/conferences/{sid}", world.family.token)
+    assert status == 404, body
+    status, body = await system.call("GET", "posts", path + "/calendar", world.family.token)
+    assert status == 404, body
+    status, feed = await system.call("GET", "posts", "/feed", world.family.token)
+    assert all((p.get("signup") or {}).get("id") != sid for p in feed["posts"])
     keys = await pool(system).fetch(
         "SELECT routing_key FROM outbox WHERE envelope->'payload'->>'schedule_id' = $1 ORDER BY id", sid
     )
@@ -436,6 +447,7 @@ async def test_move_and_cancel_until_the_deadline_and_refused_after(system: Syst
         "posts.slot_cancelled",
         "posts.slot_booked",
         "posts.slot_moved",
+        "posts.slot_cancelled",
     ]
 
 

@@ -37,7 +37,7 @@ from posts.conferences.domain import (
     in_zone,
     plan_slots,
 )
-from posts.signups import announce
+from posts.signups import announce, withdraw
 from shared.app import POOL
 from shared.contracts import ConferenceOpened, SlotBooked, SlotCancelled, SlotMoved
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -452,6 +452,33 @@ async def cancel_booking(request: web.Request) -> web.Response:
             cancelled_by=caller.person_id,
         )
         await publish(conn, event, booked["school_id"])
+    return web.Response(status=204)
+
+
+async def withdraw_schedule(request: web.Request) -> web.Response:
+    """Withdraw a schedule (its staff): every booking is cancelled (SlotCancelled to each family), the
+    posts announcing it leave the feeds, and the schedule is gone (404 from then on)."""
+    caller = require_caller(request)
+    schedule_id = path_id(request, "schedule_id")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _visible(conn, schedule_id, caller.person_id)
+        if not row["staff"]:
+            raise Forbidden("only the groups' teachers and the school's admins withdraw a schedule")
+        for booked in await store.schedule_bookings(conn, schedule_id):
+            event = SlotCancelled(
+                booking_id=booked["booking_id"],
+                schedule_id=schedule_id,
+                school_id=booked["school_id"],
+                child_id=booked["child_id"],
+                child_name=booked["given_name"],
+                title=booked["title"],
+                guardian_ids=await store.guardians_of(conn, booked["group_id"], booked["child_id"]),
+                starts_at=booked["starts_at"],
+                cancelled_by=caller.person_id,
+            )
+            await publish(conn, event, booked["school_id"])
+        await withdraw(conn, schedule_id)
+        await store.delete_schedule(conn, schedule_id)
     return web.Response(status=204)
 
 

@@ -298,7 +298,7 @@ def plan_slots(command: CreateSchedule, time_zone: str) -> tuple[list[tuple[date
                 problems.append(Problem(f"days.{d}.ranges.{r_b}", f"overlaps range {r_a} of the same day"))
         for start, end, r in spans:
             minute = start
-            while minute + slot <= end:
+            while minute + slot <= end and len(slots) <= MAX_SLOTS:  # past the most, counting is enough
                 begins = _instant(day.date, time(minute // 60, minute % 60), zone)
                 finish = minute + slot
                 ends = (
@@ -314,7 +314,7 @@ def plan_slots(command: CreateSchedule, time_zone: str) -> tuple[list[tuple[date
                 slots.append((begins, ends))
                 minute += slot + pause
     if len(slots) > MAX_SLOTS:
-        problems.append(Problem("days", f"{len(slots)} slots; a schedule holds at most {MAX_SLOTS}"))
+        problems.append(Problem("days", f"more than {MAX_SLOTS} slots; a schedule holds at most {MAX_SLOTS}"))
     slots.sort()
     problems.extend(check_times(command, slots[0][0] if slots else None))
     return slots, problems

@@ -24,11 +24,11 @@ routes = [
         body=CreateSchedule,
         response=ScheduleView,
         status=201,
-        errors=(403,),
+        errors=(403, 404),
     ),
     Route(
         "GET",
-        "/conferences/mine",
+        "/my/conferences",
         api.my_schedules,
         "The caller's children's conference schedules side by side, with their bookings",
         response=MySchedules,
@@ -39,6 +39,14 @@ routes = [
         api.get_schedule,
         "A conference schedule: other families' slots show only as taken",
         response=ScheduleView,
+    ),
+    Route(
+        "DELETE",
+        "/conferences/{schedule_id}",
+        api.withdraw_schedule,
+        "Withdraw a schedule (its staff): every booking is cancelled and the families are told",
+        status=204,
+        errors=(403,),
     ),
     Route(
         "GET",

@@ -240,6 +240,19 @@ async def move(conn: asyncpg.Connection, booking_id: uuid.UUID, slot_id: uuid.UU
     return True
 
 
+async def schedule_bookings(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The schedule's bookings as ``booking`` reads them, locked (the schedule is being withdrawn)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _BOOKING + " WHERE b.schedule_id = $1 ORDER BY sl.starts_at FOR UPDATE OF b", schedule_id
+    )
+    return rows
+
+
+async def delete_schedule(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> None:
+    """The schedule with its groups, slots, bookings and reminders (ON DELETE CASCADE)."""
+    await conn.execute("DELETE FROM conference_schedules WHERE schedule_id = $1", schedule_id)
+
+
 async def cancel(conn: asyncpg.Connection, booking_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM conference_bookings WHERE booking_id = $1", booking_id)
 
