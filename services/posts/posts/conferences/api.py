@@ -330,24 +330,23 @@ async def book(request: web.Request) -> web.Response:
     schedule_id = path_id(request, "schedule_id")
     command = await read_json(request, BookSlot)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _visible(conn, schedule_id, caller.person_id)
+        # One round trip for who the caller is here, the child's group and the slot.
+        row = await store.access(conn, schedule_id, caller.person_id, command.child_id, command.slot_id)
+        if row is None or not (row["staff"] or row["children"]):
+            raise NotFound("no such conference schedule")
         staff = row["staff"]
-        if not staff and command.child_id not in row["children"]:
+        if row["child_group"] is None or (not staff and command.child_id not in row["children"]):
             raise NotFound("no such child in this schedule")
-        child = await store.schedule_children(conn, schedule_id, command.child_id)
-        if not child:
-            raise NotFound("no such child in this schedule")
-        slot = await store.slot(conn, schedule_id, command.slot_id)
-        if slot is None:
+        if row["slot_starts_at"] is None:
             raise ValidationFailed(
                 "no such slot", [{"field": "slot_id", "problem": "not a slot of this schedule"}]
             )
         if not staff:
             _check_window(row)
-        if slot["starts_at"] <= row["now"]:
+        if row["slot_starts_at"] <= row["now"]:
             raise Conflict("that slot has passed", {"slot_id": str(command.slot_id)})
         booking_id = await store.book(
-            conn, schedule_id, command.slot_id, command.child_id, child[0]["group_id"], caller.person_id
+            conn, schedule_id, command.slot_id, command.child_id, row["child_group"], caller.person_id
         )
         if booking_id is None:
             existing = await store.booking_of_child(conn, schedule_id, command.child_id)
@@ -368,7 +367,7 @@ async def book(request: web.Request) -> web.Response:
             child_id=booked["child_id"],
             child_name=booked["given_name"],
             title=booked["title"],
-            guardian_ids=await store.guardians_of(conn, booked["group_id"], booked["child_id"]),
+            guardian_ids=list(booked["guardian_ids"]),
             group_id=booked["group_id"],
             location=booked["location"],
             starts_at=booked["starts_at"],
@@ -421,7 +420,7 @@ async def move_booking(request: web.Request) -> web.Response:
             child_id=moved["child_id"],
             child_name=moved["given_name"],
             title=moved["title"],
-            guardian_ids=await store.guardians_of(conn, moved["group_id"], moved["child_id"]),
+            guardian_ids=list(moved["guardian_ids"]),
             group_id=moved["group_id"],
             location=moved["location"],
             starts_at=moved["starts_at"],
@@ -447,7 +446,7 @@ async def cancel_booking(request: web.Request) -> web.Response:
             child_id=booked["child_id"],
             child_name=booked["given_name"],
             title=booked["title"],
-            guardian_ids=await store.guardians_of(conn, booked["group_id"], booked["child_id"]),
+            guardian_ids=list(booked["guardian_ids"]),
             starts_at=booked["starts_at"],
             cancelled_by=caller.person_id,
         )
@@ -472,7 +471,7 @@ async def withdraw_schedule(request: web.Request) -> web.Response:
                 child_id=booked["child_id"],
                 child_name=booked["given_name"],
                 title=booked["title"],
-                guardian_ids=await store.guardians_of(conn, booked["group_id"], booked["child_id"]),
+                guardian_ids=list(booked["guardian_ids"]),
                 starts_at=booked["starts_at"],
                 cancelled_by=caller.person_id,
             )

@@ -25,7 +25,10 @@ _BOOKING = """
     SELECT b.booking_id, b.schedule_id, b.slot_id, b.child_id, b.group_id, b.booked_by, b.booked_at,
            b.moved_at, sl.starts_at, sl.ends_at, s.title, s.location, s.school_id, s.change_deadline,
            COALESCE(sc.time_zone, '{tz}') AS time_zone,
-           COALESCE(ch.given_name, '') AS given_name, COALESCE(ch.family_name, '') AS family_name
+           COALESCE(ch.given_name, '') AS given_name, COALESCE(ch.family_name, '') AS family_name,
+           ARRAY(SELECT m.person_id FROM memberships m
+                 WHERE m.group_id = b.group_id AND m.active AND m.role = 'guardian' AND b.child_id = ANY(m.children)
+                 ORDER BY m.person_id) AS guardian_ids
     FROM conference_bookings b
     JOIN conference_slots sl ON sl.slot_id = b.slot_id
     JOIN conference_schedules s ON s.schedule_id = b.schedule_id
@@ -105,11 +108,18 @@ async def insert_schedule(
     )
 
 
-async def access(conn: asyncpg.Connection, schedule_id: uuid.UUID, person_id: uuid.UUID) -> asyncpg.Record | None:
+async def access(
+    conn: asyncpg.Connection,
+    schedule_id: uuid.UUID,
+    person_id: uuid.UUID,
+    child_id: uuid.UUID | None = None,
+    slot_id: uuid.UUID | None = None,
+) -> asyncpg.Record | None:
     """The schedule with what the person may do there: ``staff`` (a teacher of one of its groups or an
-    admin of its school), ``children`` (their own children it is for, as (child, group) pairs),
-    ``several_children`` (the early window applies), the school's time zone and the database's now.
-    None when there is no such schedule."""
+    admin of its school), ``children`` (their own children it is for), ``several_children`` (the early
+    window applies), the school's time zone and the database's now; for a booking also the group of
+    ``child_id`` if the schedule is for that child (``child_group``) and the start of ``slot_id`` if it
+    is one of its slots (``slot_starts_at``), all in one round trip. None when there is no such schedule."""
     return await conn.fetchrow(
         """SELECT s.*, COALESCE(sc.time_zone, $3) AS time_zone, now() AS now,
                   ARRAY(SELECT group_id FROM conference_groups WHERE schedule_id = s.schedule_id
@@ -129,12 +139,21 @@ async def access(conn: asyncpg.Connection, schedule_id: uuid.UUID, person_id: uu
                   (SELECT count(DISTINCT c) FROM memberships m JOIN groups g ON g.group_id = m.group_id
                    CROSS JOIN unnest(m.children) c
                    WHERE m.person_id = $2 AND m.active AND m.role = 'guardian'
-                     AND g.school_id = s.school_id) >= 2 AS several_children
+                     AND g.school_id = s.school_id) >= 2 AS several_children,
+                  (SELECT m.group_id FROM conference_groups cg
+                   JOIN memberships m ON m.group_id = cg.group_id AND m.active AND m.role = 'guardian'
+                   WHERE cg.schedule_id = s.schedule_id AND $4::uuid = ANY(m.children)
+                     AND (s.child_ids IS NULL OR $4::uuid = ANY(s.child_ids))
+                   ORDER BY m.group_id LIMIT 1) AS child_group,
+                  (SELECT sl.starts_at FROM conference_slots sl
+                   WHERE sl.slot_id = $5 AND sl.schedule_id = s.schedule_id) AS slot_starts_at
            FROM conference_schedules s LEFT JOIN schools sc ON sc.school_id = s.school_id
            WHERE s.schedule_id = $1""",
         schedule_id,
         person_id,
         DEFAULT_TIME_ZONE,
+        child_id,
+        slot_id,
     )
 
 
@@ -146,17 +165,6 @@ async def schedule_children(
         _SCHEDULE_CHILDREN + " AND ($2::uuid IS NULL OR c = $2) GROUP BY c ORDER BY c", schedule_id, child_id
     )
     return rows
-
-
-async def guardians_of(conn: asyncpg.Connection, group_id: uuid.UUID, child_id: uuid.UUID) -> list[uuid.UUID]:
-    """The child's guardians in the group now."""
-    rows = await conn.fetch(
-        """SELECT person_id FROM memberships
-           WHERE group_id = $1 AND active AND role = 'guardian' AND $2 = ANY(children) ORDER BY person_id""",
-        group_id,
-        child_id,
-    )
-    return [r["person_id"] for r in rows]
 
 
 async def slots(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> list[asyncpg.Record]:
