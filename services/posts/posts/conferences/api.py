@@ -345,10 +345,10 @@ async def book(request: web.Request) -> web.Response:
             _check_window(row)
         if row["slot_starts_at"] <= row["now"]:
             raise Conflict("that slot has passed", {"slot_id": str(command.slot_id)})
-        booking_id = await store.book(
+        booked = await store.book(
             conn, schedule_id, command.slot_id, command.child_id, row["child_group"], caller.person_id
         )
-        if booking_id is None:
+        if booked is None:
             existing = await store.booking_of_child(conn, schedule_id, command.child_id)
             if existing is not None:
                 raise Conflict(
@@ -358,10 +358,8 @@ async def book(request: web.Request) -> web.Response:
             raise Conflict(
                 "that slot has just been taken; choose another", {"slot_id": str(command.slot_id)}
             )
-        booked = await store.booking(conn, booking_id)
-        assert booked is not None
         event = SlotBooked(
-            booking_id=booking_id,
+            booking_id=booked["booking_id"],
             schedule_id=schedule_id,
             school_id=booked["school_id"],
             child_id=booked["child_id"],

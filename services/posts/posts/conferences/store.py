@@ -44,6 +44,14 @@ _PERSON_BOOKINGS = f"""{_BOOKING}
                          OR (m.role = 'teacher' AND m.group_id = b.group_id)))
     ORDER BY sl.starts_at, b.booking_id"""  # noqa: S608 - constants, no input
 
+# The conditional insert, and the new booking read back as _BOOKING reads one.
+_BOOK = f"""WITH added AS (
+        INSERT INTO conference_bookings (booking_id, schedule_id, slot_id, child_id, group_id, booked_by)
+        VALUES (gen_random_uuid(), $1, $2, $3, $4, $5)
+        ON CONFLICT DO NOTHING RETURNING *)
+    {_BOOKING.replace("FROM conference_bookings b", "FROM added b")}"""  # noqa: S608 - constants, no input
+
+
 async def creator_groups(
     conn: asyncpg.Connection, group_ids: list[uuid.UUID], person_id: uuid.UUID
 ) -> list[asyncpg.Record]:
@@ -198,20 +206,11 @@ async def book(
     child_id: uuid.UUID,
     group_id: uuid.UUID,
     booked_by: uuid.UUID,
-) -> uuid.UUID | None:
+) -> asyncpg.Record | None:
     """Book the slot for the child unless the slot or the child's place in the schedule is taken
-    (the two unique constraints decide, also between concurrent bookings); the booking id or None."""
-    booking_id: uuid.UUID | None = await conn.fetchval(
-        """INSERT INTO conference_bookings (booking_id, schedule_id, slot_id, child_id, group_id, booked_by)
-           VALUES (gen_random_uuid(), $1, $2, $3, $4, $5)
-           ON CONFLICT DO NOTHING RETURNING booking_id""",
-        schedule_id,
-        slot_id,
-        child_id,
-        group_id,
-        booked_by,
-    )
-    return booking_id
+    (the two unique constraints decide, also between concurrent bookings): the booking as ``booking``
+    reads it, in the same statement, or None."""
+    return await conn.fetchrow(_BOOK, schedule_id, slot_id, child_id, group_id, booked_by)
 
 
 async def booking_of_child(
