@@ -115,6 +115,10 @@ async def targets(system: System) -> dict[str, Target]:
             {
                 ("POST", "/groups/{group_id}/helper-lists"): "the deadline must lie ahead, within the school "
                 "year and before the activity's day; item titles must differ",
+                ("POST", "/groups/{group_id}/posts"): "photo_ids and attachment_ids must be the writer's own "
+                "uploads for the group",
+                ("PATCH", "/posts/{post_id}"): "photo_ids and attachment_ids must be the writer's own uploads "
+                "for the group",
             },
         ),
         "media": Target(
