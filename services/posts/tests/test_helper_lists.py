@@ -562,3 +562,25 @@ async def test_a_parent_whose_child_left_the_group_is_passed_over_on_the_waiting
     assert [p["person_id"] for p in await promotions(system, lst["list_id"])] == [str(next_in_line.person_id)]
     status, signups = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token)
     assert [h["person_id"] for h in signups["items"][0]["waiting"]] == [str(left.person_id)]
+
+
+async def test_sign_ups_racing_an_early_close_are_either_in_before_it_or_refused(system: System) -> None:
+    _school, group, teacher, _parent = await make_class(system, "Groep 8")
+    crowd = await Crowd(system).parents(system, group, 20)
+    lst = await create(system, teacher, group, items=[{"title": "Rijden", "capacity": 10}])
+    close = system.call("POST", "posts", f"/helper-lists/{lst['list_id']}/close", teacher.token)
+    closed, *answers = await asyncio.gather(close, *(sign_up(system, p, lst) for p in crowd))
+    assert closed[0] == 200, closed
+    assert {status for status, _ in answers} <= {200, 409}
+    accepted = sum(status == 200 for status, _ in answers)
+    rows = await pool(system).fetch(
+        "SELECT status FROM helper_signups WHERE list_id = $1", uuid.UUID(lst["list_id"])
+    )
+    assert len(rows) == accepted
+    assert sum(r["status"] == "signed_up" for r in rows) == min(accepted, 10)
+    # After the close, nobody gets in.
+    status, body = await sign_up(system, crowd[0], lst)
+    assert status == 409, body
+    assert await pool(system).fetchval(
+        "SELECT count(*) FROM helper_signups WHERE list_id = $1", uuid.UUID(lst["list_id"])
+    ) == accepted
