@@ -1,7 +1,7 @@
-"""Helper lists' HTTP handlers: a teacher posts a list to their group, closes it early and edits its
-items; parents of the group sign up for an item and withdraw until the deadline; a withdrawal or a
-higher capacity gives the free place to the first on the waiting list and publishes SignupPromoted
-(the notifier tells that parent, once).
+"""Helper lists' HTTP handlers: a teacher posts a list to their group, edits it and its items, closes
+it early and signs parents up or off on their behalf; parents of the group sign up for an item and
+withdraw until the deadline; a withdrawal or a higher capacity gives the free place to the first on
+the waiting list and publishes SignupPromoted (the notifier tells that parent, once).
 
 Who may (posts' membership copy, read on every request): the group's teachers write and see names;
 the group's guardians sign up; anyone not in the group now gets 404 for every list of it (another
