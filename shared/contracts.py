@@ -413,3 +413,29 @@ class AttachmentRemoved(Event):
 
     type = "media.attachment_removed"
     attachment_id: uuid.UUID
+
+
+# --- Photos a post may carry (issue 9: consent, erasure, no post naming a photo it may not show) -----
+
+
+@register
+class PhotoChanged(Event):
+    """A photo's state as posts must know it to let a post carry it. Media publishes it when an upload
+    is accepted (its variants are made at once, before any post uses it), when processing ends, when
+    the children tagged in it or their photo consent change, and when it is removed (unused for a day,
+    taken out of its post, a tagged child erased). Posts keeps a copy: a post names only its writer's
+    own photos of that group, processing or ready, in no other post, showing no child without consent;
+    a photo rejected or removed leaves the posts that carried it. Newest ``revision`` wins."""
+
+    type = "media.photo_changed"
+    photo_id: uuid.UUID
+    school_id: uuid.UUID
+    group_id: uuid.UUID
+    uploader_id: uuid.UUID
+    status: Literal["processing", "ready", "rejected", "removed"]
+    reason: str | None = Field(default=None, description="why it was rejected or removed, for the teacher")
+    children: list[uuid.UUID] = Field(default_factory=list, description="the children tagged in it")
+    without_consent: list[uuid.UUID] = Field(
+        default_factory=list, description="tagged children without photo consent: no new post may carry it"
+    )
+    revision: int

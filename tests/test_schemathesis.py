@@ -115,6 +115,8 @@ async def targets(system: System) -> dict[str, Target]:
             {
                 ("POST", "/groups/{group_id}/helper-lists"): "the deadline must lie ahead, within the school "
                 "year and before the activity's day; item titles must differ",
+                ("POST", "/groups/{group_id}/posts"): "photo_ids must be photos the writer uploaded for the group",
+                ("PATCH", "/posts/{post_id}"): "photo_ids must be photos the writer uploaded for the group",
                 ("POST", "/groups/{group_id}/posts"): "photo_ids and attachment_ids must be the writer's own "
                 "uploads for the group",
                 ("PATCH", "/posts/{post_id}"): "photo_ids and attachment_ids must be the writer's own uploads "
@@ -124,7 +126,10 @@ async def targets(system: System) -> dict[str, Target]:
         "media": Target(
             bearer(teacher.token),
             {"group_id": str(group), "photo_id": photo["photo_id"]},
-            {("POST", "/groups/{group_id}/photos"): "the bytes must be a JPEG, PNG or WebP image"},
+            {
+                ("POST", "/groups/{group_id}/photos"): "the bytes must be a JPEG, PNG or WebP image",
+                ("PUT", "/photos/{photo_id}/children"): "child_ids must be children of the photo's school",
+            },
         ),
         "notifier": Target(
             bearer(parent.token),

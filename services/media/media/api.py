@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiohttp import web
 
-from media import quota, store
+from media import changes, quota, store
 from media.domain import SHARING_NOTICE, PhotoUploaded, PhotoView, VariantLink
 from media.imaging import SNIFF_BYTES, ImageRejected, Inspection, WorkerCrashed, sniff_image_type
+from media.processing import NOTIFY_CHANNEL as PROCESSING_CHANNEL
 from media.resources import CHECKS, PROCESSOR, STORAGE
 from media.settings import Settings
 from media.storage import StorageUnavailable, original_key
@@ -31,6 +32,8 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.http import json_response, path_id
+from shared.ids import time_ordered_id
+from shared.logs import correlation_id
 from shared.middleware import error_body
 from shared.tokens import require_caller
 
@@ -72,7 +75,9 @@ async def upload_photo(request: web.Request) -> web.Response:
     """A teacher's photo for a group they teach (404 for a group they do not belong to, 403 for a guardian),
     judged before anything is stored: within the upload limits (429), the size limit (413), an accepted
     type by its bytes (415), then intact, within the pixel limit, not moving, not hiding another file (422).
-    Streamed to a temporary file, so memory stays bounded whatever the size."""
+    Streamed to a temporary file, so memory stays bounded whatever the size. An accepted photo is processed
+    at once (status "processing", then "ready"), and posts learns of it (PhotoChanged): a post may then
+    carry it."""
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
     settings = settings_of(request.app, Settings)
@@ -94,7 +99,8 @@ async def upload_photo(request: web.Request) -> web.Response:
             async with request.app[POOL].acquire() as conn:
                 await quota.record_refusal(conn, caller.person_id, school_id)
             raise
-        photo_id = uuid.uuid4()
+        # Time-ordered: posts tells a photo uploaded a moment ago (its copy may lag) from an unknown one.
+        photo_id = time_ordered_id()
         key = original_key(school_id, photo_id)
         try:
             await request.app[STORAGE].put_original(key, path, photo.content_type)
@@ -113,7 +119,7 @@ async def upload_photo(request: web.Request) -> web.Response:
         raise
     return json_response(
         PhotoUploaded(
-            photo_id=photo_id, status="uploaded", size_bytes=photo.size_bytes, content_type=photo.content_type
+            photo_id=photo_id, status="processing", size_bytes=photo.size_bytes, content_type=photo.content_type
         ),
         status=201,
     )
@@ -181,8 +187,19 @@ async def _keep(
         await quota.lock_school(conn, school_id)
         await quota.check(conn, settings, person_id, school_id)
         await store.insert_photo(
-            conn, photo_id, school_id, group_id, person_id, photo.content_type, photo.size_bytes, key
+            conn,
+            photo_id,
+            school_id,
+            group_id,
+            person_id,
+            photo.content_type,
+            photo.size_bytes,
+            key,
+            correlation_id.get(),
         )
+        # Processed now, not when a post uses it; posts' copy learns the photo may be posted.
+        await changes.announce(conn, [photo_id])
+        await conn.execute("SELECT pg_notify($1, '')", PROCESSING_CHANNEL)
 
 
 @photo_response

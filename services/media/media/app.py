@@ -6,6 +6,9 @@ from media import api
 from media.attachments import api as attachments
 from media.attachments.domain import AttachmentLink, UploadedAttachment, UploadQuery
 from media.attachments.resources import removal
+from media.consent import api as consent
+from media.consent.domain import PhotoChildren, TagChildren
+from media.consent.erasure import erasure
 from media.domain import PhotoUploaded, PhotoView
 from media.events import handlers
 from media.resources import cleanup, pipeline, retention, storage
@@ -32,6 +35,23 @@ routes = [
         api.get_photo,
         "Short-lived links to a photo's processed variants, for members of its group",
         response=PhotoView,
+    ),
+    Route(
+        "PUT",
+        "/photos/{photo_id}/children",
+        consent.tag_children,
+        "Its uploader or a teacher of its group says which children appear in the photo (no face recognition)",
+        body=TagChildren,
+        response=PhotoChildren,
+        errors=(403,),  # a guardian of the group
+    ),
+    Route(
+        "GET",
+        "/photos/{photo_id}/children",
+        consent.photo_children,
+        "The children tagged in a photo, their photo consent, and whether a post may carry it",
+        response=PhotoChildren,
+        errors=(403,),
     ),
     Route(
         "POST",
@@ -63,6 +83,6 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[storage, pipeline, cleanup, retention, removal],
+        contexts=[storage, pipeline, cleanup, retention, erasure, removal],
         metrics=retention_metrics,
     )

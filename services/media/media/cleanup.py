@@ -1,16 +1,16 @@
 """What media deletes, so that a photo's original with all its metadata does not stay in storage: originals
 of photos that are ready or rejected (never served; the variants are what parents see), uploads that no
-post used within a day (row and original), and the variants of rejected photos (one taken out of its post
+post used within a day (row, variants and original: they are processed on upload), and the variants of rejected photos (one taken out of its post
 had them). Runs as one periodic job across replicas."""
 
 import logging
 
 import asyncpg
 
-from media import quota, store
+from media import changes, quota, store
 from media.attachments.removal import delete_unused
 from media.settings import Settings
-from media.storage import PhotoStorage
+from media.storage import PhotoStorage, variant_key
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,15 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
     unused = await store.unused_uploads(conn, settings.photo_unused_ttl_seconds, BATCH)
     done = await store.forget_originals(conn, BATCH)
     variants = await store.forget_variants_of_rejected(conn, BATCH)
+    for row in unused:
+        # Every size's key, not only those with a row: a processing round that never committed may have
+        # written one (deleting a missing key succeeds).
+        variants += sorted(
+            set(row["variant_keys"])
+            | {variant_key(row["school_id"], row["photo_id"], size) for size in settings.photo_variants}
+        )
+    # Posts' copy learns they are gone: a post naming one now is refused at once.
+    await changes.announce_removed(conn, unused, changes.UNUSED_REMOVED)
     for row in (*unused, *done):
         if row["original_key"] is not None:
             await storage.delete_original(row["original_key"])

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # Rule 6 of the school policy: said wherever photos are shown.
 SHARING_NOTICE = {
@@ -20,7 +20,7 @@ CLAIM_SECONDS = 300
 
 class PhotoUploaded(BaseModel):
     photo_id: uuid.UUID
-    status: Literal["uploaded"]
+    status: Literal["processing"] = Field(description="Its variants are being made; a post may carry it now.")
     size_bytes: int
     content_type: str
 
@@ -35,7 +35,7 @@ class VariantLink(BaseModel):
 
 class PhotoView(BaseModel):
     photo_id: uuid.UUID
-    status: Literal["uploaded", "processing", "ready", "rejected"]
+    status: Literal["processing", "ready", "rejected"]
     reason: str | None = None
     variants: list[VariantLink]
     notice: str

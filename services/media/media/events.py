@@ -1,17 +1,19 @@
-"""What media does with other services' events: keep its copy of memberships, queue the photos of
-a published (or edited) post for processing, and take the photos of a deleted post out of sight."""
+"""What media does with other services' events: keep its copy of memberships and of children's photo
+consent, attach the photos of a published (or edited) post (processed since their upload), and take the
+photos of a deleted post out of sight."""
 
 import logging
 import uuid
 
 import asyncpg
 
-from media import store
+from media import changes, store
 from media.attachments import events as attachments
-from media.processing import NOTIFY_CHANNEL
+from media.consent.events import keep_consent_copy
 from shared.consumer import Handlers
 from shared.contracts import (
     GroupChanged,
+    PhotoProcessed,
     PhotoRejected,
     PostDeleted,
     PostPublished,
@@ -25,6 +27,7 @@ from shared.outbox import publish
 log = logging.getLogger(__name__)
 handlers = Handlers()
 keep_membership_copy(handlers)
+keep_consent_copy(handlers)
 
 
 @handlers.on(GroupChanged)
@@ -51,7 +54,8 @@ async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdat
     # Until a send-later post appears its photos are not attached: PostPublished brings them.
     if not event.published:
         return
-    await store.drop_from_post(conn, event.post_id, event.photo_ids)
+    # Photos taken out by the edit are rejected: posts' copy learns no post may carry them again.
+    await changes.announce(conn, await store.drop_from_post(conn, event.post_id, event.photo_ids))
     attached = await store.in_post(conn, event.post_id)
     added = [p for p in event.photo_ids if p not in attached]
     await _attach(conn, env, event.post_id, event.group_id, event.editor_id, added)
@@ -62,7 +66,7 @@ async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdat
 async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
     # A deleted post disappears everywhere: its photos are no longer shown to the group, its attachments
     # are deleted.
-    await store.drop_from_post(conn, event.post_id)
+    await changes.announce(conn, await store.drop_from_post(conn, event.post_id))
     await attachments.post_deleted(conn, event.post_id)
 
 
@@ -76,12 +80,17 @@ async def _attach(
 ) -> None:
     if not photo_ids:
         return
-    attached = await store.attach_to_post(conn, photo_ids, uploader_id, post_id, group_id, env.correlation_id)
-    for photo_id in set(photo_ids) - set(attached):
-        # Someone else's photo, one already in another post, or no photo at all: it stays out of
-        # this group, and the post shows it as rejected rather than processing for ever.
+    rows = await store.attach_to_post(conn, photo_ids, uploader_id, post_id, group_id, env.correlation_id)
+    attached = {r["photo_id"] for r in rows}
+    for photo_id in set(photo_ids) - attached:
+        # Posts refuses such photos when the post is written; one its copy had not heard of yet (someone
+        # else's, in another post, rejected, showing a child without consent) stays out of this group,
+        # and posts takes it out of the post.
         log.warning("photo not attached", extra={"post_id": str(post_id), "photo_id": str(photo_id)})
-        rejected = PhotoRejected(photo_id=photo_id, post_id=post_id, reason="not a photo the author uploaded")
+        rejected = PhotoRejected(photo_id=photo_id, post_id=post_id, reason="not a photo this post may carry")
         await publish(conn, rejected, env.school_id)
-    if attached:
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    for row in rows:
+        # Processed before the post named it: the post shows it ready at once.
+        if row["status"] == "ready":
+            processed = PhotoProcessed(photo_id=row["photo_id"], post_id=post_id, variants=list(row["sizes"]))
+            await publish(conn, processed, env.school_id)

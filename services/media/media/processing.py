@@ -1,6 +1,7 @@
-"""Turning attached originals into the variants parents see: claimed from the database, decoded in
-worker processes, written to storage, then marked ready with a PhotoProcessed event in one commit; the
-original is deleted after that. While storage is unreachable a photo is tried again and again, never given
+"""Turning accepted uploads into the variants parents see, as soon as they are accepted (before any post
+uses them, so a post only ever carries a photo that is processing or ready): claimed from the database,
+decoded in worker processes, written to storage, then marked ready in one commit with PhotoChanged (and
+PhotoProcessed when the photo is in a post already); the original is deleted after that. While storage is unreachable a photo is tried again and again, never given
 up: only failures of the photo itself (a crashing decoder) count towards MAX_PROCESSING_ATTEMPTS."""
 
 import asyncio
@@ -11,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from media import store
+from media import changes, store
 from media.domain import MAX_PROCESSING_ATTEMPTS, WATERMARK
 from media.imaging import ImageRejected, PhotoProcessor
 from media.settings import Settings
@@ -84,12 +85,14 @@ class PhotoPipeline:
                     await store.release(conn, photo_id, 2.0 ** photo["attempts"])
             return
         async with self._pool.acquire() as conn, conn.transaction():
-            await store.mark_ready(conn, photo_id, result.width, result.height, written)
-            await publish(
-                conn,
-                PhotoProcessed(photo_id=photo_id, post_id=photo["post_id"], variants=[w[0] for w in written]),
-                photo["school_id"],
-            )
+            marked = await store.mark_ready(conn, photo_id, result.width, result.height, written)
+            if marked is not None:
+                if marked["post_id"] is not None:
+                    processed = PhotoProcessed(
+                        photo_id=photo_id, post_id=marked["post_id"], variants=[w[0] for w in written]
+                    )
+                    await publish(conn, processed, photo["school_id"])
+                await changes.announce(conn, [photo_id])
         log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
         await self._delete_original(photo)
 
@@ -104,12 +107,12 @@ class PhotoPipeline:
 
     async def _reject(self, photo: asyncpg.Record, reason: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            await store.mark_rejected(conn, photo["photo_id"], reason)
-            await publish(
-                conn,
-                PhotoRejected(photo_id=photo["photo_id"], post_id=photo["post_id"], reason=reason),
-                photo["school_id"],
-            )
+            post_id = await store.mark_rejected(conn, photo["photo_id"], reason)
+            if post_id is not None:
+                rejected = PhotoRejected(photo_id=photo["photo_id"], post_id=post_id, reason=reason)
+                await publish(conn, rejected, photo["school_id"])
+            # Posts takes it out of any post that carries it, and no new post can name it.
+            await changes.announce(conn, [photo["photo_id"]])
         log.warning("photo rejected", extra={"photo_id": str(photo["photo_id"]), "reason": reason})
         await self._delete_original(photo)
 

@@ -37,7 +37,7 @@ async def check(
         )
     person = await conn.fetchrow(
         """SELECT count(*) AS unused, min(created_at) AS oldest_unused
-           FROM photos WHERE uploader_id = $1 AND status = 'uploaded'""",
+           FROM photos WHERE uploader_id = $1 AND post_id IS NULL AND status <> 'rejected'""",
         person_id,
     )
     if person["unused"] >= settings.photo_unused_per_person:

@@ -18,10 +18,13 @@ async def insert_photo(
     content_type: str,
     size_bytes: int,
     original_key: str,
+    correlation_id: str | None = None,
 ) -> None:
+    """A photo accepted at upload: processing starts at once (its logs carry the upload's correlation id)."""
     await conn.execute(
-        """INSERT INTO photos (photo_id, school_id, group_id, uploader_id, content_type, size_bytes, original_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        """INSERT INTO photos (photo_id, school_id, group_id, uploader_id, content_type, size_bytes, original_key,
+                               status, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8)""",
         photo_id,
         school_id,
         group_id,
@@ -29,6 +32,7 @@ async def insert_photo(
         content_type,
         size_bytes,
         original_key,
+        correlation_id,
     )
 
 
@@ -62,19 +66,26 @@ async def attach_to_post(
     post_id: uuid.UUID,
     group_id: uuid.UUID,
     correlation_id: str | None,
-) -> list[uuid.UUID]:
-    """Attach the uploader's own unattached photos to the post and queue them; return those attached."""
-    rows = await conn.fetch(
-        """UPDATE photos SET post_id = $3, group_id = $4, status = 'processing', correlation_id = $5
-           WHERE photo_id = ANY($1) AND uploader_id = $2 AND post_id IS NULL AND status = 'uploaded'
-           RETURNING photo_id""",
+) -> list[asyncpg.Record]:
+    """Attach to the post the photos it may carry: the uploader's own, of the post's group, in no post,
+    processing or ready, showing no child without photo consent (posts checked the same on its copy;
+    this holds whatever the copy missed). Returns those attached: photo_id, status and, for a ready one,
+    its variant sizes."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """UPDATE photos p SET post_id = $3, correlation_id = COALESCE(p.correlation_id, $5)
+           WHERE p.photo_id = ANY($1) AND p.uploader_id = $2 AND p.group_id = $4 AND p.post_id IS NULL
+             AND p.status IN ('processing', 'ready') AND p.erase_requested_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM photo_children t LEFT JOIN children c USING (child_id)
+                             WHERE t.photo_id = p.photo_id AND NOT COALESCE(c.photo_consent AND NOT c.erased, false))
+           RETURNING p.photo_id, p.status,
+                     ARRAY(SELECT size FROM photo_variants v WHERE v.photo_id = p.photo_id ORDER BY size DESC) AS sizes""",
         photo_ids,
         uploader_id,
         post_id,
         group_id,
         correlation_id,
     )
-    return [r["photo_id"] for r in rows]
+    return rows
 
 
 async def claim(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
@@ -98,7 +109,8 @@ async def mark_ready(
     width: int,
     height: int,
     variants: list[tuple[int, str, int, int, int]],
-) -> None:
+) -> asyncpg.Record | None:
+    """Mark a photo still processing ready; its row (post_id: the post it is in, if any) when it was."""
     await conn.executemany(
         """INSERT INTO photo_variants (photo_id, size, key, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (photo_id, size) DO UPDATE SET key = EXCLUDED.key, width = EXCLUDED.width,
@@ -107,22 +119,24 @@ async def mark_ready(
     )
     # Only a photo still processing: one taken out of its post meanwhile stays rejected (the clean-up
     # then deletes the variants just written).
-    await conn.execute(
+    return await conn.fetchrow(
         """UPDATE photos SET status = 'ready', width = $2, height = $3, processed_at = now(), claimed_until = NULL
-           WHERE photo_id = $1 AND status = 'processing'""",
+           WHERE photo_id = $1 AND status = 'processing' RETURNING post_id""",
         photo_id,
         width,
         height,
     )
 
 
-async def mark_rejected(conn: asyncpg.Connection, photo_id: uuid.UUID, reason: str) -> None:
-    await conn.execute(
+async def mark_rejected(conn: asyncpg.Connection, photo_id: uuid.UUID, reason: str) -> uuid.UUID | None:
+    """Reject the photo; the post it is in, if any."""
+    post_id: uuid.UUID | None = await conn.fetchval(
         """UPDATE photos SET status = 'rejected', reject_reason = $2, processed_at = now(), claimed_until = NULL
-           WHERE photo_id = $1""",
+           WHERE photo_id = $1 RETURNING post_id""",
         photo_id,
         reason,
     )
+    return post_id
 
 
 async def release(
@@ -190,14 +204,20 @@ async def school(conn: asyncpg.Connection, school_id: uuid.UUID) -> asyncpg.Reco
 
 
 async def unused_uploads(conn: asyncpg.Connection, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
-    """Delete (in the caller's transaction) uploads no post took within the time; their keys to delete
-    from storage before the transaction commits. Locked rows (a post attaching them now) are skipped."""
+    """Delete (in the caller's transaction) uploads no post took within the time, processed or not; their
+    keys to delete from storage before the transaction commits (original_key, variant_keys) and what
+    PhotoChanged needs. Locked rows (a post attaching them now) and photos being processed are skipped."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """DELETE FROM photos WHERE photo_id IN (
+        """WITH unused AS (
                SELECT photo_id FROM photos
-               WHERE status = 'uploaded' AND created_at < now() - $1 * interval '1 second'
-               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-           RETURNING photo_id, original_key""",
+               WHERE post_id IS NULL AND status <> 'rejected' AND created_at < now() - $1 * interval '1 second'
+                 AND (claimed_until IS NULL OR claimed_until < now())
+               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+           keys AS (
+               SELECT u.photo_id, COALESCE(array_agg(v.key) FILTER (WHERE v.key IS NOT NULL), '{}') AS variant_keys
+               FROM unused u LEFT JOIN photo_variants v USING (photo_id) GROUP BY u.photo_id)
+           DELETE FROM photos p USING keys k WHERE p.photo_id = k.photo_id
+           RETURNING p.photo_id, p.school_id, p.group_id, p.uploader_id, p.original_key, k.variant_keys""",
         older_than_seconds,
         limit,
     )

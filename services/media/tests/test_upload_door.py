@@ -234,6 +234,9 @@ async def test_an_upload_no_post_used_within_a_day_is_deleted(system: System) ->
     klass = await new_class(system)
     old = (await upload(system, klass, jpeg_with_gps(320, 240)))[1]["photo_id"]
     recent = (await upload(system, klass, jpeg_with_gps(320, 240)))[1]["photo_id"]
+    # Processed at once on upload (issue 9, case 4): variants stored, originals deleted.
+    for photo_id in (old, recent):
+        await ready(system, klass.teacher, photo_id)
     await media_db(system).execute(
         "UPDATE photos SET created_at = now() - interval '25 hours' WHERE photo_id = $1", uuid.UUID(old)
     )
@@ -243,7 +246,10 @@ async def test_an_upload_no_post_used_within_a_day_is_deleted(system: System) ->
     async with media_db(system).acquire() as conn, conn.transaction():
         await clean_up(conn, system.services["media"].app[STORAGE], settings)
 
-    assert list(await stored(system, ORIGINALS, klass.school_id)) == [f"{klass.school_id}/{recent}"]
+    assert await stored(system, ORIGINALS, klass.school_id) == {}
+    assert sorted(await stored(system, VARIANTS, klass.school_id)) == [
+        f"{klass.school_id}/{recent}/{size}.jpg" for size in (1080, 2048, 320)
+    ]
     left = await media_db(system).fetch("SELECT photo_id FROM photos WHERE school_id = $1", klass.school_id)
     assert [str(r["photo_id"]) for r in left] == [recent]
 
@@ -270,7 +276,7 @@ async def fake_uploads(
     ("count", "age", "status", "someone_else", "retry_between", "says"),
     [
         (300, timedelta(minutes=30), "ready", False, (1700, 1800), "at most 300 photos an hour"),
-        (500, timedelta(hours=2), "uploaded", False, (22 * 3600 - 100, 22 * 3600), "not in a post yet"),
+        (500, timedelta(hours=2), "ready", False, (22 * 3600 - 100, 22 * 3600), "not in a post yet"),
         (
             3000,
             timedelta(minutes=10),

@@ -7,7 +7,7 @@ from posts import store
 from posts.children import keep_children_copy
 from posts.feed.events import keep_delivery_reports
 from posts.helper_lists.events import keep_account_names
-from posts.publishing import attachments
+from posts.publishing import attachments, photos
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
 from shared.contracts import (
@@ -27,6 +27,7 @@ handlers = Handlers()
 keep_membership_copy(handlers, with_children=True)
 keep_delivery_reports(handlers)
 keep_children_copy(handlers)
+photos.keep_photo_copy(handlers)
 keep_account_names(handlers)
 
 
@@ -70,13 +71,15 @@ async def photo_processed(conn: asyncpg.Connection, _env: Envelope, event: Photo
 
 @handlers.on(PhotoRejected)
 async def photo_rejected(conn: asyncpg.Connection, _env: Envelope, event: PhotoRejected) -> None:
-    await store.set_photo_status(conn, event.post_id, event.photo_id, "rejected")
+    # A photo that cannot be shown leaves the post: the feed never shows it (issue 9, case 4).
+    await photos.leave_post(conn, event.post_id, event.photo_id)
 
 
 @handlers.on(PhotosPurged)
 async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosPurged) -> None:
     # Past the school's retention the photos are gone from storage: their posts stop naming them.
     await store.forget_photos(conn, event.photo_ids)
+    await photos.removed(conn, event.photo_ids, "deleted after the school's retention period")
 
 
 @handlers.on(AttachmentUploaded)

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from posts.publishing import attachments, store
+from posts.publishing import attachments, photos, store
 from posts.publishing.domain import (
     AnnouncementView,
     CreateAnnouncement,
@@ -114,6 +114,7 @@ async def create_post(request: web.Request) -> web.Response:
             raise Forbidden("only the group's teachers can post to it; school admins write announcements")
         if command.urgent and not group["admin"]:
             raise Forbidden("only school admins can mark a post urgent", {"field": "urgent"})
+        await photos.check(conn, command.photo_ids, group_id, caller.person_id)
         day = await admit(conn, group, _appears(group["now"], command.publish_at), group["now"])
         post_id = uuid.uuid4()
         stamps = await store.insert_post(
@@ -234,6 +235,8 @@ async def update_post(request: web.Request) -> web.Response:
                 "announcements carry no photos",
                 [{"field": "photo_ids", "problem": "announcements carry no photos"}],
             )
+        if "photo_ids" in given:
+            await photos.check(conn, command.photo_ids, row["group_id"], caller.person_id, post_id)
         title = command.title if "title" in given else row["title"]
         body = command.body if "body" in given else row["body"]
         await store.update_post(conn, post_id, title, body)
