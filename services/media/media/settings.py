@@ -41,7 +41,9 @@ class Settings(ServiceSettings):
     # life (at most 5 minutes), and upload limits like the photos' (429 with Retry-After).
     attachment_max_bytes: int = 20 * 1024 * 1024
     attachment_max_pages: int = 500
-    attachment_max_objects: int = 200_000
+    # A newsletter has hundreds of objects; walking 50,000 takes about 3 s of one core.
+    attachment_max_objects: int = 50_000
+    attachment_check_seconds: float = 10.0
     attachment_url_ttl_seconds: int = Field(default=300, ge=1, le=300)
     attachment_uploads_per_person_per_hour: int = 30
     attachment_unused_per_person: int = 20

@@ -66,6 +66,14 @@ def test_what_is_not_a_plain_pdf_is_refused_with_a_reason(tmp_path: Path, data: 
     assert says in refused.value.reason
 
 
+def test_a_pdf_too_slow_to_walk_is_refused(tmp_path: Path) -> None:
+    objects = pdfs._page_objects(b"Nieuws", catalog_extra=b"/Extra 6 0 R")
+    objects.append(b"[" + b" ".join(b"%d 0 R" % (7 + i) for i in range(3000)) + b"]")
+    objects += [b"<< /N %d >>" % i for i in range(3000)]
+    with pytest.raises(NotAcceptedPdf, match="too complex"):
+        judge_pdf(saved(tmp_path, pdfs.build_pdf(objects)), 10, 10_000, max_seconds=0)
+
+
 def test_too_many_objects_are_refused(tmp_path: Path) -> None:
     with pytest.raises(NotAcceptedPdf, match="more than 3 objects"):
         judge_pdf(saved(tmp_path, pdfs.newsletter()), 10, 3)

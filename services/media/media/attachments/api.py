@@ -187,7 +187,11 @@ async def _judge(request: web.Request, path: str, settings: Settings) -> PdfRepo
     async with request.app[CHECKS]:
         try:
             return await asyncio.to_thread(
-                judge_pdf, path, settings.attachment_max_pages, settings.attachment_max_objects
+                judge_pdf,
+                path,
+                settings.attachment_max_pages,
+                settings.attachment_max_objects,
+                settings.attachment_check_seconds,
             )
         except NotAcceptedPdf as exc:
             raise ValidationFailed(

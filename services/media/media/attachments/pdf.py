@@ -14,6 +14,7 @@ Synchronous and CPU-bound: call it in a thread (media.attachments.api does, a fe
 
 import mmap
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,15 +73,17 @@ def looks_like_pdf(head: bytes) -> bool:
     return _MAGIC.match(head) is not None
 
 
-def judge_pdf(path: str, max_pages: int, max_objects: int) -> PdfReport:
-    """The file at ``path`` as a PDF fit to pass on, or NotAcceptedPdf saying why not."""
+def judge_pdf(path: str, max_pages: int, max_objects: int, max_seconds: float = 10.0) -> PdfReport:
+    """The file at ``path`` as a PDF fit to pass on, or NotAcceptedPdf saying why not. A file whose
+    objects take longer than ``max_seconds`` to walk is refused as too complex (the check runs in a thread,
+    which cannot be stopped from outside)."""
     with open(path, "rb") as file:
         head = file.read(SNIFF_BYTES)
         if not looks_like_pdf(head):
             raise NotAcceptedPdf("the file is not a PDF")
         _check_frame(file.fileno())
         file.seek(0)
-        return _check_structure(file, max_pages, max_objects)
+        return _check_structure(file, max_pages, max_objects, time.monotonic() + max_seconds)
 
 
 def _check_frame(fileno: int) -> None:
@@ -96,13 +99,13 @@ def _check_frame(fileno: int) -> None:
             raise NotAcceptedPdf("the file holds more than a PDF (an archive is hidden in it)")
 
 
-def _check_structure(file: Any, max_pages: int, max_objects: int) -> PdfReport:
+def _check_structure(file: Any, max_pages: int, max_objects: int, deadline: float) -> PdfReport:
     try:
         # strict: a damaged cross-reference table is refused, not rebuilt by guessing.
         reader = PdfReader(file, strict=True)
         if reader.is_encrypted:
             raise NotAcceptedPdf("the PDF is protected with a password; upload it without protection")
-        objects = _walk(reader, max_objects)
+        objects = _walk(reader, max_objects, deadline)
         pages = len(reader.pages)
     except NotAcceptedPdf:
         raise
@@ -117,7 +120,7 @@ def _check_structure(file: Any, max_pages: int, max_objects: int) -> PdfReport:
     return PdfReport(pages=pages, objects=objects)
 
 
-def _walk(reader: PdfReader, max_objects: int) -> int:
+def _walk(reader: PdfReader, max_objects: int, deadline: float) -> int:
     """Visit every object reachable from the trailer (indirect ones once), refusing active content;
     returns how many indirect objects were seen. Iterative: a deep structure cannot exhaust the stack."""
     seen: set[tuple[int, int]] = set()
@@ -131,6 +134,8 @@ def _walk(reader: PdfReader, max_objects: int) -> int:
             seen.add(ref)
             if len(seen) > max_objects:
                 raise NotAcceptedPdf(f"the PDF has more than {max_objects} objects")
+            if len(seen) % 1000 == 0 and time.monotonic() > deadline:
+                raise NotAcceptedPdf("the PDF is too complex to check; save it as a simpler PDF")
             pending.append(item.get_object())
         elif isinstance(item, DictionaryObject):  # streams too: their dictionary says what they are
             _refuse_active(item)
