@@ -8,6 +8,7 @@ import asyncio
 import io
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -511,3 +512,39 @@ async def test_a_post_right_after_the_upload_finds_it(system: System) -> None:
 
     assert status == 201, post
     assert [a["attachment_id"] for a in post["attachments"]] == [body["attachment_id"]]
+
+
+async def test_a_send_later_posts_attachment_reaches_the_parents_when_it_appears(system: System) -> None:
+    klass = await new_class(system, "Groep 3")
+    attachment_id = await uploaded(system, klass, pdfs.newsletter())
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    status, post = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{klass.group}/posts",
+        klass.teacher.token,
+        json={
+            "title": "Nieuws",
+            "body": "Morgen",
+            "attachment_ids": [attachment_id],
+            "publish_at": at.isoformat(),
+        },
+    )
+    assert status == 201, post
+    assert post["status"] == "scheduled"
+    status, scheduled = await system.call(
+        "GET", "posts", f"/groups/{klass.group}/scheduled-posts", klass.teacher.token
+    )
+    assert status == 200, scheduled
+    assert [a["attachment_id"] for a in scheduled["posts"][0]["attachments"]] == [attachment_id]
+    assert (await link(system, klass.parent, attachment_id))[0] == 404
+
+    # Its time comes (moved to now rather than waiting): the send-later job publishes it with its attachment.
+    await db(system, "posts").execute(
+        "UPDATE posts SET publish_at = now() WHERE post_id = $1", uuid.UUID(post["post_id"])
+    )
+
+    async def parent_gets_link() -> bool:
+        return (await link(system, klass.parent, attachment_id))[0] == 200
+
+    await eventually(parent_gets_link, within=60, what="the attachment served once the post appeared")
