@@ -76,8 +76,10 @@ def _given_within(attachment_id: uuid.UUID, seconds: float) -> bool:
 
 
 async def forget_unused(conn: asyncpg.Connection, attachment_id: uuid.UUID) -> None:
-    """Media deleted an upload no post used (AttachmentRemoved): no post may name it from now on."""
-    await conn.execute("DELETE FROM attachments WHERE attachment_id = $1 AND post_id IS NULL", attachment_id)
+    """Media deleted an upload no post used within a day (AttachmentRemoved): no post may name it from now
+    on. A send-later post that named it (media attaches only when a post appears) no longer lists it
+    either, rather than listing a file that is gone."""
+    await conn.execute("DELETE FROM attachments WHERE attachment_id = $1", attachment_id)
 
 
 async def take(
