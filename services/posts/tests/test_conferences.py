@@ -24,8 +24,8 @@ from identity.tokens import TokenSigner
 from posts.conferences.jobs import remind_not_booked
 from shared import bus
 from shared.app import POOL, SETTINGS
-from shared.contracts import ChildErased
-from shared.envelope import envelope
+from shared.contracts import ChildChanged, ChildErased
+from shared.envelope import Event, envelope
 from shared.outbox import to_message
 from shared.tokens import Caller
 from tests.harness.school import (
@@ -679,32 +679,70 @@ async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: Syste
 # --- erasure ------------------------------------------------------------------------------------
 
 
-async def test_an_erased_child_loses_name_and_bookings(system: System) -> None:
+async def publish_on_bus(system: System, *events: Event) -> list[uuid.UUID]:
+    """Events as identity publishes them, on the real broker, in this order; their event ids."""
+    ids = []
+    connection = await bus.connect(system.amqp_url, "test-conferences")
+    try:
+        channel = await bus.publisher_channel(connection)
+        exchange = await bus.declare_exchange(channel, "klaspost.events")
+        for event in events:
+            env = envelope(event, None)
+            await exchange.publish(to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type)
+            ids.append(env.event_id)
+    finally:
+        await connection.close()
+    return ids
+
+
+async def handled(system: System, event_ids: list[uuid.UUID]) -> None:
+    """Until posts has handled each of the events (its inbox)."""
+
+    async def done() -> bool:
+        found = await pool(system).fetchval(
+            "SELECT count(DISTINCT event_id) FROM inbox WHERE event_id = ANY($1::uuid[])", event_ids
+        )
+        return bool(found == len(event_ids))
+
+    await eventually(done, what="posts handled the events")
+
+
+async def test_the_children_copy_keeps_the_newest_name_and_forgets_an_erased_child(system: System) -> None:
     group_id, teacher, families = await seeded_group(system, 2)
     now = await db_now(system)
     schedule = await create(system, teacher, schedule_body([group_id], now))
     (token, child), _ = families
     status, booking = await book(system, token, schedule["schedule_id"], schedule["slots"][0]["slot_id"], child)
     assert status == 201, booking
-    # ChildErased as identity publishes it, on the real broker.
-    connection = await bus.connect(system.amqp_url, "test-erasure")
-    try:
-        channel = await bus.publisher_channel(connection)
-        exchange = await bus.declare_exchange(channel, "klaspost.events")
-        env = envelope(ChildErased(child_id=child, school_id=uuid.uuid4()), None)
-        await exchange.publish(to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type)
-    finally:
-        await connection.close()
+    school = uuid.uuid4()
 
-    async def erased() -> bool:
-        left = await pool(system).fetchval(
-            """SELECT (SELECT count(*) FROM conference_bookings WHERE child_id = $1)
-                    + (SELECT count(*) FROM children WHERE child_id = $1)""",
-            child,
+    def changed(name: str, revision: int) -> ChildChanged:
+        return ChildChanged(
+            child_id=child, school_id=school, given_name=name, family_name="Jansen", photo_consent=True,
+            revision=revision,
         )
-        return bool(left == 0)
 
-    await eventually(erased, what="the erased child's bookings and name gone from posts")
+    async def name() -> str | None:
+        found: str | None = await pool(system).fetchval("SELECT given_name FROM children WHERE child_id = $1", child)
+        return found
+
+    # Newest revision wins, whatever the order they arrive in.
+    await handled(system, await publish_on_bus(system, changed("Noor", 5), changed("Noortje", 3)))
+    assert await name() == "Noor"
+    await handled(system, await publish_on_bus(system, changed("Noortje", 4), changed("Noa", 6)))
+    assert await name() == "Noa"
+    status, overview = await system.call("GET", "posts", f"/conferences/{schedule['schedule_id']}/overview", teacher)
+    assert status == 200, overview
+    assert overview["slots"][0]["booking"]["child_name"] == "Noa Jansen"
+
+    # Erased: name and bookings gone, and a late ChildChanged does not bring the name back.
+    await handled(system, await publish_on_bus(system, ChildErased(child_id=child, school_id=school), changed("Noa", 7)))
+    left = await pool(system).fetchval(
+        """SELECT (SELECT count(*) FROM conference_bookings WHERE child_id = $1)
+                + (SELECT count(*) FROM children WHERE child_id = $1)""",
+        child,
+    )
+    assert left == 0
     status, view = await system.call("GET", "posts", f"/conferences/{schedule['schedule_id']}", teacher)
     assert status == 200, view
     assert all(s["state"] == "free" for s in view["slots"]), view

@@ -166,7 +166,9 @@ class BookingView(BaseModel):
     schedule_id: uuid.UUID
     slot_id: uuid.UUID
     child_id: uuid.UUID
-    child_name: str = Field(description="Given name; empty until posts has the child's name.")
+    child_name: str = Field(
+        description="The child's given name (full name in the staff's overview); empty until posts has it."
+    )
     group_id: uuid.UUID
     title: str
     location: str
