@@ -3,6 +3,7 @@ teachers once per group and week (from Friday 12:00 school-local, across dayligh
 often it runs), a week with a post (also a send-later one) reminds nobody; and the admin's posting
 report matches the checked-in fixtures, as JSON and as CSV, for admins only."""
 
+import asyncio
 import json
 import os
 import uuid
@@ -17,10 +18,12 @@ from posts.weekly.domain import check_offset, iso_week, quiet_event_id, week_sta
 from posts.weekly.jobs import remind_quiet_groups
 from shared.app import POOL
 from tests.harness.school import (
+    Person,
     School,
     add_group,
     add_person,
     add_school_year,
+    mail_text,
     make_class,
     make_school,
     teach,
@@ -64,6 +67,7 @@ async def test_a_quiet_week_reminds_each_teacher_once_from_friday_noon_across_da
     meester = await add_person(system, school, "meester", "teacher", "Groep 4")
     await wait_until_linked(system, meester, group)
     teachers = sorted(str(t.person_id) for t in (juf, meester))
+    mails_before = len(system.smtp.messages)
 
     # Week 2026-W48, winter time (UTC+1): nothing before Friday 12:00, one reminder from then on,
     # however often the check runs (twice at the same moment, again on Sunday night).
@@ -92,6 +96,19 @@ async def test_a_quiet_week_reminds_each_teacher_once_from_friday_noon_across_da
     assert events[0]["event_id"] == quiet_event_id(group, date(2026, 11, 23))
     assert events[1]["event_id"] == quiet_event_id(group, date(2026, 10, 19))
     assert events[2]["event_id"] == quiet_event_id(group, date(2027, 3, 22))
+
+    # The notifier mails each teacher one reminder per quiet week, and no more.
+    def reminders(teacher: Person) -> list[str]:
+        texts = [mail_text(m) for m in system.smtp.messages[mails_before:] if teacher.email in m.rcpt_tos]
+        return sorted(week for week in ("2026-W48", "2026-W43", "2027-W12") for text in texts if week in text)
+
+    async def mailed() -> bool:
+        return all(len(reminders(t)) >= 3 for t in (juf, meester))
+
+    await eventually(mailed, what="a reminder per quiet week to each teacher")
+    await asyncio.sleep(1)
+    for teacher in (juf, meester):
+        assert reminders(teacher) == ["2026-W43", "2026-W48", "2027-W12"]
 
 
 async def test_a_week_with_a_post_reminds_nobody_and_a_send_later_post_counts_for_its_week(
