@@ -74,6 +74,17 @@ def with_hidden_javascript() -> bytes:
     )
 
 
+def with_script_link() -> bytes:
+    """A link whose target is a script rather than a web page."""
+    return build_pdf(
+        _page_objects(
+            b"Nieuws",
+            page_extra=b"/Annots [<< /Type /Annot /Subtype /Link /Rect [0 0 100 100]"
+            b" /A << /S /URI /URI (javascript:alert(document.domain)) >> >>]",
+        )
+    )
+
+
 def with_launch_action() -> bytes:
     return build_pdf(
         _page_objects(b"Nieuws", catalog_extra=b"/OpenAction << /S /Launch /F (cmd.exe) /NewWindow true >>")

@@ -54,6 +54,11 @@ _ACTIVE_KINDS = frozenset(
 )
 
 
+# Links a newsletter may carry: to the school's web site, a form, a mail address.
+_LINK_SCHEMES = ("http://", "https://", "mailto:")
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
+
+
 class NotAcceptedPdf(Exception):
     """The upload is no PDF we accept; ``reason`` is fit to show the person who uploaded it."""
 
@@ -145,11 +150,23 @@ def _walk(reader: PdfReader, max_objects: int, deadline: float) -> int:
     return len(seen)
 
 
+def _plain_link(uri: Any) -> bool:
+    """Whether a link goes to a web page or a mail address, or is written without a scheme ("www.…", read
+    as relative): a javascript:, file: or other scheme's link is not."""
+    if isinstance(uri, IndirectObject):
+        uri = uri.get_object()
+    text = "".join((uri.decode("latin-1") if isinstance(uri, bytes) else str(uri)).split()).lower()
+    scheme = _SCHEME.match(text)
+    return scheme is None or text.startswith(_LINK_SCHEMES)
+
+
 def _refuse_active(entry: DictionaryObject) -> None:
     active: set[str] = set(_ACTIVE_KEYS.intersection(entry.keys()))
     if not active:
         kinds = {entry.get(k) for k in ("/S", "/Type", "/Subtype")}
         active = {str(k) for k in kinds if isinstance(k, NameObject) and k in _ACTIVE_KINDS}
+    if not active and entry.get("/S") == "/URI" and not _plain_link(entry.get("/URI")):
+        active = {"/URI"}
     if active:
         raise NotAcceptedPdf(
             "the PDF carries active content or hidden files "
