@@ -13,6 +13,7 @@ and 400 DeviceTokenNotForTopic mean the token is dead or not this app's (the dev
 """
 
 import asyncio
+import hashlib
 import logging
 import ssl
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
+MAX_COLLAPSE_ID_BYTES = 64
 _GONE = {"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"}
 
 
@@ -89,6 +91,9 @@ class ApnsSender:
         Raises DeliveryFailed."""
         if self._client is None:
             raise RuntimeError("ApnsSender.start() was not called")
+        if len(collapse_key.encode()) > MAX_COLLAPSE_ID_BYTES:
+            # Apple refuses a longer one (400 BadCollapseId); a digest is as stable across repeats.
+            collapse_key = hashlib.sha256(collapse_key.encode()).hexdigest()
         request = NotificationRequest(
             device_token=token,
             message=apns_payload(payload, collapse_key),

@@ -167,10 +167,11 @@ async def register_native_device(
 
 
 async def _cancel_moved(conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID) -> None:
-    """A device that moved to person_id gets none of what was still pending for its previous owner."""
+    """A device that moved to person_id gets none of what was still pending (or held for quiet hours
+    or a later moment) for its previous owner."""
     await conn.execute(
         """UPDATE deliveries SET status = 'failed', last_error = 'cancelled: the device moved to another account'
-           WHERE device_id = $1 AND person_id <> $2 AND status = 'pending'""",
+           WHERE device_id = $1 AND person_id <> $2 AND status IN ('pending', 'held')""",
         device_id,
         person_id,
     )
@@ -240,6 +241,9 @@ async def create_post_notification(
     )
 
 
+PROVIDERS = ("smtp", "webpush", "fcm", "apns")
+
+
 async def claim_deliveries(
     conn: asyncpg.Connection, limits: Mapping[str, int], lease_seconds: float = CLAIM_SECONDS
 ) -> list[asyncpg.Record]:
@@ -248,14 +252,20 @@ async def claim_deliveries(
     lease_seconds (its attempts counted up: the new number identifies this claim), with what their
     messages need."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """WITH due AS (SELECT c.delivery_id FROM unnest($1::text[], $2::int[]) AS l(provider, n),
-                        LATERAL (SELECT delivery_id FROM deliveries
-                                 WHERE status = 'pending' AND next_attempt_at <= now() AND provider = l.provider
-                                 ORDER BY next_attempt_at LIMIT l.n FOR UPDATE SKIP LOCKED) c
-                        WHERE l.n > 0)
-           UPDATE deliveries d SET next_attempt_at = now() + $3 * interval '1 second', attempts = d.attempts + 1
+        # One CTE per provider, each with its own limit ($1-$4 in PROVIDERS' order), through
+        # deliveries_due_provider; the update finds the claimed rows by key (= ANY(ARRAY(...))).
+        """WITH smtp AS (SELECT delivery_id FROM deliveries WHERE status = 'pending' AND provider = 'smtp'
+                         AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+                webpush AS (SELECT delivery_id FROM deliveries WHERE status = 'pending' AND provider = 'webpush'
+                            AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+                fcm AS (SELECT delivery_id FROM deliveries WHERE status = 'pending' AND provider = 'fcm'
+                        AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+                apns AS (SELECT delivery_id FROM deliveries WHERE status = 'pending' AND provider = 'apns'
+                         AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+           UPDATE deliveries d SET next_attempt_at = now() + $5 * interval '1 second', attempts = d.attempts + 1
            FROM notifications n, people p
-           WHERE d.delivery_id IN (SELECT delivery_id FROM due)
+           WHERE d.delivery_id = ANY(ARRAY(SELECT delivery_id FROM smtp UNION ALL SELECT delivery_id FROM webpush
+                                           UNION ALL SELECT delivery_id FROM fcm UNION ALL SELECT delivery_id FROM apns))
              AND n.notification_id = d.notification_id AND p.person_id = d.person_id
            RETURNING d.delivery_id, d.notification_id, d.channel, d.provider, d.device_id, d.attempts,
                      n.post_id, n.excerpt, n.correlation_id, d.person_id, n.kind, n.context, n.urgent,
@@ -264,8 +274,7 @@ async def claim_deliveries(
                      p.email, p.display_name, p.locale,
                      (SELECT row_to_json(dv)::jsonb FROM (SELECT kind, endpoint, p256dh, auth, token FROM devices
                       WHERE device_id = d.device_id) dv) AS device""",
-        list(limits),
-        list(limits.values()),
+        *(limits.get(provider, 0) for provider in PROVIDERS),
         lease_seconds,
     )
     return rows

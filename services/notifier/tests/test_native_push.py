@@ -4,6 +4,7 @@ through the running system (devices registered by the app, a post reaching both,
 removed, a throttled send retried after Retry-After)."""
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -133,6 +134,20 @@ async def test_apns_sends_over_http2_with_a_verified_provider_token(apns: ApnsSe
     assert received.payload["url"] == PAYLOAD["url"]
     # Kept-alive HTTP/2: six sends, at most the pool's connections.
     assert 1 <= apns.connections <= sender_settings(apns=apns).apns_connections
+
+
+async def test_apns_collapse_id_longer_than_apple_takes_is_sent_as_a_stable_digest(apns: ApnsService) -> None:
+    token = apns.register()
+    key = "conference_reminder-" + "x" * 60
+    sender = ApnsSender(sender_settings(apns=apns))
+    await sender.start()
+    try:
+        await sender.send(token, PAYLOAD, key)
+        await sender.send(token, PAYLOAD, key)
+    finally:
+        await sender.close()
+    first, again = apns.messages_for(token)
+    assert first.collapse_id == again.collapse_id == hashlib.sha256(key.encode()).hexdigest()
 
 
 async def test_apns_answers_are_classified(apns: ApnsService) -> None:
