@@ -21,6 +21,7 @@ from tests.harness.school import (
     add_group,
     add_person,
     add_school_year,
+    choose,
     make_school,
     redeem_from_mail,
     register_push,
@@ -101,6 +102,7 @@ async def test_after_the_switch_a_parent_sees_the_new_group_and_nothing_of_the_o
     teacher = await add_person(system, school, "juf", "teacher", "Groep 3B")
     parent = await add_person(system, school, "ouder", "guardian", "Groep 3B")
     subscription = await register_push(system, parent)
+    await choose(system, parent, "both")  # told by email and push (with a device the default is push only)
     for person in (teacher, parent):
         await wait_until_linked(system, person, old_group)
     photo_id = (await upload_photo(system, teacher, jpeg_with_gps(800, 600), "image/jpeg", old_group))[
