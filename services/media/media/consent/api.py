@@ -17,10 +17,12 @@ from shared.http import json_response, path_id, read_json
 from shared.tokens import Caller, require_caller
 
 
-async def _taggable(conn: asyncpg.Connection, caller: Caller, photo_id: uuid.UUID) -> asyncpg.Record:
-    """The photo, locked, if the caller uploaded it or teaches its group; 404 when they may not see
-    it, 403 for a member of its group who is no teacher."""
-    photo = await store.photo_for_tagging(conn, photo_id)
+async def _taggable(
+    conn: asyncpg.Connection, caller: Caller, photo_id: uuid.UUID, *, lock: bool = True
+) -> asyncpg.Record:
+    """The photo (locked, for a change) if the caller uploaded it or teaches its group; 404 when they
+    may not see it, 403 for a member of its group who is no teacher."""
+    photo = await store.photo_for_tagging(conn, photo_id, lock=lock)
     if photo is None or photo["group_id"] is None:
         raise NotFound("no such photo")
     if photo["uploader_id"] == caller.person_id:
@@ -70,7 +72,7 @@ async def photo_children(request: web.Request) -> web.Response:
     """The children tagged in the photo with their consent now, and whether a post may carry it."""
     caller = require_caller(request)
     photo_id = path_id(request, "photo_id")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        await _taggable(conn, caller, photo_id)
+    async with request.app[POOL].acquire() as conn:
+        await _taggable(conn, caller, photo_id, lock=False)
         view = await _view(conn, photo_id)
     return json_response(view)

@@ -52,10 +52,13 @@ async def erase_child(
     return rows
 
 
-async def photo_for_tagging(conn: asyncpg.Connection, photo_id: uuid.UUID) -> asyncpg.Record | None:
+async def photo_for_tagging(
+    conn: asyncpg.Connection, photo_id: uuid.UUID, *, lock: bool = True
+) -> asyncpg.Record | None:
+    """The photo (not being erased); ``lock``: locked for a change of its tags."""
     return await conn.fetchrow(
-        """SELECT photo_id, school_id, group_id, uploader_id, status, post_id FROM photos
-           WHERE photo_id = $1 AND erase_requested_at IS NULL FOR UPDATE""",
+        f"""SELECT photo_id, school_id, group_id, uploader_id, status, post_id FROM photos
+            WHERE photo_id = $1 AND erase_requested_at IS NULL {"FOR UPDATE" if lock else ""}""",  # noqa: S608 - constant
         photo_id,
     )
 
