@@ -18,9 +18,9 @@ async def post_to_parents(
     domain: str = "ouders.test",
     subscribe: Callable[[], dict[str, Any]] | None = None,
 ) -> list[str]:
-    """count parents with one email address each at domain (and, with ``subscribe``, one Web Push
-    device each: the browser subscription it returns, and the preference to get new posts by email
-    and push), and a post to their group; the addresses."""
+    """count parents with one email address each at domain (and, with ``subscribe``, one push device
+    each: the browser subscription it returns, or an app's ``{"kind": "fcm" | "apns", "token"}``, and
+    the preference to get new posts by email and push), and a post to their group; the addresses."""
     group_id, addresses = uuid.uuid4(), []
     async with pool.acquire() as conn, conn.transaction():
         await store.upsert_group(conn, group_id, uuid.uuid4(), "Groep 8", 1)
@@ -42,6 +42,12 @@ async def post_to_parents(
                     person_id,
                 )
                 subscription = subscribe()
+                if subscription.get("kind", "webpush") != "webpush":
+                    # An app's device: {"kind": "fcm" or "apns", "token": ...}.
+                    await store.register_native_device(
+                        conn, uuid.uuid4(), person_id, subscription["kind"], subscription["token"]
+                    )
+                    continue
                 await store.register_device(
                     conn,
                     uuid.uuid4(),

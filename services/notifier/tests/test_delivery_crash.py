@@ -1,6 +1,8 @@
 """A notifier killed or stalled in the middle of a fan-out: each is a real ``python -m notifier``
-process on its own database, mailing a real SMTP server. Only a send in flight at the instant of the
-kill may be repeated, with the same Message-ID; a restarted notifier (or another replica) takes over
+process on its own database, mailing a real SMTP server and pushing to local Web Push, FCM and APNs
+services (each parent has an email address and one device: a browser, an Android or an iPhone app).
+Only a send in flight at the instant of the kill may be repeated, with the same Message-ID, Topic
+and tag, FCM collapse key or apns-collapse-id; a restarted notifier (or another replica) takes over
 the rest within one lease; two replicas never send the same delivery."""
 
 import asyncio
@@ -15,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -23,8 +26,10 @@ import pytest
 from notifier.settings import Settings
 from notifier.vapid import generate_vapid_keys
 from shared.db import create_pool
+from shared.testing.apns import ApnsService
+from shared.testing.fcm import FcmService
 from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
-from shared.testing.pushservice import PushService, ReceivedPush
+from shared.testing.pushservice import PushService
 from shared.testing.smtp import SmtpSink
 from tests.harness.fanout import post_to_parents
 
@@ -32,7 +37,10 @@ REPO = Path(__file__).resolve().parents[3]
 SETTINGS = Settings(database_url="postgresql://unused")
 LEASE = SETTINGS.delivery_lease_seconds
 IN_FLIGHT = SETTINGS.delivery_email_concurrency  # the most one kill may repeat, of emails
-PUSHES_IN_FLIGHT = SETTINGS.delivery_push_concurrency
+# Pushes in flight at once: Web Push, FCM and APNs each have their own send slots.
+PUSHES_IN_FLIGHT = (
+    SETTINGS.delivery_push_concurrency + SETTINGS.delivery_fcm_concurrency + SETTINGS.delivery_apns_concurrency
+)
 
 
 @dataclass
@@ -46,7 +54,10 @@ class Site:
     vapid: tuple[str, str]  # private, public
     pool: asyncpg.Pool
     logs: Path
+    fcm: FcmService
+    apns: ApnsService
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    app_tokens: dict[str, list[str]] = field(default_factory=lambda: {"fcm": [], "apns": []})
 
     async def start_notifier(self) -> asyncio.subprocess.Process:
         """A notifier process, once it serves (its migrations are done by then)."""
@@ -69,6 +80,15 @@ class Site:
             "VAPID_PUBLIC_KEY": self.vapid[1],
             "VAPID_SUBJECT": "mailto:beheer@klaspost.nl",
             "PUSH_ALLOWED_HOSTS": '["127.0.0.1"]',
+            "FCM_CREDENTIALS": json.dumps(self.fcm.service_account()),
+            "FCM_BASE_URL": self.fcm.base_url,
+            "APNS_KEY": self.apns.key_pem,
+            "APNS_KEY_ID": self.apns.key_id,
+            "APNS_TEAM_ID": self.apns.team_id,
+            "APNS_TOPIC": self.apns.topic,
+            "APNS_HOST": self.apns.host,
+            "APNS_PORT": str(self.apns.port),
+            "APNS_CA_FILE": self.apns.ca_file,
         }
         log = self.logs / f"notifier-{len(self.processes)}.log"
         with log.open("wb") as out:
@@ -88,8 +108,21 @@ class Site:
         raise AssertionError("notifier did not start")
 
     async def post_to_parents(self, count: int) -> list[str]:
-        """count parents with an email address and a Web Push device each, and a post to them."""
-        return await post_to_parents(self.pool, count, subscribe=lambda: self.push.subscribe(self.vapid[1]))
+        """count parents with an email address and one device each (in turn a browser, an Android and
+        an iPhone app), and a post to them."""
+        made = 0
+
+        def device() -> dict[str, Any]:
+            nonlocal made
+            made += 1
+            kind = ("webpush", "fcm", "apns")[made % 3]
+            if kind == "webpush":
+                return self.push.subscribe(self.vapid[1])
+            token = self.fcm.register() if kind == "fcm" else self.apns.register()
+            self.app_tokens[kind].append(token)
+            return {"kind": kind, "token": token}
+
+        return await post_to_parents(self.pool, count, subscribe=device)
 
     async def mails_at_least(self, count: int, within: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
@@ -108,14 +141,21 @@ class Site:
         return loop.time() - start
 
     def push_repeats(self) -> int:
-        """How many pushes arrived beyond one per device; every repeat carries the same Topic and tag."""
-        by_device: dict[str, list[ReceivedPush]] = {}
+        """How many pushes arrived beyond one per device (every device got one): every repeat carries
+        the same key, the Web Push Topic and tag, the FCM collapse key, the apns-collapse-id."""
+        keys: dict[str, list[tuple[str | None, ...]]] = {}
         for push in self.push.messages:
-            by_device.setdefault(push.subscription_id, []).append(push)
-        assert len(by_device) == len(self.push._subscriptions)
-        for pushes in by_device.values():
-            assert len({(p.topic, json.loads(p.data)["tag"]) for p in pushes}) == 1
-        return sum(len(pushes) - 1 for pushes in by_device.values())
+            keys.setdefault(push.subscription_id, []).append((push.topic, json.loads(push.data)["tag"]))
+        for message in self.fcm.messages:
+            android = message.message["android"]
+            keys.setdefault(message.token, []).append((android["collapse_key"], android["notification"]["tag"]))
+        for received in self.apns.messages:
+            keys.setdefault(received.token, []).append((received.collapse_id, received.payload["tag"]))
+        devices = len(self.push._subscriptions) + len(self.app_tokens["fcm"]) + len(self.app_tokens["apns"])
+        assert len(keys) == devices, f"{devices - len(keys)} devices got nothing"
+        for sent in keys.values():
+            assert len(set(sent)) == 1, f"a repeat with another key: {set(sent)}"
+        return sum(len(sent) - 1 for sent in keys.values())
 
     def repeats(self, addresses: list[str]) -> Counter[str]:
         """How often each parent got the mail beyond the first; every parent got it at least once."""
@@ -137,6 +177,8 @@ async def site() -> AsyncIterator[Site]:
         stack.push_async_callback(drop_database, database_url)
         sink = await stack.enter_async_context(SmtpSink())
         push = await stack.enter_async_context(PushService())
+        fcm = await stack.enter_async_context(FcmService())
+        apns = await stack.enter_async_context(ApnsService())
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         site = Site(
             database_url,
@@ -147,6 +189,8 @@ async def site() -> AsyncIterator[Site]:
             # The service's own pool setup (JSON codecs): the fan-out is seeded with its store functions.
             await create_pool(database_url, 2),
             logs,
+            fcm,
+            apns,
         )
         stack.push_async_callback(site.pool.close)
         try:
@@ -247,7 +291,7 @@ async def test_ten_kills_at_random_moments_of_a_fan_out_leave_nobody_without_and
 
     email_repeats = sum(site.repeats(addresses).values())  # also: everyone got the mail, same Message-ID
     push_repeats = site.push_repeats()  # also: every device got the push, same Topic and tag
-    messages = 2 * len(addresses)
+    messages = 2 * len(addresses)  # a mail and a push each
     print(f"kill test seed {KILL_SEED}: {email_repeats} mails and {push_repeats} pushes repeated in {kills} kills")
     assert email_repeats <= kills * IN_FLIGHT, f"{email_repeats} repeated mails"
     assert push_repeats <= kills * PUSHES_IN_FLIGHT, f"{push_repeats} repeated pushes"
@@ -268,7 +312,7 @@ async def test_a_stopped_notifier_finishes_its_sends_and_hands_back_the_rest_at_
     sent = await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'sent'")
     assert len(site.sink.messages) == sent
     pushed = await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'push' AND status = 'sent'")
-    assert len(site.push.messages) == pushed
+    assert len(site.push.messages) + len(site.fcm.messages) + len(site.apns.messages) == pushed
     assert sent < len(addresses), "the fan-out ended before the stop: nothing to hand back"
     # Nothing still pending waits out a lease.
     leased = await site.pool.fetchval(
