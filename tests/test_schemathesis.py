@@ -115,8 +115,6 @@ async def targets(system: System) -> dict[str, Target]:
             {
                 ("POST", "/groups/{group_id}/helper-lists"): "the deadline must lie ahead, within the school "
                 "year and before the activity's day; item titles must differ",
-                ("POST", "/groups/{group_id}/posts"): "photo_ids must be photos the writer uploaded for the group",
-                ("PATCH", "/posts/{post_id}"): "photo_ids must be photos the writer uploaded for the group",
                 ("POST", "/groups/{group_id}/posts"): "photo_ids and attachment_ids must be the writer's own "
                 "uploads for the group",
                 ("PATCH", "/posts/{post_id}"): "photo_ids and attachment_ids must be the writer's own uploads "
@@ -129,6 +127,7 @@ async def targets(system: System) -> dict[str, Target]:
             {
                 ("POST", "/groups/{group_id}/photos"): "the bytes must be a JPEG, PNG or WebP image",
                 ("PUT", "/photos/{photo_id}/children"): "child_ids must be children of the photo's school",
+                ("POST", "/groups/{group_id}/attachments"): "the bytes must be a plain PDF",
             },
         ),
         "notifier": Target(
