@@ -37,9 +37,7 @@ async def vapid_key(request: web.Request) -> web.Response:
     return json_response(VapidKey(application_server_key=key))
 
 
-async def register_device(
-    request: web.Request,
-) -> web.Response:
+async def register_device(request: web.Request) -> web.Response:
     """A browser's subscription or an app's FCM/APNs token. A kind whose channel this server does not
     send on (no FCM credentials, no APNs key) is refused with 422 naming ``kind``, so the app knows at
     once rather than waiting for pushes that never come."""

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import jwt
@@ -76,7 +76,7 @@ class FcmSender:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> "FcmSender":
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
