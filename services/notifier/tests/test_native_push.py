@@ -93,6 +93,19 @@ async def test_fcm_fetches_a_new_access_token_when_the_old_one_is_refused(fcm: F
     assert len(fcm.messages_for(token)) == 2
 
 
+async def test_fcm_renews_the_access_token_before_it_expires() -> None:
+    async with FcmService(token_lifetime=2) as fcm:
+        token = fcm.register()
+        async with FcmSender(sender_settings(fcm=fcm)) as sender:
+            await sender.send(token, PAYLOAD, "post-1")
+            await sender.send(token, PAYLOAD, "post-2")
+            assert fcm.tokens_issued == 1
+            await asyncio.sleep(1.2)  # past half its lifetime: renewed before it runs out
+            await sender.send(token, PAYLOAD, "post-3")
+        assert fcm.tokens_issued == 2
+        assert [m.access_token for m in fcm.messages][1] != fcm.messages[2].access_token
+
+
 async def test_fcm_answers_are_classified(fcm: FcmService) -> None:
     gone, throttled = fcm.register(), fcm.register()
     fcm.unregister(gone)
