@@ -27,7 +27,7 @@ routes = [
         "POST",
         "/devices",
         api.register_device,
-        "Register this browser's Web Push subscription",
+        "Register this browser's Web Push subscription or this app's FCM or APNs token",
         body=RegisterDevice,
         response=DeviceView,
         status=201,
@@ -60,6 +60,7 @@ routes = [
         "What a one-click unsubscribe link from a mail does (changes nothing)",
         response=UnsubscribeView,
         auth="none",
+        also_as=("text/html",),
     ),
     Route(
         "POST",
@@ -69,6 +70,7 @@ routes = [
         response=UnsubscribeView,
         # RFC 8058: mail programs send "List-Unsubscribe=One-Click" as a form; the body is not needed.
         auth="none",
+        also_as=("text/html",),
     ),
 ]
 

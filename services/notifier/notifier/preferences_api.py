@@ -3,7 +3,9 @@
 ``GET/PUT /preferences``: the caller's choices. ``GET/POST /unsubscribe/{token}`` (no login: the
 signed token is the proof, see unsubscribe.py): GET only says what the link does; POST (RFC 8058 sends
 ``List-Unsubscribe=One-Click`` as a form) turns that kind of email off, and again and again to the
-same effect.
+same effect. Both answer JSON, or a small HTML page in the person's language when the caller asks for
+HTML and not JSON (a browser: a mail program without one-click support opens the link, and the page's
+button POSTs).
 """
 
 import uuid
@@ -12,6 +14,7 @@ from datetime import time
 from aiohttp import web
 
 from notifier import message_store, unsubscribe
+from notifier.compose import resolve_locale, templates
 from notifier.domain import CategoryChoice, Preferences, QuietHoursWindow, UnsubscribeView
 from notifier.preferences import CATEGORIES, DEFAULT_CHOICE, Category, Choice, QuietHours, without_email
 from shared.app import POOL
@@ -78,7 +81,7 @@ async def show_unsubscribe(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         choices = await message_store.choices_of(conn, person_id)
     off = all(choices.get(c, DEFAULT_CHOICE).channel in ("push", "none") for c in categories)
-    return json_response(UnsubscribeView(category=target, email_off=off, done=False))
+    return await _answer(request, person_id, UnsubscribeView(category=target, email_off=off, done=False))
 
 
 async def unsubscribe_one_click(request: web.Request) -> web.Response:
@@ -89,4 +92,34 @@ async def unsubscribe_one_click(request: web.Request) -> web.Response:
         for category in categories:
             channel = choices.get(category, DEFAULT_CHOICE).channel
             await message_store.set_channel(conn, person_id, category, without_email(channel))
-    return json_response(UnsubscribeView(category=target, email_off=True, done=True))
+    return await _answer(request, person_id, UnsubscribeView(category=target, email_off=True, done=True))
+
+
+_WHAT = {
+    "nl": {
+        "posts": "nieuwe berichten",
+        "signups": "inschrijvingen en gesprekken",
+        "reminders": "herinneringen",
+        "digest": "de dagelijkse samenvatting",
+    },
+    "en": {
+        "posts": "new posts",
+        "signups": "sign-ups and conferences",
+        "reminders": "reminders",
+        "digest": "the daily digest",
+    },
+}
+
+
+async def _answer(request: web.Request, person_id: uuid.UUID, view: UnsubscribeView) -> web.Response:
+    accept = request.headers.get("Accept", "")
+    if "text/html" not in accept or "application/json" in accept:
+        return json_response(view)
+    async with request.app[POOL].acquire() as conn:
+        locale = await conn.fetchval("SELECT locale FROM people WHERE person_id = $1", person_id)
+    lang = resolve_locale(locale)
+    subject = "Klaspost"
+    page = templates.get_template(f"unsubscribe.{lang}.html").render(
+        lang=lang, subject=subject, what=_WHAT[lang][view.category], done=view.done, email_off=view.email_off
+    )
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})

@@ -396,6 +396,13 @@ async def test_one_click_unsubscribe_turns_that_email_off_and_is_idempotent(site
     path = urlsplit(header[1:-1]).path
     url = site.base_url + path
     async with aiohttp.ClientSession() as http:
+        browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+        async with http.get(url, headers=browser) as answer:  # a mail program without one-click opens it
+            assert answer.status == 200
+            assert answer.content_type == "text/html"
+            page = await answer.text()
+            assert '<form method="post"' in page
+            assert "nieuwe berichten" in page
         async with http.get(url) as answer:
             assert answer.status == 200
             assert await answer.json() == {"category": "posts", "email_off": False, "done": False}
@@ -405,6 +412,9 @@ async def test_one_click_unsubscribe_turns_that_email_off_and_is_idempotent(site
                 assert await answer.json() == {"category": "posts", "email_off": True, "done": True}
         async with http.get(url) as answer:
             assert (await answer.json())["email_off"] is True
+        async with http.post(url, headers=browser) as answer:  # the page's button
+            assert answer.status == 200
+            assert "U bent afgemeld" in await answer.text()
         forged = url[:-2] + ("AA" if not url.endswith("AA") else "BB")
         async with http.post(forged) as answer:
             assert answer.status == 404
