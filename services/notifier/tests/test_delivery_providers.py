@@ -71,3 +71,41 @@ async def test_each_provider_is_claimed_by_its_own_free_slots(notifier: Any) -> 
             assert Counter(r["provider"] for r in claimed) == {"webpush": 1, "apns": 8}
         finally:
             await transaction.rollback()
+
+
+async def test_a_device_moving_to_another_account_drops_what_was_pending_for_the_previous_owner(
+    notifier: Any,
+) -> None:
+    async with notifier.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            owner, newcomer, notification_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            await conn.execute(
+                """INSERT INTO notifications (notification_id, group_id, post_id, excerpt)
+                   VALUES ($1, $2, $3, 'Morgen gym')""",
+                notification_id,
+                uuid.uuid4(),
+                uuid.uuid4(),
+            )
+            first = await store.register_native_device(conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3)
+            assert first["moved"] is False
+            await conn.execute(
+                """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel, device_id)
+                   VALUES (gen_random_uuid(), $1, $2, 'push', $3)""",
+                notification_id,
+                owner,
+                first["device_id"],
+            )
+            again = await store.register_native_device(conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3)
+            assert (again["device_id"], again["moved"]) == (first["device_id"], False)
+            moved = await store.register_native_device(
+                conn, uuid.uuid4(), newcomer, "fcm", "shared-tablet-token" * 3
+            )
+            assert (moved["device_id"], moved["moved"]) == (first["device_id"], True)
+            row = await conn.fetchrow("SELECT status, last_error FROM deliveries WHERE device_id = $1", first["device_id"])
+            assert row["status"] == "failed"
+            assert "moved to another account" in row["last_error"]
+            assert await conn.fetchval("SELECT person_id FROM devices WHERE device_id = $1", first["device_id"]) == newcomer
+        finally:
+            await transaction.rollback()
