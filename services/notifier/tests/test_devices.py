@@ -88,7 +88,8 @@ async def test_a_parent_registers_lists_and_deletes_a_device(system: System) -> 
     device = await register(system, parent, subscription)
     assert set(device) == {"device_id", "kind", "endpoint_host", "created_at", "moved_from_another_account"}
     assert device["endpoint_host"] == "127.0.0.1"
-    assert device["kind"] == "webpush" and device["moved_from_another_account"] is False
+    assert device["kind"] == "webpush"
+    assert device["moved_from_another_account"] is False
     listed = await devices(system, parent)
     assert listed == [device]
     # The endpoint is a capability (whoever has it can push): it is never handed back.
