@@ -98,7 +98,8 @@ class FcmSender:
                 ) as response:
                     text = await response.text()
                     if response.status == 200:
-                        return str(json.loads(text).get("name", ""))
+                        # Accepted: whatever the body says, this send must not be retried.
+                        return _message_name(text)
                     failure = _classify(response.status, text, response.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise DeliveryFailed(False, f"FCM unreachable: {exc!r}") from exc
@@ -161,6 +162,14 @@ def fcm_message(token: str, payload: Mapping[str, str], collapse_key: str, ttl_s
             "notification": {"tag": collapse_key},
         },
     }
+
+
+def _message_name(text: str) -> str:
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return ""
+    return str(answer.get("name", "")) if isinstance(answer, dict) else ""
 
 
 def _classify(status: int, text: str, retry_after: str | None) -> DeliveryFailed:
