@@ -421,6 +421,12 @@ def example_bodies(subscription: dict[str, Any]) -> dict[tuple[str, str], dict[s
             "deadline": "2027-06-12T18:00:00+02:00",
         },
         ("PATCH", "/helper-lists/{list_id}/items/{item_id}"): {"title": "Rijden (heen)", "capacity": 5},
+        ("PUT", "/preferences"): {
+            "posts": {"channel": "both", "timing": "immediate"},
+            "signups": {"channel": "email", "timing": "digest"},
+            "reminders": {"channel": "auto"},
+            "quiet_hours": {"starts": "21:00", "ends": "07:00"},
+        },
         ("POST", "/conferences"): {
             "group_ids": [str(uuid.uuid4())],
             "title": "Tienminutengesprekken",
