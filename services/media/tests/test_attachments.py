@@ -393,6 +393,18 @@ async def test_a_post_takes_only_its_writers_own_unused_attachments_of_its_group
     )
     assert status == 201, post
     assert [a["attachment_id"] for a in post["attachments"]] == [own]
+    # A colleague's edit keeps the author's attachment and adds their own; both reach the parents.
+    status, edited = await system.call(
+        "PATCH", "posts", f"/posts/{post['post_id']}", colleague.token, json={"attachment_ids": [own, theirs]}
+    )
+    assert status == 200, edited
+    assert [a["attachment_id"] for a in edited["attachments"]] == [own, theirs]
+
+    async def parent_gets_both() -> bool:
+        codes = [(await link(system, parent, a))[0] for a in (own, theirs)]
+        return codes == [200, 200]
+
+    await eventually(parent_gets_both, what="both attachments served to the group")
 
 
 async def test_an_edit_that_leaves_an_attachment_out_deletes_it(system: System) -> None:

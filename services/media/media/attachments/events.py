@@ -40,7 +40,8 @@ async def post_edited(
     """An edit's list is the post's attachments from now on: those left out are removed (deleted from
     storage), new ones are the editor's."""
     await store.remove_from_post(conn, post_id, attachment_ids)
-    await attach(conn, post_id, group_id, editor_id, attachment_ids)
+    kept = await store.in_post(conn, post_id)
+    await attach(conn, post_id, group_id, editor_id, [a for a in attachment_ids if a not in kept])
 
 
 async def post_deleted(conn: asyncpg.Connection, post_id: uuid.UUID) -> None:

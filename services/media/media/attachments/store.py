@@ -80,6 +80,13 @@ async def attach(
     return [r["attachment_id"] for r in rows]
 
 
+async def in_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT attachment_id FROM attachments WHERE post_id = $1 AND status = 'attached'", post_id
+    )
+    return {r["attachment_id"] for r in rows}
+
+
 async def remove_from_post(
     conn: asyncpg.Connection, post_id: uuid.UUID, keep: list[uuid.UUID] | None = None
 ) -> int:
