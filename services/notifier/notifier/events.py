@@ -163,7 +163,10 @@ async def slot_booked(conn: asyncpg.Connection, env: Envelope, event: SlotBooked
     await _notice(
         conn, env, "slot_booked", event.school_id, event.guardian_ids, context, f"slot_booked:{env.event_id}"
     )
-    await _day_before(conn, env, event, context)
+    # Handled after a move of the same booking (events may arrive out of order): the move's reminder,
+    # for the newer time, stands.
+    if not await message_store.day_before_waiting(conn, event.booking_id):
+        await _day_before(conn, env, event, context)
 
 
 @handlers.on(SlotMoved)
@@ -189,7 +192,8 @@ async def slot_cancelled(conn: asyncpg.Connection, env: Envelope, event: SlotCan
         "child_name": event.child_name,
         "starts_at": _iso(event.starts_at),
     }
-    key = f"slot_cancelled:{env.event_id}"
+    # A booking is cancelled once: told once, and no reminder is made for it afterwards.
+    key = f"slot_cancelled:{event.booking_id}"
     await _notice(conn, env, "slot_cancelled", event.school_id, event.guardian_ids, context, key)
 
 
@@ -246,6 +250,8 @@ async def _day_before(
     slot_day_begins = datetime.combine(starts.date(), time(0, 0), tzinfo=zone)
     if datetime.now(UTC) >= slot_day_begins:
         return
+    if await message_store.notification_exists(conn, f"slot_cancelled:{event.booking_id}"):
+        return  # the cancellation was handled first
     send_at = {person: remind_at for person in event.guardian_ids}
     key = f"day_before:{event.booking_id}:{env.event_id}"
     await _notice(conn, env, "day_before", event.school_id, event.guardian_ids, context, key, send_at=send_at)

@@ -243,6 +243,22 @@ async def cancel_notifications(conn: asyncpg.Connection, dedupe_prefix: str, rea
     return int(result.split()[-1])
 
 
+async def notification_exists(conn: asyncpg.Connection, dedupe_key: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM notifications WHERE dedupe_key = $1", dedupe_key))
+
+
+async def day_before_waiting(conn: asyncpg.Connection, booking_id: uuid.UUID) -> bool:
+    """Whether a day-before reminder of the booking is held (through the small held part of deliveries)."""
+    found = await conn.fetchval(
+        """SELECT true FROM deliveries d JOIN notifications n USING (notification_id)
+           WHERE d.status = 'held' AND d.hold_reason = 'scheduled' AND n.kind = 'day_before'
+             AND n.context->>'booking_id' = $1
+           LIMIT 1""",
+        str(booking_id),
+    )
+    return bool(found)
+
+
 async def release_held(conn: asyncpg.Connection, now: datetime) -> int:
     """Held pushes whose quiet hours ended and scheduled messages whose moment came become due."""
     result = await conn.execute(

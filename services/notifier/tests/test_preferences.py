@@ -603,3 +603,45 @@ async def test_conference_opening_is_told_at_each_family_s_opening_and_a_reminde
     await site.settle()
     assert len(site.mails_to(one.email)) == 2
     assert site.mails_to(one.email)[1].message["Subject"] == "Not booked yet: Rapportgesprekken for Noor"
+
+
+async def test_booking_events_out_of_order_leave_one_reminder_for_the_latest_time(site: Site) -> None:
+    klas = await a_class(site, 1, devices=False)
+    [parent] = klas.parents
+    starts = datetime.combine(datetime.now(ZONE).date() + timedelta(days=6), time(15, 30), tzinfo=ZONE)
+    moved = starts + timedelta(days=1)
+    booking, cancelled = uuid.uuid4(), uuid.uuid4()
+    common = {
+        "schedule_id": uuid.uuid4(), "school_id": klas.school_id, "group_id": klas.group_id,
+        "child_id": uuid.uuid4(), "child_name": "Sam", "title": "10-minutengesprek",
+        "guardian_ids": [parent.person_id],
+    }  # fmt: skip
+    # The move is handled before the booking it moves.
+    await site.publish(
+        SlotMoved(
+            **common, booking_id=booking, starts_at=moved, ends_at=moved, previous_starts_at=starts,
+            moved_by=parent.person_id,
+        )
+    )  # fmt: skip
+    await eventually(lambda: _true(len(site.mails_to(parent.email)) == 1), what="the move")
+    await site.publish(SlotBooked(**common, booking_id=booking, starts_at=starts, ends_at=starts, booked_by=parent.person_id))
+    await eventually(lambda: _true(len(site.mails_to(parent.email)) == 2), what="the booking")
+    # A cancellation handled before its booking: no reminder at all, and told once.
+    cancel = SlotCancelled(
+        booking_id=cancelled, schedule_id=common["schedule_id"], school_id=klas.school_id,
+        child_id=common["child_id"], child_name="Sam", title="10-minutengesprek", starts_at=starts,
+        guardian_ids=[parent.person_id], cancelled_by=parent.person_id,
+    )  # fmt: skip
+    await site.publish(cancel)
+    await site.publish(cancel)  # published twice (another event id)
+    await site.publish(SlotBooked(**common, booking_id=cancelled, starts_at=starts, ends_at=starts, booked_by=parent.person_id))
+    await eventually(lambda: _true(len(site.mails_to(parent.email)) == 4), what="the cancellation and its booking")
+    await site.settle()
+    reminders = await site.pool.fetch(
+        """SELECT d.hold_until FROM deliveries d JOIN notifications n USING (notification_id)
+           WHERE n.kind = 'day_before' AND d.person_id = $1 AND d.status = 'held'""",
+        parent.person_id,
+    )
+    day_before_move = datetime.combine(moved.date() - timedelta(days=1), time(9, 0), tzinfo=ZONE)
+    assert [r["hold_until"] for r in reminders] == [day_before_move]
+    assert len(site.mails_to(parent.email)) == 4
