@@ -170,6 +170,8 @@ async def create_schedule(request: web.Request) -> web.Response:
         now: datetime = await conn.fetchval("SELECT now()")
         if command.closes_at <= now:
             problems.append(Problem("closes_at", "the booking window has already closed"))
+        if command.change_deadline <= now:
+            problems.append(Problem("change_deadline", "the deadline to move or cancel has already passed"))
         if slots and slots[0][0] <= now:
             problems.append(Problem("days", "the first conference has already begun"))
         if problems:
@@ -331,7 +333,7 @@ async def book(request: web.Request) -> web.Response:
     command = await read_json(request, BookSlot)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         # One round trip for who the caller is here, the child's group and the slot.
-        row = await store.access(conn, schedule_id, caller.person_id, command.child_id, command.slot_id)
+        row = await store.access(conn, schedule_id, caller.person_id, command.child_id, command.slot_id, lock=True)
         if row is None or not (row["staff"] or row["children"]):
             raise NotFound("no such conference schedule")
         staff = row["staff"]
@@ -461,6 +463,8 @@ async def withdraw_schedule(request: web.Request) -> web.Response:
         row = await _visible(conn, schedule_id, caller.person_id)
         if not row["staff"]:
             raise Forbidden("only the groups' teachers and the school's admins withdraw a schedule")
+        # Bookings under way finish first and are cancelled with the rest; none slips in after.
+        await store.lock_schedule(conn, schedule_id)
         for booked in await store.schedule_bookings(conn, schedule_id):
             event = SlotCancelled(
                 booking_id=booked["booking_id"],

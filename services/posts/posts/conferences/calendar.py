@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import asyncpg
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, vText
 
 from posts.conferences.domain import in_zone
 
@@ -23,7 +23,9 @@ def calendar(bookings: Iterable[asyncpg.Record], name: str, now: datetime | None
     cal.add("prodid", PRODUCT_ID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("x-wr-calname", name)
+    # An X- property is not escaped unless it is given as TEXT: a title with a line break would
+    # make icalendar refuse the whole file.
+    cal.add("x-wr-calname", vText(name))
     for row in bookings:
         event = Event()
         event.add("uid", f"{row['booking_id']}@klaspost")

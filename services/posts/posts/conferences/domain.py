@@ -49,9 +49,17 @@ def _unique(value: list[uuid.UUID] | None) -> list[uuid.UUID] | None:
     return value
 
 
+# Times and days outside these cannot be shown in every zone (Python's datetime ends at years 1 and
+# 9999, and a school west or east of UTC shifts them past that): refused as typos, not a 500.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("give the time with its offset, e.g. 2027-03-22T08:00:00+01:00")
+    if value is not None and not EARLIEST <= value < LATEST:
+        raise ValueError(f"give a time between {EARLIEST.year} and {LATEST.year}")
     return value
 
 
@@ -69,6 +77,13 @@ class ConferenceDay(BaseModel):
 
     date: dt.date = Field(description="A day in the school's calendar, YYYY-MM-DD.")
     ranges: list[TimeRange] = Field(min_length=1, max_length=MAX_RANGES_PER_DAY)
+
+    @field_validator("date")
+    @classmethod
+    def in_range(cls, value: dt.date) -> dt.date:
+        if not EARLIEST.date() <= value < LATEST.date():
+            raise ValueError(f"give a day between {EARLIEST.year} and {LATEST.year}")
+        return value
 
 
 class CreateSchedule(BaseModel):

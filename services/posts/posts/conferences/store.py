@@ -122,14 +122,17 @@ async def access(
     person_id: uuid.UUID,
     child_id: uuid.UUID | None = None,
     slot_id: uuid.UUID | None = None,
+    *,
+    lock: bool = False,
 ) -> asyncpg.Record | None:
     """The schedule with what the person may do there: ``staff`` (a teacher of one of its groups or an
     admin of its school), ``children`` (their own children it is for), ``several_children`` (the early
     window applies), the school's time zone and the database's now; for a booking also the group of
     ``child_id`` if the schedule is for that child (``child_group``) and the start of ``slot_id`` if it
-    is one of its slots (``slot_starts_at``), all in one round trip. None when there is no such schedule."""
-    return await conn.fetchrow(
-        """SELECT s.*, COALESCE(sc.time_zone, $3) AS time_zone, now() AS now,
+    is one of its slots (``slot_starts_at``), all in one round trip. None when there is no such schedule.
+    ``lock`` holds the schedule's row FOR KEY SHARE (a booking): a withdrawal (``lock_schedule``) waits
+    for the booking and then cancels it too, or the booking waits and finds no schedule."""
+    query = """SELECT s.*, COALESCE(sc.time_zone, $3) AS time_zone, now() AS now,
                   ARRAY(SELECT group_id FROM conference_groups WHERE schedule_id = s.schedule_id
                         ORDER BY group_id) AS group_ids,
                   (EXISTS (SELECT 1 FROM conference_groups cg
@@ -156,13 +159,10 @@ async def access(
                   (SELECT sl.starts_at FROM conference_slots sl
                    WHERE sl.slot_id = $5 AND sl.schedule_id = s.schedule_id) AS slot_starts_at
            FROM conference_schedules s LEFT JOIN schools sc ON sc.school_id = s.school_id
-           WHERE s.schedule_id = $1""",
-        schedule_id,
-        person_id,
-        DEFAULT_TIME_ZONE,
-        child_id,
-        slot_id,
-    )
+           WHERE s.schedule_id = $1"""
+    if lock:
+        query += " FOR KEY SHARE OF s"
+    return await conn.fetchrow(query, schedule_id, person_id, DEFAULT_TIME_ZONE, child_id, slot_id)
 
 
 async def schedule_children(
@@ -226,10 +226,19 @@ async def booking_of_child(
 
 async def booking(conn: asyncpg.Connection, booking_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
     """A booking with its slot's times, its schedule's title, location, school and deadline, the
-    school's time zone and the child's name; ``lock`` holds the booking for a move or cancel."""
-    return await conn.fetchrow(
-        _BOOKING + " WHERE b.booking_id = $1" + (" FOR UPDATE OF b" if lock else ""), booking_id
-    )
+    school's time zone and the child's name; ``lock`` holds the booking for a move or cancel.
+
+    The lock is taken on the booking alone, then the booking read in a later statement: ``FOR UPDATE``
+    on the join would drop a booking that a concurrent move gave another slot (PostgreSQL rechecks
+    the join with the old slot's row), so the second of two moves, or a cancel after a move, would
+    get 404 for a booking that exists."""
+    if lock:
+        found = await conn.fetchval(
+            "SELECT booking_id FROM conference_bookings WHERE booking_id = $1 FOR UPDATE", booking_id
+        )
+        if found is None:
+            return None
+    return await conn.fetchrow(_BOOKING + " WHERE b.booking_id = $1", booking_id)
 
 
 async def move(conn: asyncpg.Connection, booking_id: uuid.UUID, slot_id: uuid.UUID) -> bool:
@@ -248,11 +257,19 @@ async def move(conn: asyncpg.Connection, booking_id: uuid.UUID, slot_id: uuid.UU
 
 
 async def schedule_bookings(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> list[asyncpg.Record]:
-    """The schedule's bookings as ``booking`` reads them, locked (the schedule is being withdrawn)."""
+    """The schedule's bookings as ``booking`` reads them, locked (the schedule is being withdrawn):
+    locked first, then read, so that one moved meanwhile is read with its new slot (see ``booking``)."""
+    await conn.execute("SELECT 1 FROM conference_bookings WHERE schedule_id = $1 FOR UPDATE", schedule_id)
     rows: list[asyncpg.Record] = await conn.fetch(
-        _BOOKING + " WHERE b.schedule_id = $1 ORDER BY sl.starts_at FOR UPDATE OF b", schedule_id
+        _BOOKING + " WHERE b.schedule_id = $1 ORDER BY sl.starts_at", schedule_id
     )
     return rows
+
+
+async def lock_schedule(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> None:
+    """Hold the schedule's row FOR UPDATE (its withdrawal): bookings under way (``access`` with
+    ``lock``) finish first and are read with the rest; later ones wait and find no schedule."""
+    await conn.execute("SELECT 1 FROM conference_schedules WHERE schedule_id = $1 FOR UPDATE", schedule_id)
 
 
 async def delete_schedule(conn: asyncpg.Connection, schedule_id: uuid.UUID) -> None:

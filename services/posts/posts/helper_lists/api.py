@@ -350,6 +350,13 @@ async def update_item(request: web.Request) -> web.Response:
         given = command.model_fields_set
         title = command.title if "title" in given else item["title"]
         capacity = command.capacity if "capacity" in given else item["capacity"]
+        # As for a new list (CreateHelperList.distinct_titles): two items of one title cannot be told apart.
+        if "title" in given and title.casefold() in {
+            other.casefold() for other in await store.other_item_titles(conn, list_id, item_id)
+        }:
+            raise ValidationFailed(
+                "the item is not accepted", [{"field": "title", "problem": "another item of this list has this title"}]
+            )
         taken = await store.places_taken(conn, item_id)
         if capacity < taken:
             raise Conflict(

@@ -39,9 +39,21 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+# Days outside these cannot be turned into instants in every zone (Python's datetime ends at years 1
+# and 9999): refused as typos, not a 500.
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(9000, 1, 1)
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("give the time with its offset, e.g. 2027-06-10T18:00:00+02:00")
+    return value
+
+
+def _in_range(value: date | None) -> date | None:
+    if value is not None and not EARLIEST_DAY <= value < LATEST_DAY:
+        raise ValueError(f"give a day between {EARLIEST_DAY.year} and {LATEST_DAY.year}")
     return value
 
 
@@ -74,6 +86,11 @@ class CreateHelperList(BaseModel):
     def aware(cls, value: datetime) -> datetime:
         return _aware(value)
 
+    @field_validator("activity_on")
+    @classmethod
+    def in_range(cls, value: date | None) -> date | None:
+        return _in_range(value)
+
     @field_validator("items")
     @classmethod
     def distinct_titles(cls, value: list[NewItem]) -> list[NewItem]:
@@ -99,6 +116,11 @@ class UpdateHelperList(BaseModel):
     @classmethod
     def aware(cls, value: datetime) -> datetime:
         return _aware(value)
+
+    @field_validator("activity_on")
+    @classmethod
+    def in_range(cls, value: date | None) -> date | None:
+        return _in_range(value)
 
 
 class UpdateItem(BaseModel):

@@ -210,6 +210,12 @@ async def promote(
     return rows
 
 
+async def other_item_titles(conn: asyncpg.Connection, list_id: uuid.UUID, item_id: uuid.UUID) -> list[str]:
+    """The titles of the list's items other than ``item_id``."""
+    rows = await conn.fetch("SELECT title FROM helper_items WHERE list_id = $1 AND item_id <> $2", list_id, item_id)
+    return [r["title"] for r in rows]
+
+
 async def update_item(conn: asyncpg.Connection, item_id: uuid.UUID, title: str, capacity: int) -> None:
     await conn.execute(
         "UPDATE helper_items SET title = $2, capacity = $3 WHERE item_id = $1", item_id, title, capacity

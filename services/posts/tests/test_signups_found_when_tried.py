@@ -1,0 +1,285 @@
+"""Faults found by trying the sign-ups (issue 7) as a new user would and trying to break them: each test
+shows one, through the running system. The groups, teachers and families are written into posts'
+copies the way its event handlers write them (as test_conferences.py's 50 families are), with real
+access tokens signed by identity's key."""
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+import pytest
+from icalendar import Calendar
+
+from identity.settings import Settings as IdentitySettings
+from identity.tokens import TokenSigner
+from shared.app import POOL, SETTINGS
+from shared.tokens import Caller
+from tests.harness.system import System
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def pool(system: System) -> asyncpg.Pool:
+    return system.services["posts"].app[POOL]
+
+
+def token_for(system: System, person_id: uuid.UUID) -> str:
+    settings = cast(IdentitySettings, system.services["identity"].app[SETTINGS])
+    return TokenSigner.from_settings(settings).issue(Caller(person_id))
+
+
+@dataclass
+class Group:
+    """A group in posts' copies: its teacher and families (parent, child)."""
+
+    school_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    group_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    teacher: uuid.UUID = field(default_factory=uuid.uuid4)
+    families: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+
+
+async def seeded(system: System, families: int, time_zone: str | None = None) -> Group:
+    group = Group(families=[(uuid.uuid4(), uuid.uuid4()) for _ in range(families)])
+    async with pool(system).acquire() as conn, conn.transaction():
+        if time_zone is not None:
+            await conn.execute(
+                """INSERT INTO schools (school_id, time_zone, max_posts_per_day, min_posts_per_week, revision)
+                   VALUES ($1, $2, 3, 0, 1)""",
+                group.school_id,
+                time_zone,
+            )
+        await conn.execute(
+            """INSERT INTO groups (group_id, school_id, name, school_year, revision)
+               VALUES ($1, $2, 'Groep 6', '2026-2027', 1)""",
+            group.group_id,
+            group.school_id,
+        )
+        await conn.execute(
+            """INSERT INTO memberships (group_id, person_id, role, active, revision, children)
+               VALUES ($1, $2, 'teacher', true, 1, '{}')""",
+            group.group_id,
+            group.teacher,
+        )
+        await conn.executemany(
+            """INSERT INTO memberships (group_id, person_id, role, active, revision, children)
+               VALUES ($1, $2, 'guardian', true, 1, ARRAY[$3::uuid])""",
+            [(group.group_id, parent, child) for parent, child in group.families],
+        )
+        await conn.executemany(
+            """INSERT INTO children (child_id, school_id, given_name, family_name, revision)
+               VALUES ($1, $2, $3, 'de Vries', 1)""",
+            [(child, group.school_id, f"Kind {i}") for i, (_, child) in enumerate(group.families)],
+        )
+    return group
+
+
+def schedule_body(group: Group, now: datetime, **fields: Any) -> dict[str, Any]:
+    """One afternoon ten days ahead, 13:00-18:00 in 10-minute slots (30), open now."""
+    return {
+        "group_ids": [str(group.group_id)],
+        "title": "Tienminutengesprekken",
+        "days": [{"date": (now + timedelta(days=10)).date().isoformat(), "ranges": [{"start": "13:00", "end": "18:00"}]}],
+        "slot_minutes": 10,
+        "opens_at": (now - timedelta(hours=1)).isoformat(),
+        "closes_at": (now + timedelta(days=5)).isoformat(),
+        "change_deadline": (now + timedelta(days=6)).isoformat(),
+        **fields,
+    }
+
+
+async def schedule(system: System, group: Group, **fields: Any) -> dict[str, Any]:
+    body = schedule_body(group, datetime.now(UTC), **fields)
+    status, made = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    assert status == 201, made
+    return dict(made)
+
+
+async def book(system: System, group: Group, family: int, made: dict[str, Any], slot: int) -> tuple[int, Any]:
+    parent, child = group.families[family]
+    return await system.call(
+        "POST",
+        "posts",
+        f"/conferences/{made['schedule_id']}/bookings",
+        token_for(system, parent),
+        json={"slot_id": made["slots"][slot]["slot_id"], "child_id": str(child)},
+    )
+
+
+def refused(status: int, body: Any, field_name: str) -> None:
+    """A 422 in the common error shape naming the field (not a 500)."""
+    assert status == 422, (status, body)
+    assert body["error"]["code"] == "validation_failed", body
+    assert any(d["field"].startswith(field_name) for d in body["error"]["details"]), body
+
+
+async def outbox_booking_ids(system: System, routing_key: str, schedule_id: str) -> set[str]:
+    rows = await pool(system).fetch(
+        "SELECT envelope->'payload'->>'booking_id' AS b FROM outbox "
+        "WHERE routing_key = $1 AND envelope->'payload'->>'schedule_id' = $2",
+        routing_key,
+        schedule_id,
+    )
+    return {r["b"] for r in rows}
+
+
+# --- conferences --------------------------------------------------------------------------------
+
+
+async def test_times_and_days_no_datetime_can_hold_are_refused_not_a_500(system: System) -> None:
+    """A window opening in year 1 (+14:00 is before year 1 in UTC) was a 500 from asyncpg; a day in
+    year 9999 for a school west of UTC was a 500 from turning it into an instant."""
+    group = await seeded(system, 1)
+    west = await seeded(system, 1, time_zone="America/Curacao")
+    now = datetime.now(UTC)
+    teacher = token_for(system, group.teacher)
+    for name, value in (("opens_at", "0001-01-01T00:00:00+14:00"), ("early_opens_at", "0001-01-01T00:00:00+14:00")):
+        status, body = await system.call("POST", "posts", "/conferences", teacher, json=schedule_body(group, now, **{name: value}))
+        refused(status, body, name)
+    far = {
+        "days": [{"date": "9999-12-31", "ranges": [{"start": "20:00", "end": "23:50"}]}],
+        "closes_at": "9999-12-30T00:00:00+00:00",
+        "change_deadline": "9999-12-30T00:00:00+00:00",
+    }
+    status, body = await system.call(
+        "POST", "posts", "/conferences", token_for(system, west.teacher), json=schedule_body(west, now, **far)
+    )
+    refused(status, body, "days.0.date")
+
+
+async def test_a_change_deadline_already_passed_is_refused(system: System) -> None:
+    """A schedule whose move/cancel deadline had passed before it was made was accepted: families could
+    book but never move or cancel."""
+    group = await seeded(system, 1)
+    now = datetime.now(UTC)
+    body = schedule_body(group, now, change_deadline=(now - timedelta(days=3)).isoformat())
+    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    refused(status, answer, "change_deadline")
+    assert not await pool(system).fetchval(
+        "SELECT count(*) FROM conference_schedules s JOIN conference_groups g USING (schedule_id) WHERE g.group_id = $1",
+        group.group_id,
+    )
+
+
+async def test_a_booking_made_while_the_schedule_is_withdrawn_is_cancelled_too(system: System) -> None:
+    """A withdrawal read the bookings, then deleted the schedule: a booking committed in between was
+    deleted by the cascade without its SlotCancelled (the family kept a confirmed conference that no
+    longer existed). The withdrawal is held after reading the bookings by a lock on its feed post."""
+    group = await seeded(system, 2)
+    made = await schedule(system, group)
+    status, first = await book(system, group, 0, made, 0)
+    assert status == 201, first
+    async with pool(system).acquire() as blocker:
+        hold = blocker.transaction()
+        await hold.start()
+        await blocker.execute("SELECT 1 FROM posts WHERE signup_id = $1 FOR UPDATE", uuid.UUID(made["schedule_id"]))
+        withdrawal = asyncio.create_task(
+            system.call("DELETE", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher))
+        )
+        await asyncio.sleep(0.5)
+        late = asyncio.create_task(book(system, group, 1, made, 1))
+        await asyncio.sleep(0.5)
+        await hold.rollback()
+    assert (await withdrawal)[0] == 204
+    status, answer = await late
+    booked = await outbox_booking_ids(system, "posts.slot_booked", made["schedule_id"])
+    cancelled = await outbox_booking_ids(system, "posts.slot_cancelled", made["schedule_id"])
+    # Either the late booking came before the withdrawal and is cancelled with the rest, or it found
+    # no schedule: never a booking confirmed and silently gone.
+    assert status in (201, 404), (status, answer)
+    assert booked == cancelled, (booked, cancelled)
+    assert not await pool(system).fetchval(
+        "SELECT count(*) FROM conference_bookings WHERE schedule_id = $1", uuid.UUID(made["schedule_id"])
+    )
+
+
+async def test_concurrent_moves_and_a_cancel_after_a_move_find_the_booking(system: System) -> None:
+    """A move or cancel locked the booking with FOR UPDATE on a join with its slot: when a concurrent
+    move had given it another slot, PostgreSQL's recheck dropped the row and the second request got
+    404 "no such booking" for a booking that exists (a double click, a parent and a teacher at once)."""
+    group = await seeded(system, 1)
+    made = await schedule(system, group)
+    status, booking = await book(system, group, 0, made, 0)
+    assert status == 201, booking
+    parent = token_for(system, group.families[0][0])
+    path = f"/conference-bookings/{booking['booking_id']}"
+    moves = await asyncio.gather(
+        *(system.call("PUT", "posts", f"{path}/slot", parent, json={"slot_id": made["slots"][5 + i]["slot_id"]}) for i in range(6))
+    )
+    assert [status for status, _ in moves] == [200] * 6, moves
+    moved = await pool(system).fetchval(
+        "SELECT count(*) FROM outbox WHERE routing_key = 'posts.slot_moved' AND envelope->'payload'->>'booking_id' = $1",
+        booking["booking_id"],
+    )
+    assert moved == 6
+    move, cancel = await asyncio.gather(
+        system.call("PUT", "posts", f"{path}/slot", parent, json={"slot_id": made["slots"][20]["slot_id"]}),
+        system.call("DELETE", "posts", path, parent),
+    )
+    assert cancel[0] == 204, cancel
+    assert move[0] in (200, 404), move  # 404 only when the cancel came first
+    assert not await pool(system).fetchval(
+        "SELECT count(*) FROM conference_bookings WHERE booking_id = $1", uuid.UUID(booking["booking_id"])
+    )
+
+
+async def test_a_title_with_a_line_break_still_gives_an_ics_file(system: System) -> None:
+    """The schedule's title (which may hold a line break) named the booking's calendar as an X- property
+    icalendar does not escape: GET .../calendar was a 500."""
+    group = await seeded(system, 1)
+    made = await schedule(system, group, title="Oudergesprekken\ngroep 6; ouders, kinderen")
+    status, booking = await book(system, group, 0, made, 0)
+    assert status == 201, booking
+    status, ics = await system.call(
+        "GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", token_for(system, group.families[0][0])
+    )
+    assert status == 200, ics
+    assert isinstance(ics, bytes)
+    events = Calendar.from_ical(ics).walk("VEVENT")
+    assert len(events) == 1
+    assert str(events[0]["summary"]).startswith("Oudergesprekken\ngroep 6; ouders, kinderen")
+
+
+# --- helper lists --------------------------------------------------------------------------------
+
+
+def a_list(**fields: Any) -> dict[str, Any]:
+    return {
+        "title": "Schoolreisje",
+        "deadline": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "items": [{"title": "Rijden", "capacity": 2}, {"title": "Begeleiden", "capacity": 2}],
+        **fields,
+    }
+
+
+async def test_an_activity_day_no_datetime_can_hold_is_refused_not_a_500(system: System) -> None:
+    """activity_on 0001-01-01 was a 500 (its first instant in Europe/Amsterdam is before year 1 in UTC),
+    on a new list and on an edit."""
+    group = await seeded(system, 1)
+    teacher = token_for(system, group.teacher)
+    status, body = await system.call(
+        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list(activity_on="0001-01-01")
+    )
+    refused(status, body, "activity_on")
+    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    assert status == 201, made
+    status, body = await system.call(
+        "PATCH", "posts", f"/helper-lists/{made['list_id']}", teacher, json={"activity_on": "0001-01-01"}
+    )
+    refused(status, body, "activity_on")
+
+
+async def test_an_item_cannot_be_renamed_to_another_items_title(system: System) -> None:
+    """A new list refuses two items of one title (they cannot be told apart), but an edit made them."""
+    group = await seeded(system, 1)
+    teacher = token_for(system, group.teacher)
+    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    assert status == 201, made
+    second = made["items"][1]["item_id"]
+    path = f"/helper-lists/{made['list_id']}/items/{second}"
+    status, body = await system.call("PATCH", "posts", path, teacher, json={"title": " rijden "})
+    refused(status, body, "title")
+    status, body = await system.call("PATCH", "posts", path, teacher, json={"title": "Begeleiden"})
+    assert status == 200, body  # its own title again is fine
