@@ -212,3 +212,41 @@ async def test_erasure_removes_the_child_ends_the_guardians_access_and_publishes
             )
             == 1
         )
+
+
+async def test_erasure_blanks_the_child_in_import_reports_and_relayed_events(identity: Identity) -> None:
+    school = await make_school(identity, "Groep 7")
+    csv = (
+        "leerlingnummer;roepnaam;achternaam;groep;e-mail ouder 1\n"
+        "9101;Fenna;Zwart;Groep 7;fenna@ouders.example.nl\n"
+        "9102;Gijs;Wit;Groep 7;gijs@ouders.example.nl\n"
+    )
+    status, job, _ = await identity.call(
+        "POST",
+        f"/schools/{school.school_id}/imports",
+        school.admin_token,
+        data=io.BytesIO(csv.encode()),
+        params={"dry_run": "false"},
+        headers={"Content-Type": "text/csv"},
+    )
+    assert status == 202, job
+    while job["status"] not in ("done", "failed"):
+        await asyncio.sleep(0.05)
+        status, job, _ = await identity.call("GET", f"/imports/{job['import_id']}", school.admin_token)
+    assert job["status"] == "done", job
+    await settled(identity)
+    fenna = await identity.pool.fetchval("SELECT child_id FROM children WHERE external_id = '9101'")
+
+    status, body, _ = await identity.call("POST", f"/children/{fenna}/erasure", school.admin_token)
+    assert status == 200, body
+
+    status, report, _ = await identity.call("GET", f"/imports/{job['import_id']}", school.admin_token)
+    assert status == 200, report
+    names = sorted(c["name"] for c in report["children"])
+    assert names == ["(gewist)", "Gijs Wit"]
+    erased = next(c for c in report["children"] if c["name"] == "(gewist)")
+    assert erased["guardians_added"] == []
+    relayed = await identity.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL AND envelope::text LIKE '%Fenna%'"
+    )
+    assert relayed == 0
