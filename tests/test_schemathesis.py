@@ -132,7 +132,9 @@ async def targets(system: System) -> dict[str, Target]:
         ),
         "notifier": Target(
             bearer(parent.token),
-            {"device_id": device["device_id"]},
+            # No device_id: the stateful phase deletes the devices it registers (an app token is valid
+            # by the schema alone) and a configured id would outlive its deletion (ST302).
+            {},
             {("POST", "/devices"): "the push services allowed are the deployment's choice"},
         ),
     }
