@@ -5,7 +5,7 @@ the models here document it (OpenAPI) and tests hold the SQL to them."""
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -65,6 +65,11 @@ class FeedCursor(BaseModel):
             raise ValueError("not a cursor this feed handed out") from None
         if cursor.published_at.tzinfo is None:
             raise ValueError("not a cursor this feed handed out")
+        try:
+            # Year 1 east of UTC or 9999 west of it has no UTC instant a query can carry: not ours.
+            cursor.published_at.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("not a cursor this feed handed out") from None
         return cursor
 
 

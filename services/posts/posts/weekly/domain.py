@@ -71,7 +71,11 @@ class ReportWeek(BaseModel):
     posts: int = Field(ge=0, description="The group's own posts that appeared (or will appear) that week.")
     min_posts_per_week: int = Field(ge=0, description="What the school asks (its setting now).")
     met: bool = Field(description="posts >= min_posts_per_week; for the current week: so far.")
-    most_posts_on_one_day: int = Field(ge=0, description="The most posts of the group on one day that week.")
+    most_posts_on_one_day: int = Field(
+        ge=0,
+        description="The most posts of the group on one day that week, as the posts per day count them "
+        "(sign-up posts left out), to set against max_posts_per_day.",
+    )
     reminded: bool = Field(description="Whether the weekly check sent the group's teachers a reminder.")
 
 

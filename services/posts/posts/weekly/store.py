@@ -101,7 +101,8 @@ async def report_weeks(
     conn: asyncpg.Connection, school_id: uuid.UUID, school_year: str, until: date
 ) -> list[asyncpg.Record]:
     """Per group of the school's ``school_year`` and per week of that year that began by ``until``
-    (a local date): the group's own posts that week, the most on one day, and whether it was reminded.
+    (a local date): the group's own posts that week, the most on one day (as the posts per day count
+    them: sign-up posts left out), and whether it was reminded.
     By group name, group id, week. A group whose year's dates are not in the copy yet is taken to run
     from 1 August to 31 July (identity's default)."""
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -115,12 +116,14 @@ async def report_weeks(
                 FROM g CROSS JOIN LATERAL generate_series(
                     date_trunc('week', g.starts), date_trunc('week', least(g.ends, $3::date)), interval '1 week') w),
             days AS (
-                SELECT p.group_id, p.local_day, count(*)::int AS n
+                SELECT p.group_id, p.local_day, count(*)::int AS n,
+                       -- what the posts per day count: sign-up posts (conferences, helper lists) do not
+                       count(*) FILTER (WHERE p.signup_id IS NULL)::int AS counted
                 FROM g JOIN posts p USING (group_id)
                 WHERE {_OWN_POSTS} AND p.local_day BETWEEN g.starts - 6 AND g.ends + 6
                 GROUP BY p.group_id, p.local_day)
             SELECT w.group_id, w.name, w.monday, coalesce(sum(d.n), 0)::int AS posts,
-                   coalesce(max(d.n), 0)::int AS most_on_one_day,
+                   coalesce(max(d.counted), 0)::int AS most_on_one_day,
                    EXISTS (SELECT 1 FROM quiet_weeks q WHERE q.group_id = w.group_id
                              AND q.week_starts_on = w.monday AND q.event_id IS NOT NULL) AS reminded
             FROM weeks w
