@@ -8,10 +8,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from notifier.apns import ApnsSender
 from notifier.delivery_errors import DeliveryFailed
@@ -78,6 +80,16 @@ async def test_fcm_sends_with_a_verified_service_account_token_fetched_once(fcm:
     assert message["android"]["collapse_key"] == "post-1"
     assert message["android"]["notification"]["tag"] == "post-1"
     assert message["data"] == {"url": PAYLOAD["url"], "tag": "post-1"}
+
+
+async def test_fcm_credentials_may_be_a_file(fcm: FcmService, tmp_path: Path) -> None:
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(fcm.service_account()))
+    settings = sender_settings(fcm=fcm).model_copy(update={"fcm_credentials": SecretStr(str(key_file))})
+    token = fcm.register()
+    async with FcmSender(settings) as sender:
+        await sender.send(token, PAYLOAD, "post-1")
+    assert len(fcm.messages_for(token)) == 1
 
 
 async def test_fcm_fetches_a_new_access_token_when_the_old_one_is_refused(fcm: FcmService) -> None:
