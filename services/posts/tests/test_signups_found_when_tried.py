@@ -331,3 +331,25 @@ async def test_an_item_cannot_be_renamed_to_another_items_title(system: System) 
     refused(status, body, "title")
     status, body = await system.call("PATCH", "posts", path, teacher, json={"title": "Begeleiden"})
     assert status == 200, body  # its own title again is fine
+
+
+async def test_the_feed_post_that_lists_the_items_follows_an_item_edit(system: System) -> None:
+    """A list without a description is announced in the feed by its items with their places
+    ("Rijden (2)"); an item's new title or capacity left the feed's post saying the old ones."""
+    group = await seeded(system, 1)
+    teacher = token_for(system, group.teacher)
+    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    assert status == 201, made
+    post = "SELECT post_id, body FROM posts WHERE signup_id = $1"
+    found = await pool(system).fetchrow(post, uuid.UUID(made["list_id"]))
+    assert found["body"] == "Rijden (2)\nBegeleiden (2)"
+    path = f"/helper-lists/{made['list_id']}/items/{made['items'][0]['item_id']}"
+    status, body = await system.call("PATCH", "posts", path, teacher, json={"title": "Autorijden", "capacity": 4})
+    assert status == 200, body
+    found = await pool(system).fetchrow(post, uuid.UUID(made["list_id"]))
+    assert found["body"] == "Autorijden (4)\nBegeleiden (2)"
+    updates = await pool(system).fetchval(
+        "SELECT count(*) FROM outbox WHERE routing_key = 'posts.post_updated' AND envelope->'payload'->>'post_id' = $1",
+        str(found["post_id"]),
+    )
+    assert updates == 1

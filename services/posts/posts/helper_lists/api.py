@@ -321,21 +321,29 @@ async def update_list(request: web.Request) -> web.Response:
         if given:
             await store.update_list(conn, list_id, title, description, activity_on, deadline)
         if given & {"title", "description"}:
-            items = await store.item_figures(conn, [list_id], caller.person_id)
-            body = announcement_body(description, [(i["title"], i["capacity"]) for i in items])
-            for post in await store.update_announcement(conn, list_id, title, body):
-                event = PostUpdated(
-                    post_id=post["post_id"],
-                    group_id=post["group_id"],
-                    author_id=post["author_id"],
-                    editor_id=caller.person_id,
-                    excerpt=excerpt(body),
-                    title=title,
-                    published=post["published_at"] is not None,
-                )
-                await publish(conn, event, row["school_id"])
+            await _follow_in_feed(conn, row, title, description, caller.person_id)
         view = await _view(conn, list_id, caller.person_id)
     return json_response(view)
+
+
+async def _follow_in_feed(
+    conn: asyncpg.Connection, row: asyncpg.Record, title: str, description: str, editor_id: uuid.UUID
+) -> None:
+    """The list's post in the feed takes its title and text (the description, or else the items with
+    their places), and PostUpdated tells the copies (nobody is notified again)."""
+    items = await store.item_figures(conn, [row["list_id"]], editor_id)
+    body = announcement_body(description, [(i["title"], i["capacity"]) for i in items])
+    for post in await store.update_announcement(conn, row["list_id"], title, body):
+        event = PostUpdated(
+            post_id=post["post_id"],
+            group_id=post["group_id"],
+            author_id=post["author_id"],
+            editor_id=editor_id,
+            excerpt=excerpt(body),
+            title=title,
+            published=post["published_at"] is not None,
+        )
+        await publish(conn, event, row["school_id"])
 
 
 async def update_item(request: web.Request) -> web.Response:
@@ -367,6 +375,8 @@ async def update_item(request: web.Request) -> web.Response:
         if given:
             await store.update_item(conn, item_id, title, capacity)
             await _promote(conn, row, item_id, title, capacity)
+            if not row["description"]:  # the post lists the items with their places: it follows
+                await _follow_in_feed(conn, row, row["title"], row["description"], caller.person_id)
         view = await _view(conn, list_id, caller.person_id)
     return json_response(view)
 
