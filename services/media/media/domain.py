@@ -38,4 +38,6 @@ class PhotoView(BaseModel):
     status: Literal["processing", "ready", "rejected"]
     reason: str | None = None
     variants: list[VariantLink]
-    notice: str
+    notice: str = Field(
+        description="the school's notice that its photos may not be passed on (seed rule 6), shown with them"
+    )
