@@ -62,7 +62,8 @@ async def republish_school(
     counts: Counter[str] = Counter()
     school = await conn.fetchrow(
         """SELECT school_id, name, time_zone, locale, max_posts_per_day, min_posts_per_week,
-                  to_char(digest_time, 'HH24:MI') AS digest_time, photo_retention_days, share_notice, revision
+                  to_char(digest_time, 'HH24:MI') AS digest_time, photo_retention_days, share_notice,
+                  watermark_photos, revision
            FROM schools WHERE school_id = $1""",
         school_id,
     )
