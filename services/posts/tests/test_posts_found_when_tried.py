@@ -5,8 +5,12 @@
 - The posting report's "most posts on one day" counted sign-up posts (a helper-parent list, a
   conference schedule), which seed rule 5's posts per day leave out: a week that kept the rule read
   as one that broke it.
+- A parent's like sent twice at once (a double tap) could answer ``liked: true`` with a count of 0: the
+  like that waited for the other read the count from before it; likewise an unlike answered a count
+  that still held the like it waited to see removed.
 """
 
+import asyncio
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -70,3 +74,17 @@ async def test_the_reports_most_posts_on_one_day_counts_as_the_posts_per_day_do(
     assert len(this_week) == 1, this_week
     # ... so the report does not show the day as one over the school's maximum.
     assert this_week[0]["most_posts_on_one_day"] == 1 == report["max_posts_per_day"]
+
+
+async def test_a_like_or_unlike_sent_many_times_at_once_answers_the_count_with_it(system: System) -> None:
+    _school, group, teacher, parent = await make_class(system, "Groep 3")
+    status, body = await system.call(
+        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Gym", "body": "Morgen gym."}
+    )
+    assert status == 201, body
+    path = f"/posts/{body['post_id']}/like"
+    for method, liked, count in (("PUT", True, 1), ("DELETE", False, 0), ("PUT", True, 1)):
+        answers = await asyncio.gather(*(system.call(method, "posts", path, parent.token) for _ in range(12)))
+        for status, state in answers:
+            assert status == 200, state
+            assert (state["liked"], state["like_count"]) == (liked, count), (method, answers)

@@ -122,36 +122,38 @@ async def mark_seen(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: uui
 async def like(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: uuid.UUID) -> int:
     """Add the person's like unless it is there, keeping the post's count in the same statement.
     Returns the count. Concurrent likes of one account wait on each other's row (primary key), so
-    only the one that inserted counts it."""
-    count: int = await conn.fetchval(
+    only the one that inserted counts it; the others read the count afresh in a statement of their
+    own, since the first statement's snapshot predates the like it waited for (a count of 0 beside
+    ``liked: true``)."""
+    count: int | None = await conn.fetchval(
         """WITH added AS (
                INSERT INTO likes (post_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING post_id
-           ), counted AS (
-               UPDATE posts SET like_count = like_count + 1 WHERE post_id IN (SELECT post_id FROM added)
-               RETURNING like_count
            )
-           SELECT like_count FROM counted
-           UNION ALL SELECT like_count FROM posts WHERE post_id = $1 AND NOT EXISTS (SELECT 1 FROM added)""",
+           UPDATE posts SET like_count = like_count + 1 WHERE post_id IN (SELECT post_id FROM added)
+           RETURNING like_count""",
         post_id,
         person_id,
     )
-    return count
+    return count if count is not None else await _like_count(conn, post_id)
 
 
 async def unlike(conn: asyncpg.Connection, post_id: uuid.UUID, person_id: uuid.UUID) -> int:
-    """Remove the person's like if it is there, keeping the count; returns the count."""
-    count: int = await conn.fetchval(
+    """Remove the person's like if it is there, keeping the count; returns the count (read afresh
+    when a concurrent unlike of the same account removed it, as for like)."""
+    count: int | None = await conn.fetchval(
         """WITH removed AS (
                DELETE FROM likes WHERE post_id = $1 AND person_id = $2 RETURNING post_id
-           ), counted AS (
-               UPDATE posts SET like_count = like_count - 1 WHERE post_id IN (SELECT post_id FROM removed)
-               RETURNING like_count
            )
-           SELECT like_count FROM counted
-           UNION ALL SELECT like_count FROM posts WHERE post_id = $1 AND NOT EXISTS (SELECT 1 FROM removed)""",
+           UPDATE posts SET like_count = like_count - 1 WHERE post_id IN (SELECT post_id FROM removed)
+           RETURNING like_count""",
         post_id,
         person_id,
     )
+    return count if count is not None else await _like_count(conn, post_id)
+
+
+async def _like_count(conn: asyncpg.Connection, post_id: uuid.UUID) -> int:
+    count: int = await conn.fetchval("SELECT like_count FROM posts WHERE post_id = $1", post_id)
     return count
 
 
