@@ -150,6 +150,25 @@ async def test_times_and_days_no_datetime_can_hold_are_refused_not_a_500(system:
     refused(status, body, "days.0.date")
 
 
+async def test_a_range_over_the_hour_daylight_saving_repeats_is_refused(system: System) -> None:
+    """Times daylight saving skips were refused, but the repeated hour was not: on 31 October 2027
+    (Europe/Amsterdam) 01:30-03:30 in 30-minute slots gave a slot from 02:30+02:00 to 03:00+01:00,
+    90 minutes long."""
+    group = await seeded(system, 1)
+    now = datetime.now(UTC)
+    body = schedule_body(
+        group, now, days=[{"date": "2027-10-31", "ranges": [{"start": "01:30", "end": "03:30"}]}], slot_minutes=30
+    )
+    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    refused(status, answer, "days.0.ranges.0")
+    # Slots whose ends both exist but span the skipped hour (01:00-03:00 on 28 March 2027 lasts 60 minutes).
+    body = schedule_body(
+        group, now, days=[{"date": "2027-03-28", "ranges": [{"start": "01:00", "end": "03:00"}]}], slot_minutes=120
+    )
+    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    refused(status, answer, "days.0.ranges.0")
+
+
 async def test_a_change_deadline_already_passed_is_refused(system: System) -> None:
     """A schedule whose move/cancel deadline had passed before it was made was accepted: families could
     book but never move or cancel."""

@@ -328,6 +328,15 @@ def plan_slots(command: CreateSchedule, time_zone: str) -> tuple[list[tuple[date
                         Problem(f"days.{d}.ranges.{r}", f"that time does not exist on {day.date} in {time_zone}")
                     )
                     break
+                if ends - begins != timedelta(minutes=slot):  # the clock is changed during the slot
+                    problems.append(
+                        Problem(
+                            f"days.{d}.ranges.{r}",
+                            f"daylight saving changes the clock during this range on {day.date} in {time_zone}: "
+                            f"a slot would not last {slot} minutes",
+                        )
+                    )
+                    break
                 slots.append((begins, ends))
                 minute += slot + pause
     if len(slots) > MAX_SLOTS:
