@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shared.envelope import Event, register
 
@@ -197,7 +197,8 @@ class PostUpdated(Event):
     editor_id: uuid.UUID = Field(description="who edited: photos added by the edit are theirs")
     photo_ids: list[uuid.UUID] = Field(default_factory=list)
     attachment_ids: list[uuid.UUID] = Field(
-        default_factory=list, description="the post's attachments from now on: media deletes those left out"
+        default_factory=list,
+        description="the post's attachments from now on (media follows AttachmentPostsChanged)",
     )
     excerpt: str = Field(max_length=200)
     title: str = Field(max_length=120)
@@ -394,12 +395,14 @@ class SignupPromoted(Event):
 
 @register
 class AttachmentUploaded(Event):
-    """A teacher's attachment (a PDF, judged by its bytes) was accepted for a group. Posts keeps a copy,
-    so a post names only its writer's own unused attachments of that group, and shows their names."""
+    """A teacher's attachment (a PDF, judged by its bytes) was accepted for a group, or a school admin's
+    for the school (``group_id`` null: the envelope's school; it goes in one announcement, to all its
+    groups). Posts keeps a copy, so a post names only its writer's own unused attachments of that group
+    (an announcement: of that school), and shows their names."""
 
     type = "media.attachment_uploaded"
     attachment_id: uuid.UUID
-    group_id: uuid.UUID
+    group_id: uuid.UUID | None = Field(description="null: uploaded for the school, by one of its admins")
     uploader_id: uuid.UUID
     filename: str = Field(max_length=120, description="made safe by media; shown to the group's members")
     content_type: str
@@ -413,6 +416,26 @@ class AttachmentRemoved(Event):
 
     type = "media.attachment_removed"
     attachment_id: uuid.UUID
+
+
+class AttachmentPost(BaseModel):
+    post_id: uuid.UUID
+    group_id: uuid.UUID
+    published: bool = Field(description="false while the post waits for its send-later time")
+
+
+@register
+class AttachmentPostsChanged(Event):
+    """The posts that name an attachment changed (a post written, edited, deleted, or appearing at its
+    send-later time): ``posts`` is the whole set from now on (one post for a teacher's attachment, one per
+    group of the announcement for a school's). Media serves it to the members of the groups of the
+    published ones, keeps it while any post names it (a send-later post's attachment is not an unused
+    upload), and deletes it from storage once none does. Newest ``revision`` wins."""
+
+    type = "posts.attachment_posts_changed"
+    attachment_id: uuid.UUID
+    posts: list[AttachmentPost]
+    revision: int
 
 
 # --- Photos a post may carry (issue 9: consent, erasure, no post naming a photo it may not show) -----

@@ -67,6 +67,20 @@ routes = [
         errors=(403, 422, 429, 503),
     ),
     Route(
+        "POST",
+        "/schools/{school_id}/attachments",
+        attachments.upload_school_attachment,
+        "A school admin uploads an attachment (a PDF: the raw file as the body) for the school, to name in"
+        " one announcement: every group it goes to gets it",
+        response=UploadedAttachment,
+        status=201,
+        raw_body=attachments.ACCEPTED_TYPES,
+        query=UploadQuery,
+        # 404 for anyone but the school's admins; an empty, damaged, encrypted or active PDF is refused;
+        # upload limits per person and school; storage briefly unavailable.
+        errors=(422, 429, 503),
+    ),
+    Route(
         "GET",
         "/attachments/{attachment_id}",
         attachments.get_attachment,

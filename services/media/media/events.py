@@ -12,6 +12,7 @@ from media.attachments import events as attachments
 from media.consent.events import keep_consent_copy
 from shared.consumer import Handlers
 from shared.contracts import (
+    AttachmentPostsChanged,
     GroupChanged,
     PhotoProcessed,
     PhotoRejected,
@@ -19,6 +20,7 @@ from shared.contracts import (
     PostPublished,
     PostUpdated,
     SchoolChanged,
+    StaffChanged,
 )
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
@@ -46,7 +48,6 @@ async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: School
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     await _attach(conn, env, event.post_id, event.group_id, event.author_id, event.photo_ids)
-    await attachments.attach(conn, event.post_id, event.group_id, event.author_id, event.attachment_ids)
 
 
 @handlers.on(PostUpdated)
@@ -59,15 +60,27 @@ async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdat
     attached = await store.in_post(conn, event.post_id)
     added = [p for p in event.photo_ids if p not in attached]
     await _attach(conn, env, event.post_id, event.group_id, event.editor_id, added)
-    await attachments.post_edited(conn, event.post_id, event.group_id, event.editor_id, event.attachment_ids)
 
 
 @handlers.on(PostDeleted)
 async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
-    # A deleted post disappears everywhere: its photos are no longer shown to the group, its attachments
-    # are deleted.
+    # A deleted post disappears everywhere: its photos are no longer shown to the group (its attachments
+    # follow AttachmentPostsChanged).
     await changes.announce(conn, await store.drop_from_post(conn, event.post_id))
-    await attachments.post_deleted(conn, event.post_id)
+
+
+@handlers.on(AttachmentPostsChanged)
+async def attachment_posts_changed(
+    conn: asyncpg.Connection, _env: Envelope, event: AttachmentPostsChanged
+) -> None:
+    # Which groups' members may download an attachment, and when no post names it any more.
+    await attachments.posts_changed(conn, event)
+
+
+@handlers.on(StaffChanged)
+async def staff_changed(conn: asyncpg.Connection, _env: Envelope, event: StaffChanged) -> None:
+    # Who administers a school: only its admins upload attachments for the school (announcements).
+    await attachments.staff_changed(conn, event)
 
 
 async def _attach(

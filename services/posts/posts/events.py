@@ -83,9 +83,10 @@ async def photos_purged(conn: asyncpg.Connection, _env: Envelope, event: PhotosP
 
 
 @handlers.on(AttachmentUploaded)
-async def attachment_uploaded(conn: asyncpg.Connection, _env: Envelope, event: AttachmentUploaded) -> None:
-    # Which attachments a writer may put in a post of the group, and what readers are shown of them.
-    await attachments.keep_copy(conn, event)
+async def attachment_uploaded(conn: asyncpg.Connection, env: Envelope, event: AttachmentUploaded) -> None:
+    # Which attachments a writer may put in a post of the group (an announcement: of the school), and what
+    # readers are shown of them.
+    await attachments.keep_copy(conn, event, env.school_id)
 
 
 @handlers.on(AttachmentRemoved)

@@ -1,5 +1,6 @@
-"""Attachments' HTTP handlers: a teacher's upload for a group, judged at the door before anything is
-stored; a download link for the members of the post's group.
+"""Attachments' HTTP handlers: a teacher's upload for a group, or a school admin's for the school (for an
+announcement), judged at the door before anything is stored; a download link for the members of the
+groups of the posts that name it.
 
 Every answer, errors included, carries ``X-Content-Type-Options: nosniff`` and private caching only."""
 
@@ -9,6 +10,7 @@ import functools
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -79,22 +81,45 @@ def _guarded(handler: Handler) -> Handler:
 
 @_guarded
 async def upload_attachment(request: web.Request) -> web.Response:
-    """A teacher's attachment for a group they teach (404 for a group they are not in, 403 for a guardian):
-    within the upload limits (429), the size limit (413), a PDF by its first bytes (415), then a PDF we
-    pass on: intact, not encrypted, within the page and object limits, without scripts, actions or files
-    inside (422). Streamed to a temporary file, so memory stays bounded whatever the size; nothing is
-    stored before the verdict."""
+    """A teacher's attachment for a group they teach (404 for a group they are not in, 403 for a guardian),
+    accepted as _accept says."""
     caller = require_caller(request)
     group_id = path_id(request, "group_id")
     query = read_query(request, UploadQuery)
-    settings = settings_of(request.app, Settings)
     async with request.app[POOL].acquire() as conn:
         role = await membership_copy.role_in(conn, group_id, caller.person_id)
         school_id = await school_of_group(conn, group_id)
-        if role is None or school_id is None:
-            raise NotFound("no such group")
-        if role != "teacher":
-            raise Forbidden("only the group's teachers can upload attachments")
+    if role is None or school_id is None:
+        raise NotFound("no such group")
+    if role != "teacher":
+        raise Forbidden("only the group's teachers can upload attachments")
+    return await _accept(request, caller, school_id, group_id, query)
+
+
+@_guarded
+async def upload_school_attachment(request: web.Request) -> web.Response:
+    """A school admin's attachment for the school (the newsletter of an announcement to many groups), named
+    in one announcement and served to every group it goes to; 404 for anyone but the school's admins
+    (media's staff copy, as identity answers for a school one does not administer). Accepted as _accept
+    says, with the same limits."""
+    caller = require_caller(request)
+    school_id = path_id(request, "school_id")
+    query = read_query(request, UploadQuery)
+    async with request.app[POOL].acquire() as conn:
+        if not await store.is_admin(conn, school_id, caller.person_id):
+            raise NotFound("no such school")
+    return await _accept(request, caller, school_id, None, query)
+
+
+async def _accept(
+    request: web.Request, caller: Caller, school_id: uuid.UUID, group_id: uuid.UUID | None, query: UploadQuery
+) -> web.Response:
+    """The upload, for the group (or the school, ``group_id`` None): within the upload limits (429), the
+    size limit (413), a PDF by its first bytes (415), then a PDF we pass on: intact, not encrypted, within
+    the page and object limits, without scripts, actions or files inside (422). Streamed to a temporary
+    file, so memory stays bounded whatever the size; nothing is stored before the verdict."""
+    settings = settings_of(request.app, Settings)
+    async with request.app[POOL].acquire() as conn:
         # Refused before a byte of the body is read; checked again, under a lock, when the file is kept.
         await store.check_limits(conn, settings, caller.person_id, school_id)
     filename = safe_filename(query.filename)
@@ -201,8 +226,9 @@ async def _judge(request: web.Request, path: str, settings: Settings) -> PdfRepo
 
 @_guarded
 async def get_attachment(request: web.Request) -> web.Response:
-    """A download link for the uploader (until it is posted) and the members of its post's group; 404 for
-    everyone else, anonymous callers included (an id cannot be probed)."""
+    """A download link for the uploader (until a post that names it appears) and the members of its post's
+    group (a school's attachment: of any group its announcement went to); 404 for everyone else, anonymous
+    callers included (an id cannot be probed)."""
     attachment_id = path_id(request, "attachment_id")
     caller: Caller | None = request.get(CALLER)
     if caller is None:

@@ -1,49 +1,41 @@
-"""What media does with a post's attachments when posts tells of the post (called from media.events,
-which holds the one handler per event type): attach them when it appears, follow edits, and take them out
-of sight when they leave the post or the post is deleted (the removal drainer then deletes them)."""
+"""What media does with posts' word on attachments (called from media.events, which holds the one handler
+per event type): which posts name an attachment (AttachmentPostsChanged), and who administers a school
+(StaffChanged: only its admins upload attachments for the school).
+
+Posts decides which posts may name an attachment (a teacher's: one post of its group; a school admin's:
+the posts of one announcement, one per group) and tells the whole set on every change, newest revision
+winning, so events handled out of order (consumers run concurrently: a post deleted before a sibling's
+publication is handled) never take an attachment away from a post that still names it."""
 
 import logging
-import uuid
 
 import asyncpg
 
 from media.attachments import store
+from shared.contracts import AttachmentPostsChanged, StaffChanged
 
 log = logging.getLogger(__name__)
 
 
-async def attach(
-    conn: asyncpg.Connection,
-    post_id: uuid.UUID,
-    group_id: uuid.UUID,
-    uploader_id: uuid.UUID,
-    attachment_ids: list[uuid.UUID],
-) -> None:
-    """The post's attachments, served from now on to its group's members. Posts let only the writer's own
-    unused uploads of the group through; one that is not (deleted meanwhile) stays out, logged."""
-    if not attachment_ids:
+async def posts_changed(conn: asyncpg.Connection, event: AttachmentPostsChanged) -> None:
+    """Served to the members of the groups of the published posts; kept unserved while only send-later
+    posts name it (so the one-day clean-up of unused uploads leaves it); deleted from storage by the
+    removal drainer once no post names it."""
+    published = sorted({p.group_id for p in event.posts if p.published})
+    waiting = any(not p.published for p in event.posts)
+    changed = await store.follow_posts(conn, event.attachment_id, event.revision, published, waiting)
+    if changed is None:
         return
-    attached = await store.attach(conn, attachment_ids, uploader_id, post_id, group_id)
-    for attachment_id in set(attachment_ids) - set(attached):
+    status, refused = changed
+    for group_id in refused:
+        # Posts lets an attachment go only to its own group or its school's: one media does not know as
+        # such stays out of that group.
         log.warning(
-            "attachment not attached", extra={"post_id": str(post_id), "attachment_id": str(attachment_id)}
+            "attachment not served to a group",
+            extra={"attachment_id": str(event.attachment_id), "group_id": str(group_id)},
         )
+    log.info("attachment posts followed", extra={"attachment_id": str(event.attachment_id), "status": status})
 
 
-async def post_edited(
-    conn: asyncpg.Connection,
-    post_id: uuid.UUID,
-    group_id: uuid.UUID,
-    editor_id: uuid.UUID,
-    attachment_ids: list[uuid.UUID],
-) -> None:
-    """An edit's list is the post's attachments from now on: those left out are removed (deleted from
-    storage), new ones are the editor's."""
-    await store.remove_from_post(conn, post_id, attachment_ids)
-    kept = await store.in_post(conn, post_id)
-    await attach(conn, post_id, group_id, editor_id, [a for a in attachment_ids if a not in kept])
-
-
-async def post_deleted(conn: asyncpg.Connection, post_id: uuid.UUID) -> None:
-    """A deleted post's attachments are deleted: out of sight now, out of storage once the drainer ran."""
-    await store.remove_from_post(conn, post_id)
+async def staff_changed(conn: asyncpg.Connection, event: StaffChanged) -> None:
+    await store.upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)

@@ -1,5 +1,6 @@
-"""Deleting attachments from storage: those taken out of sight (their post deleted or edited), promptly,
-by a drainer woken when they are; and uploads no post used within a day, by the photo clean-up's job.
+"""Deleting attachments from storage: those no post names any more (their posts deleted or edited),
+promptly, by a drainer woken when they are; and uploads no post used within a day, by the photo
+clean-up's job (one a send-later post names is 'reserved', not unused).
 Storage first, then the row: the rows are deleted in a transaction that commits only after their objects
 are gone, so a storage failure leaves them for the next round."""
 

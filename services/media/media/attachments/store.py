@@ -1,4 +1,5 @@
-"""Attachments' SQL: the uploads, their posts, the limits' counts, and what is to be deleted."""
+"""Attachments' SQL: the uploads, the groups they are served to, the limits' counts, what is to be
+deleted, and the copy of who administers a school (only admins upload for the school)."""
 
 import math
 import uuid
@@ -10,7 +11,7 @@ import asyncpg
 from media.settings import Settings
 from shared.errors import TooManyRequests
 
-# Attachments taken out of sight (their post deleted or edited) are deleted from storage by the
+# Attachments no post names any more (their posts deleted or edited) are deleted from storage by the
 # removal drainer, woken on this channel.
 REMOVED_CHANNEL = "media_attachments_removed"
 _HOUR = timedelta(hours=1)
@@ -20,13 +21,14 @@ async def insert(
     conn: asyncpg.Connection,
     attachment_id: uuid.UUID,
     school_id: uuid.UUID,
-    group_id: uuid.UUID,
+    group_id: uuid.UUID | None,
     uploader_id: uuid.UUID,
     filename: str,
     content_type: str,
     size_bytes: int,
     key: str,
 ) -> None:
+    """An accepted upload: for a group (a teacher's), or for the school (``group_id`` None, an admin's)."""
     await conn.execute(
         """INSERT INTO attachments (attachment_id, school_id, group_id, uploader_id, filename, content_type,
                                     size_bytes, key)
@@ -42,66 +44,98 @@ async def insert(
     )
 
 
+async def is_admin(conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT true FROM staff WHERE school_id = $1 AND person_id = $2 AND 'admin' = ANY(roles)",
+        school_id,
+        person_id,
+    )
+    return bool(found)
+
+
+async def upsert_staff(
+    conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID, roles: list[str], revision: int
+) -> None:
+    """Keep a person's staff roles at a school, unless the copy already holds a newer revision."""
+    await conn.execute(
+        """INSERT INTO staff (school_id, person_id, roles, revision) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (school_id, person_id) DO UPDATE SET roles = EXCLUDED.roles, revision = EXCLUDED.revision
+           WHERE staff.revision < EXCLUDED.revision""",
+        school_id,
+        person_id,
+        roles,
+        revision,
+    )
+
+
 async def visible(
     conn: asyncpg.Connection, attachment_id: uuid.UUID, person_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """The attachment if the person uploaded it and it is not removed, or it is in a post and the person
-    belongs to the post's group now; otherwise nothing (a colleague does not see an unposted upload)."""
+    """The attachment if the person uploaded it and no published post names it yet (uploaded, or waiting
+    for a send-later post), or a published post names it and the person belongs now to that post's group
+    (for a school's attachment: to any group its announcement went to); otherwise nothing (a colleague
+    does not see an unposted upload)."""
     return await conn.fetchrow(
         """SELECT a.attachment_id, a.filename, a.content_type, a.size_bytes, a.key FROM attachments a
            WHERE a.attachment_id = $1 AND (
-               (a.status = 'uploaded' AND a.uploader_id = $2)
+               (a.status IN ('uploaded', 'reserved') AND a.uploader_id = $2)
                OR (a.status = 'attached' AND EXISTS (
-                   SELECT 1 FROM memberships m WHERE m.group_id = a.group_id AND m.person_id = $2 AND m.active)))""",
+                   SELECT 1 FROM attachment_groups ag
+                   JOIN memberships m ON m.group_id = ag.group_id AND m.person_id = $2 AND m.active
+                   WHERE ag.attachment_id = a.attachment_id)))""",
         attachment_id,
         person_id,
     )
 
 
-async def attach(
+async def follow_posts(
     conn: asyncpg.Connection,
-    attachment_ids: list[uuid.UUID],
-    uploader_id: uuid.UUID,
-    post_id: uuid.UUID,
-    group_id: uuid.UUID,
-) -> list[uuid.UUID]:
-    """Attach the uploader's own unused uploads for the group to the post; return those attached (one
-    already in this post counts as attached)."""
-    rows = await conn.fetch(
-        """UPDATE attachments SET post_id = $3, status = 'attached'
-           WHERE attachment_id = ANY($1) AND uploader_id = $2 AND group_id = $4
-             AND (status = 'uploaded' OR (status = 'attached' AND post_id = $3))
-           RETURNING attachment_id""",
-        attachment_ids,
-        uploader_id,
-        post_id,
-        group_id,
+    attachment_id: uuid.UUID,
+    revision: int,
+    published_groups: list[uuid.UUID],
+    waiting: bool,
+) -> tuple[str, list[uuid.UUID]] | None:
+    """The posts naming the attachment changed (posts' ``revision`` of that set; an older one than the
+    copy's changes nothing): served to the members of ``published_groups`` (those of its school's groups
+    it may go to: its own group, or for a school's attachment any group of the school), kept while only
+    send-later posts name it (``waiting``), removed when none does (the removal drainer deletes it).
+    Returns the new status and the groups refused, or None when nothing changed (unknown, removed
+    already, or an older revision)."""
+    row = await conn.fetchrow(
+        """SELECT a.status, a.posts_revision, a.group_id, a.school_id FROM attachments a
+           WHERE a.attachment_id = $1 FOR UPDATE""",
+        attachment_id,
     )
-    return [r["attachment_id"] for r in rows]
-
-
-async def in_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> set[uuid.UUID]:
-    rows = await conn.fetch(
-        "SELECT attachment_id FROM attachments WHERE post_id = $1 AND status = 'attached'", post_id
+    if row is None or row["status"] == "removed" or row["posts_revision"] >= revision:
+        return None
+    allowed: list[uuid.UUID] = [
+        r["group_id"]
+        for r in await conn.fetch(
+            """SELECT g.group_id FROM unnest($1::uuid[]) AS g(group_id)
+               WHERE g.group_id = $2 OR ($2::uuid IS NULL AND EXISTS (
+                   SELECT 1 FROM groups gr WHERE gr.group_id = g.group_id AND gr.school_id = $3))""",
+            published_groups,
+            row["group_id"],
+            row["school_id"],
+        )
+    ]
+    refused = [g for g in published_groups if g not in allowed]
+    # Removed only when no post names it; one named only for groups it may not go to is kept unserved.
+    status = "attached" if allowed else "reserved" if waiting or published_groups else "removed"
+    await conn.execute(
+        "UPDATE attachments SET status = $2, posts_revision = $3 WHERE attachment_id = $1",
+        attachment_id,
+        status,
+        revision,
     )
-    return {r["attachment_id"] for r in rows}
-
-
-async def remove_from_post(
-    conn: asyncpg.Connection, post_id: uuid.UUID, keep: list[uuid.UUID] | None = None
-) -> int:
-    """Take a post's attachments out of sight (all when it was deleted; those not in ``keep`` after an
-    edit) and wake the removal drainer, which deletes them from storage. Returns how many."""
-    removed: str = await conn.execute(
-        """UPDATE attachments SET status = 'removed'
-           WHERE post_id = $1 AND status = 'attached' AND attachment_id <> ALL(COALESCE($2::uuid[], '{}'))""",
-        post_id,
-        keep,
+    await conn.execute("DELETE FROM attachment_groups WHERE attachment_id = $1", attachment_id)
+    await conn.executemany(
+        "INSERT INTO attachment_groups (attachment_id, group_id) VALUES ($1, $2)",
+        [(attachment_id, g) for g in allowed],
     )
-    count = int(removed.split()[-1])
-    if count:
+    if status == "removed":
         await conn.execute("SELECT pg_notify($1, '')", REMOVED_CHANNEL)
-    return count
+    return status, refused
 
 
 async def take_removed(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:

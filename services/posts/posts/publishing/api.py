@@ -129,7 +129,9 @@ async def create_post(request: web.Request) -> web.Response:
             publish_at=command.publish_at,
             day=day,
         )
-        attached = await attachments.take(conn, post_id, group_id, caller.person_id, command.attachment_ids)
+        attached = await attachments.take(
+            conn, post_id, group_id, caller.person_id, command.attachment_ids, school_id=group["school_id"]
+        )
         post = WrittenPost(
             post_id=post_id,
             group_id=group_id,
@@ -155,11 +157,14 @@ async def create_post(request: web.Request) -> web.Response:
 
 async def create_announcement(request: web.Request) -> web.Response:
     """A school admin's announcement: one post per group, to the chosen groups or every group of the
-    current year, now or at ``publish_at``. Announcements do not count against the groups' posts per day:
-    they are the school's, and a teacher's post that day stays possible."""
+    current year, now or at ``publish_at``, with the attachments the admin uploaded for the school (one
+    stored file for all its posts: media serves it to every group it went to). Announcements do not count
+    against the groups' posts per day: they are the school's, and a teacher's post that day stays
+    possible."""
     caller = require_caller(request)
     school_id = path_id(request, "school_id")
     command = await read_json(request, CreateAnnouncement)
+    await attachments.wait_for_copies(request.app[POOL], command.attachment_ids)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if not await store.is_admin(conn, school_id, caller.person_id):
             raise NotFound("no such school")
@@ -191,11 +196,24 @@ async def create_announcement(request: web.Request) -> web.Response:
                 day=local_day(appears, time_zone),
                 announcement_id=announcement_id,
             )
+            # The school's attachments: one stored file for every post of the announcement.
+            await attachments.take(
+                conn,
+                post_id,
+                group["group_id"],
+                caller.person_id,
+                command.attachment_ids,
+                school_id=school_id,
+                announcement_id=announcement_id,
+                tell=False,
+            )
             row = await store.written_post(conn, post_id)
             assert row is not None
             rows.append(row)
+        await attachments.tell_media(conn, command.attachment_ids, school_id)
         if command.publish_at is None:
-            await publish_many(conn, [published_event(row, []) for row in rows], school_id)
+            events = [published_event(row, [], command.attachment_ids) for row in rows]
+            await publish_many(conn, events, school_id)
     view = AnnouncementView(announcement_id=announcement_id, posts=[store.written_view(r) for r in rows])
     return json_response(view, status=201)
 
@@ -243,7 +261,15 @@ async def update_post(request: web.Request) -> web.Response:
         if "photo_ids" in given:
             await store.replace_photos(conn, post_id, command.photo_ids)
         if "attachment_ids" in given:
-            await attachments.take(conn, post_id, row["group_id"], caller.person_id, command.attachment_ids)
+            await attachments.take(
+                conn,
+                post_id,
+                row["group_id"],
+                caller.person_id,
+                command.attachment_ids,
+                school_id=row["school_id"],
+                announcement_id=row["announcement_id"],
+            )
         edited = await store.written_post(conn, post_id)
         assert edited is not None
         view = store.written_view(edited)
@@ -271,6 +297,7 @@ async def delete_post(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _editable(conn, caller, post_id)
         await store.mark_deleted(conn, post_id)
+        await attachments.post_deleted(conn, post_id, row["school_id"])
         if row["published_at"] is None and row["announcement_id"] is None:
             await store.uncount_post(conn, row["group_id"], row["local_day"])
         await publish(conn, PostDeleted(post_id=post_id, group_id=row["group_id"]), row["school_id"])

@@ -93,15 +93,17 @@ class CreatePost(BaseModel):
 
 class CreateAnnouncement(CreatePost):
     """One announcement of the school to many groups: one post per group, photos not included (a photo
-    belongs to one group's post)."""
+    belongs to one group's post); attachments uploaded for the school go to every group."""
 
     photo_ids: list[Uuid] = Field(
         default_factory=list, max_length=0, description="Announcements carry no photos."
     )
     attachment_ids: list[Uuid] = Field(
         default_factory=list,
-        max_length=0,
-        description="Announcements carry no attachments (an attachment belongs to one group).",
+        max_length=MAX_ATTACHMENTS_PER_POST,
+        json_schema_extra={"uniqueItems": True},
+        description="Files (the school's newsletter PDF) the writer uploaded to media for the school "
+        "(POST /schools/{school_id}/attachments), in order: one stored file for every group's post.",
     )
     group_ids: list[Uuid] | None = Field(
         default=None,

@@ -24,6 +24,8 @@ async def publish_due(conn: asyncpg.Connection, at: datetime | None = None) -> i
         for row in rows:
             attached = await attachments.ids_of_post(conn, row["post_id"])
             await publish(conn, published_event(row, list(row["photo_ids"]), attached), row["school_id"])
+            # Media serves them to the group from now on.
+            await attachments.tell_media(conn, attached, row["school_id"])
         published += len(rows)
     return published
 
