@@ -20,6 +20,14 @@ _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 SLOW_REQUEST_MS = 250.0
 
 
+def _logged_path(request: web.Request) -> str:
+    """The path as logged: a route whose path carries a secret (``{token}``: a calendar feed, an
+    unsubscribe link) by its template, since logs are kept longer and read more widely than the secret."""
+    info = request.match_info
+    resource = info.route.resource if "token" in info else None
+    return resource.canonical if resource is not None else request.path
+
+
 def _request_level(method: str, status: int, duration_ms: float) -> int:
     """INFO for what an operator wants to read back: writes, errors (4xx and 5xx) and slow requests.
     A quick successful read is DEBUG: one line for each cost 5 % of a feed request and 44 MB of log in
@@ -60,7 +68,7 @@ async def correlation_middleware(
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": _logged_path(request),
                     "status": status,
                     "duration_ms": round(duration_ms, 2),
                 },
@@ -124,7 +132,7 @@ async def error_middleware(
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
+        log.exception("unhandled error", extra={"path": _logged_path(request)})
         return web.json_response(error_body("internal", "something went wrong on our side"), status=500)
     if response.status == 401 and not response.prepared:
         # Also when a handler rendered its own 401: the documents promise the header (RFC 9110 11.6.1).

@@ -4,6 +4,7 @@ copies the way its event handlers write them (as test_conferences.py's 50 famili
 access tokens signed by identity's key."""
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -307,6 +308,25 @@ async def test_an_erased_childs_day_before_reminder_is_not_sent(system: System) 
         return not await notifier.fetchval(held, booking["booking_id"])
 
     await eventually(reminder_gone, within=10, what="the day-before reminder cancelled")
+
+
+async def test_a_calendar_feeds_token_is_not_written_to_the_logs(system: System, caplog: pytest.LogCaptureFixture) -> None:
+    """The request log line carried the path, so /calendar/<token> put the feed's secret (stored only as
+    a SHA-256) in the logs: at INFO whenever the request was slow (over 250 ms) or failed, always at
+    DEBUG. A route whose path holds a {token} is logged by its template."""
+    group = await seeded(system, 1)
+    parent = token_for(system, group.families[0][0])
+    status, feed = await system.call("POST", "posts", "/calendar-feeds", parent)
+    assert status == 201, feed
+    caplog.set_level(logging.DEBUG, logger="shared.middleware")
+    status, _ = await system.call("GET", "posts", feed["url"])
+    assert status == 200
+    status, _ = await system.call("GET", "posts", f"/calendar/{'x' * 43}")
+    assert status == 404
+    logged = [r for r in caplog.records if r.name == "shared.middleware"]
+    assert any(getattr(r, "path", None) == "/calendar/{token}" for r in logged), [r.__dict__ for r in logged]
+    for record in logged:
+        assert feed["token"] not in str(record.__dict__), record.__dict__
 
 
 # --- helper lists --------------------------------------------------------------------------------
