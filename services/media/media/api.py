@@ -204,7 +204,8 @@ async def _keep(
 
 @photo_response
 async def get_photo(request: web.Request) -> web.Response:
-    """Short-lived links to the processed variants, for the uploader and the photo's group only."""
+    """Short-lived links to the processed variants: for its uploader until it is posted, then for the members
+    of its group now (store.visible_photo); 404 for everyone else."""
     caller = require_caller(request)
     photo_id = path_id(request, "photo_id")
     async with request.app[POOL].acquire() as conn:

@@ -13,15 +13,19 @@ import html
 import multiprocessing
 import os
 import struct
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import pillow_heif
 import pyvips
 
 from media.structure import NotAnImage, image_end
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -41,6 +45,10 @@ _DECODE_CHECK_SHRINK = 8  # JPEG's DCT-scaled decode still reads every entropy-c
 # Errors and truncation fail the decode (the default would hand back grey where data is missing); mere
 # warnings, which decoders also raise for harmless quirks, do not.
 _FAIL_ON = "error"
+# libjpeg's warning (JWRN_HIT_MARKER) for picture data that stops before the picture is whole: a JPEG cut
+# short and closed with an end marker decodes "fine", its missing part grey. The one warning that means
+# missing pixels, so it refuses the photo; libjpeg's other warnings are quirks of healthy files.
+_JPEG_CUT_SHORT = "premature end of data segment"
 
 
 class ImageRejected(Exception):
@@ -139,8 +147,19 @@ def _decode_every_pixel(path: str, content_type: str) -> None:
     if content_type == HEIC:
         _heif(path).data  # noqa: B018 - the property decodes
         return
-    options = {"shrink": _DECODE_CHECK_SHRINK} if content_type == JPEG else {}
-    pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON, **options).avg()
+    if content_type == JPEG:
+        try:
+            pyvips.Image.new_from_file(
+                path, access="sequential", fail_on="warning", shrink=_DECODE_CHECK_SHRINK
+            ).avg()
+            return
+        except pyvips.Error as exc:
+            if _JPEG_CUT_SHORT in str(exc):
+                raise
+        # Another warning (a harmless quirk): judged again on errors alone.
+        pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON, shrink=_DECODE_CHECK_SHRINK).avg()
+        return
+    pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON).avg()
 
 
 def process_photo(
@@ -168,10 +187,9 @@ class PhotoProcessor:
 
     async def inspect(self, path: str, max_pixels: int) -> Inspection:
         """`inspect_upload` in a worker process; WorkerCrashed if the worker died on it."""
-        executor = self._executor
-        loop = asyncio.get_running_loop()
+        executor, future = self._submit(inspect_upload, path, max_pixels)
         try:
-            return await loop.run_in_executor(executor, inspect_upload, path, max_pixels)
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise WorkerCrashed("the photo worker crashed") from exc
@@ -179,15 +197,26 @@ class PhotoProcessor:
     async def process(
         self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
     ) -> ProcessedPhoto:
-        executor = self._executor
-        loop = asyncio.get_running_loop()
+        executor, future = self._submit(process_photo, path, tuple(sizes), max_pixels, quality, watermark)
         try:
-            return await loop.run_in_executor(
-                executor, process_photo, path, tuple(sizes), max_pixels, quality, watermark
-            )
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise WorkerCrashed("the photo worker crashed; try again") from exc
+
+    def _submit(
+        self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[ProcessPoolExecutor, Future[T]]:
+        """Hand `call` to the pool. A pool that broke before this photo reached it (a worker that died while
+        idle, or on another photo) is replaced first: not this photo's doing, so not held against it (an
+        upload would be refused as unreadable, and counted against its teacher's limit)."""
+        executor = self._executor
+        try:
+            return executor, executor.submit(call, *args, **kwargs)
+        except BrokenProcessPool:
+            self._replace(executor)
+        executor = self._executor
+        return executor, executor.submit(call, *args, **kwargs)
 
     async def close(self) -> None:
         # Waits for the photo in progress; in a thread, because that can take a second.

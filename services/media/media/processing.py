@@ -85,6 +85,11 @@ class PhotoPipeline:
                     await store.release(conn, photo_id, 2.0 ** photo["attempts"])
             return
         async with self._pool.acquire() as conn, conn.transaction():
+            if not await store.lock_photo(conn, photo_id):
+                # Deleted while its worker was busy (a child's erasure, retention, clean-up): the deletion
+                # removed what was stored then, so the variants written since are this worker's to remove.
+                await self._delete_variants(photo, [w[1] for w in written])
+                return
             marked = await store.mark_ready(conn, photo_id, result.width, result.height, written)
             if marked is not None:
                 if marked["post_id"] is not None:
@@ -95,6 +100,16 @@ class PhotoPipeline:
                 await changes.announce(conn, [photo_id])
         log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
         await self._delete_original(photo)
+
+    async def _delete_variants(self, photo: asyncpg.Record, keys: list[str]) -> None:
+        try:
+            for key in keys:
+                await self._storage.delete_variant(key)
+        except StorageUnavailable:
+            # Keys of a deleted photo no job would find again: said loudly, for the operator.
+            log.error("variants of a deleted photo left in storage", extra={"photo_id": str(photo["photo_id"])})
+            return
+        log.info("photo deleted while processing; its variants removed", extra={"photo_id": str(photo["photo_id"])})
 
     async def _watermark(self, school_id: uuid.UUID) -> str | None:
         """The school's "do not share" mark for its variants, if it has switched it on (seed rule 6); as the

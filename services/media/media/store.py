@@ -39,12 +39,14 @@ async def insert_photo(
 async def visible_photo(
     conn: asyncpg.Connection, photo_id: uuid.UUID, person_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """The photo if the person uploaded it, or it is in a post and the person belongs to its group now;
-    otherwise nothing. Until it is posted, a photo is its uploader's alone, colleagues in the group included."""
+    """The photo if the person uploaded it and it is in no post yet, or it is in a post and the person
+    belongs to its group now; otherwise nothing. Until it is posted, a photo is its uploader's alone,
+    colleagues in the group included; once posted, the group's, so an uploader who no longer teaches the
+    group loses it with the rest of the group's photos (as an attachment's uploader does)."""
     return await conn.fetchrow(
         """SELECT p.photo_id, p.school_id, p.status, p.reject_reason FROM photos p
            WHERE p.photo_id = $1 AND (
-               p.uploader_id = $2
+               (p.post_id IS NULL AND p.uploader_id = $2)
                OR (p.post_id IS NOT NULL AND EXISTS (
                    SELECT 1 FROM memberships m WHERE m.group_id = p.group_id AND m.person_id = $2 AND m.active)))""",
         photo_id,
@@ -101,6 +103,13 @@ async def claim(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
         CLAIM_SECONDS,
     )
     return rows
+
+
+async def lock_photo(conn: asyncpg.Connection, photo_id: uuid.UUID) -> bool:
+    """Lock the photo's row until the transaction ends; False when it is gone (deleted: erasure, retention,
+    clean-up). A deletion that holds the row first commits before this returns."""
+    found = await conn.fetchval("SELECT 1 FROM photos WHERE photo_id = $1 FOR UPDATE", photo_id)
+    return found is not None
 
 
 async def mark_ready(
@@ -206,11 +215,13 @@ async def school(conn: asyncpg.Connection, school_id: uuid.UUID) -> asyncpg.Reco
 async def unused_uploads(conn: asyncpg.Connection, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
     """Delete (in the caller's transaction) uploads no post took within the time, processed or not; their
     keys to delete from storage before the transaction commits (original_key, variant_keys) and what
-    PhotoChanged needs. Locked rows (a post attaching them now) and photos being processed are skipped."""
+    PhotoChanged needs. Locked rows (a post attaching them now) and photos being processed are skipped, as
+    are photos a send-later post reserves (media.reservations); one it let go counts from its release."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH unused AS (
                SELECT photo_id FROM photos
-               WHERE post_id IS NULL AND status <> 'rejected' AND created_at < now() - $1 * interval '1 second'
+               WHERE post_id IS NULL AND status <> 'rejected' AND NOT reserved
+                 AND GREATEST(created_at, released_at) < now() - $1 * interval '1 second'
                  AND (claimed_until IS NULL OR claimed_until < now())
                ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),
            keys AS (

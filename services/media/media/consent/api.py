@@ -20,12 +20,12 @@ from shared.tokens import Caller, require_caller
 async def _taggable(
     conn: asyncpg.Connection, caller: Caller, photo_id: uuid.UUID, *, lock: bool = True
 ) -> asyncpg.Record:
-    """The photo (locked, for a change) if the caller uploaded it or teaches its group; 404 when they
-    may not see it, 403 for a member of its group who is no teacher."""
+    """The photo (locked, for a change) if the caller uploaded it and it is in no post yet, or teaches its
+    group now; 404 when they may not see it, 403 for a member of its group who is no teacher."""
     photo = await store.photo_for_tagging(conn, photo_id, lock=lock)
     if photo is None or photo["group_id"] is None:
         raise NotFound("no such photo")
-    if photo["uploader_id"] == caller.person_id:
+    if photo["uploader_id"] == caller.person_id and photo["post_id"] is None:
         return photo
     role = await membership_copy.role_in(conn, photo["group_id"], caller.person_id)
     if role == "teacher":

@@ -1,0 +1,332 @@
+"""Media, found when tried as a new user would (issue 9), through the running system and read back from S3
+directly: a JPEG cut short inside its picture data and closed with an end marker is refused at the door
+like any truncated one; a child's erasure while the child's photo is being processed leaves nothing in
+either bucket; a teacher who no longer teaches the group no longer gets links to its posted photos."""
+
+import asyncio
+import io
+import os
+import signal
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from media.imaging import PhotoProcessor, ProcessedPhoto
+from media.resources import PROCESSOR, STORAGE
+from media.storage import PhotoStorage
+from shared.app import POOL
+from shared.testing.images import jpeg_with_gps
+from shared.testing.infra import s3_client
+from tests.harness.school import Person, School, add_child, make_class, upload_photo, wait_until_linked
+from tests.harness.system import System, eventually
+
+GROUP = "Groep 6"
+
+
+def db(system: System, service: str) -> Any:
+    return system.services[service].app[POOL]
+
+
+async def in_buckets(system: System, school_id: uuid.UUID) -> list[str]:
+    """Every object of the school in the originals and variants buckets, listed straight from S3."""
+
+    def listed() -> list[str]:
+        s3 = s3_client()
+        keys = []
+        for bucket in system.buckets[:2]:
+            found = s3.list_objects_v2(Bucket=bucket, Prefix=f"{school_id}/")
+            keys += [f"{bucket}:{item['Key']}" for item in found.get("Contents", [])]
+        return keys
+
+    return await asyncio.to_thread(listed)
+
+
+async def send(system: System, teacher: Person, group: uuid.UUID, data: bytes) -> tuple[int, Any]:
+    assert system.http is not None
+    async with system.http.post(
+        system.url("media", f"/groups/{group}/photos"),
+        data=io.BytesIO(data),
+        headers={"Authorization": f"Bearer {teacher.token}", "Content-Type": "image/jpeg"},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_a_jpeg_cut_short_and_closed_with_an_end_marker_is_refused_and_leaves_nothing(
+    system: System,
+) -> None:
+    school, group, teacher, _parent = await make_class(system, GROUP)
+    photo = jpeg_with_gps(800, 600, orientation=1, textured=True)
+    # Half the picture data, then EOI: the structure reads as whole, the lower half decodes as grey.
+    damaged = photo[: len(photo) // 2] + b"\xff\xd9"
+
+    status, body = await send(system, teacher, group, damaged)
+
+    assert status == 422, body
+    assert "damaged or incomplete" in body["error"]["message"]
+    assert await in_buckets(system, school.school_id) == []
+    rows = await db(system, "media").fetchval("SELECT count(*) FROM photos WHERE school_id = $1", school.school_id)
+    assert rows == 0
+
+
+class HeldWorkers:
+    """Holds every photo's processing (the decode in a worker) until released: a worker that is busy
+    with a photo while something else happens to it."""
+
+    def __init__(self, processor: PhotoProcessor) -> None:
+        self._process = processor.process
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def process(
+        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+    ) -> ProcessedPhoto:
+        self.started.set()
+        await self.release.wait()
+        return await self._process(path, sizes, max_pixels, quality, watermark)
+
+
+class CountedWrites:
+    """Counts the variants written to storage."""
+
+    def __init__(self, storage: PhotoStorage) -> None:
+        self._put = storage.put_variant
+        self.written: list[str] = []
+
+    async def put_variant(self, key: str, data: bytes, content_type: str) -> None:
+        await self._put(key, data, content_type)
+        self.written.append(key)
+
+
+async def child_with_consent(system: System, school: School, name: str) -> uuid.UUID:
+    child_id = await add_child(system, school, name, GROUP, [], photo_consent=True)
+
+    async def media_knows() -> bool:
+        found = await db(system, "media").fetchval("SELECT 1 FROM children WHERE child_id = $1", child_id)
+        return found is not None
+
+    await eventually(media_knows, what="media's copy of the child")
+    return child_id
+
+
+async def test_a_childs_erasure_while_the_photo_is_being_processed_leaves_nothing_in_storage(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    school, group, teacher, _parent = await make_class(system, GROUP)
+    mila = await child_with_consent(system, school, "mila")
+    app = system.services["media"].app
+    held = HeldWorkers(app[PROCESSOR])
+    writes = CountedWrites(app[STORAGE])
+    monkeypatch.setattr(app[PROCESSOR], "process", held.process)
+    monkeypatch.setattr(app[STORAGE], "put_variant", writes.put_variant)
+    try:
+        photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))["photo_id"]
+        await asyncio.wait_for(held.started.wait(), 30)
+        status, tagged = await system.call(
+            "PUT", "media", f"/photos/{photo_id}/children", teacher.token, json={"child_ids": [str(mila)]}
+        )
+        assert status == 200, tagged
+        status, erased = await system.call("POST", "identity", f"/children/{mila}/erasure", school.admin.token)
+        assert status == 200, erased
+
+        async def row_gone() -> bool:
+            found = await db(system, "media").fetchval(
+                "SELECT 1 FROM photos WHERE photo_id = $1", uuid.UUID(photo_id)
+            )
+            return found is None
+
+        await eventually(row_gone, what="the erased child's photo deleted while its worker is busy")
+    finally:
+        held.release.set()
+
+    async def variants_written() -> bool:
+        return len([k for k in writes.written if photo_id in k]) == 3
+
+    await eventually(variants_written, what="the busy worker's variants written")
+
+    async def nothing_left() -> bool:
+        return await in_buckets(system, school.school_id) == []
+
+    await eventually(nothing_left, what="the variants written after the erasure deleted")
+    rows = await db(system, "media").fetchval(
+        "SELECT count(*) FROM photo_variants WHERE photo_id = $1", uuid.UUID(photo_id)
+    )
+    assert rows == 0
+
+
+async def test_a_teacher_who_no_longer_teaches_the_group_gets_no_links_to_its_photos(system: System) -> None:
+    school, group, teacher, parent = await make_class(system, GROUP)
+    photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))["photo_id"]
+    status, posted = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Gym", "body": "Gymles", "photo_ids": [photo_id]},
+    )
+    assert status == 201, posted
+
+    async def ready_for_the_parent() -> bool:
+        status, view = await system.call("GET", "media", f"/photos/{photo_id}", parent.token)
+        return status == 200 and view["status"] == "ready"
+
+    await eventually(ready_for_the_parent, within=60, what="the posted photo ready")
+
+    status, _ = await system.call(
+        "DELETE", "identity", f"/groups/{group}/teachers/{teacher.person_id}", school.admin.token
+    )
+    assert status == 204
+    await wait_until_linked(system, teacher, group, linked=False)
+
+    status, body = await system.call("GET", "media", f"/photos/{photo_id}", teacher.token)
+    assert status == 404, body
+    status, body = await system.call("GET", "media", f"/photos/{photo_id}/children", teacher.token)
+    assert status == 404, body
+
+
+class KilledOnce:
+    """Kills the worker process (SIGKILL, as the kernel's OOM killer would) once, a moment into the first
+    photo's decode."""
+
+    def __init__(self, processor: PhotoProcessor) -> None:
+        self._processor = processor
+        self._process = processor.process
+        self.kills = 0
+
+    async def process(
+        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+    ) -> ProcessedPhoto:
+        work = asyncio.ensure_future(self._process(path, sizes, max_pixels, quality, watermark))
+        if self.kills == 0:
+            self.kills += 1
+            await asyncio.sleep(0.1)
+            assert not work.done(), "the photo was processed before its worker could be killed"
+            for worker in list(self._processor._executor._processes.values()):  # the pool's own processes
+                os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        return await work
+
+
+async def test_a_worker_killed_mid_processing_the_photo_is_processed_once_and_nothing_is_left_over(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    school, group, teacher, _parent = await make_class(system, GROUP)
+    app = system.services["media"].app
+    killer = KilledOnce(app[PROCESSOR])
+    writes = CountedWrites(app[STORAGE])
+    monkeypatch.setattr(app[PROCESSOR], "process", killer.process)
+    monkeypatch.setattr(app[STORAGE], "put_variant", writes.put_variant)
+    status, uploaded = await send(system, teacher, group, jpeg_with_gps(6000, 4500, textured=True))
+    assert status == 201, uploaded
+    photo_id = uploaded["photo_id"]
+
+    async def processed() -> bool:
+        status, view = await system.call("GET", "media", f"/photos/{photo_id}", teacher.token)
+        return status == 200 and view["status"] != "processing"
+
+    await eventually(processed, within=60, what="the photo processed after its worker was killed")
+    status, view = await system.call("GET", "media", f"/photos/{photo_id}", teacher.token)
+    assert (status, view["status"]) == (200, "ready"), view
+    assert killer.kills == 1
+    # Each variant written once: the killed round wrote none.
+    assert sorted(k for k in writes.written if photo_id in k) == sorted(
+        f"{school.school_id}/{photo_id}/{size}.jpg" for size in (2048, 1080, 320)
+    )
+
+    async def only_the_variants() -> bool:
+        return sorted(await in_buckets(system, school.school_id)) == sorted(
+            f"{system.buckets[1]}:{school.school_id}/{photo_id}/{size}.jpg" for size in (2048, 1080, 320)
+        )
+
+    await eventually(only_the_variants, what="the original deleted and the variants alone left")
+
+
+async def test_uploads_at_the_same_moment_cannot_pass_the_hourly_limit_together(system: System) -> None:
+    school, group, teacher, _parent = await make_class(system, GROUP)
+    await db(system, "media").execute(
+        """INSERT INTO upload_refusals (person_id, school_id, refused_at)
+           SELECT $1, $2, now() - interval '5 minutes' FROM generate_series(1, 297)""",
+        teacher.person_id,
+        school.school_id,
+    )
+    photo = jpeg_with_gps(64, 48)
+
+    answers = await asyncio.gather(*(send(system, teacher, group, photo) for _ in range(8)))
+
+    assert sorted(status for status, _ in answers) == [201] * 3 + [429] * 5, answers
+
+    async def three_kept() -> bool:
+        keys = await in_buckets(system, school.school_id)
+        return len([k for k in keys if k.startswith(system.buckets[1])]) == 9 and len(keys) == 9
+
+    await eventually(three_kept, within=60, what="three photos processed, nothing of the refused ones")
+
+
+async def test_a_posted_photo_is_404_to_outsiders_and_its_links_serve_only_the_variant_briefly(
+    system: System,
+) -> None:
+    school, group, teacher, parent = await make_class(system, GROUP)
+    _other_school, other_group, other_teacher, other_parent = await make_class(system, GROUP)
+    photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))["photo_id"]
+    status, posted = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Uitje", "body": "Uitje", "photo_ids": [photo_id]},
+    )
+    assert status == 201, posted
+    assert system.http is not None
+
+    async def view_as(token: str | None) -> tuple[int, Any, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        assert system.http is not None
+        async with system.http.get(system.url("media", f"/photos/{photo_id}"), headers=headers) as response:
+            return response.status, await response.json(), response.headers
+
+    async def ready() -> bool:
+        status, view, _ = await view_as(parent.token)
+        return status == 200 and view["status"] == "ready"
+
+    await eventually(ready, within=60, what="the posted photo ready for the parent")
+    status, view, headers = await view_as(parent.token)
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "private, max-age=240"
+    assert view["notice"]
+    # Without a token the answer is 401, as for any photo id: it tells nothing of this one.
+    for who, expected in ((None, 401), (other_teacher.token, 404), (other_parent.token, 404)):
+        status, body, headers = await view_as(who)
+        assert status == expected, (who, body)
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "private" in headers["Cache-Control"]
+    assert other_group != group
+
+    link = view["variants"][-1]["url"]
+    async with system.http.get(link) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert "private" in response.headers["Cache-Control"]
+    storage = system.services["media"].app[STORAGE]
+    short = storage.presigned_variant_url(f"{school.school_id}/{photo_id}/320.jpg", 1)
+    await asyncio.sleep(2.5)
+    async with system.http.get(short) as response:
+        assert response.status == 403
+
+
+async def test_a_worker_that_died_while_idle_does_not_refuse_the_next_photo(tmp_path: Path) -> None:
+    processor = PhotoProcessor(1)
+    try:
+        path = str(tmp_path / "photo")
+        await asyncio.to_thread(Path(path).write_bytes, jpeg_with_gps(64, 48))
+        assert (await processor.inspect(path, 50_000_000)).width == 48
+        # Killed between photos (the kernel's OOM killer, an operator): the pool is broken before the next.
+        for worker in list(processor._executor._processes.values()):  # the pool's own processes
+            os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        await asyncio.sleep(1)
+
+        inspection = await processor.inspect(path, 50_000_000)
+
+        assert (inspection.width, inspection.height) == (48, 64)
+    finally:
+        await processor.close()
