@@ -2,7 +2,7 @@
 
 import logging
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp import web
@@ -27,6 +27,21 @@ def _view(row: asyncpg.Record) -> DeviceView:
         created_at=row["created_at"],
         moved_from_another_account=row["moved"],
     )
+
+
+def _canonical_endpoint(endpoint: str) -> str:
+    """The one spelling of a push resource's URL (one ``endpoint_problem`` accepted): scheme and host
+    in lower case, no default port, no fragment (never sent). Two spellings of one resource are one
+    device: ``HTTPS://FCM.googleapis.com:443/…#x`` registered another person's browser anew, past the
+    409 for an endpoint registered to someone else (RFC 3986 6.2.2-6.2.3). Raises ValueError for a
+    port out of range."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == {"https": 443, "http": 80}.get(parts.scheme) else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 async def vapid_key(request: web.Request) -> web.Response:
@@ -70,12 +85,19 @@ async def register_device(request: web.Request) -> web.Response:
         raise ValidationFailed(
             "this push subscription is not accepted", [{"field": "subscription.endpoint", "problem": problem}]
         )
+    try:
+        endpoint = _canonical_endpoint(command.subscription.endpoint)
+    except ValueError as exc:  # a port out of range
+        raise ValidationFailed(
+            "this push subscription is not accepted",
+            [{"field": "subscription.endpoint", "problem": "not a push service URL"}],
+        ) from exc
     async with request.app[POOL].acquire() as conn:
         found = await store.register_device(
             conn,
             uuid.uuid4(),
             caller.person_id,
-            command.subscription.endpoint,
+            endpoint,
             command.subscription.keys.p256dh,
             command.subscription.keys.auth,
         )

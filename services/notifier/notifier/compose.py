@@ -99,11 +99,21 @@ class _EncodedText(UnstructuredHeader, BaseHeader):
     glued together and a space doubled at the fold. Here the whole value goes into encoded-words.
     """
 
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        super().parse(value, kwds)
+        # The text as it was set: the default parser decodes what looks like an encoded-word in it,
+        # so a name with "=?utf-8?q?...?=" in it went out as other words. (MAIL_POLICY builds mails;
+        # it is not for reading them.)
+        kwds["decoded"] = value
+
     def fold(self, *, policy: Policy) -> str:
         text = str(self)
         room = (policy.max_line_length or 78) - len(self.name) - 2
-        if text.isascii() and all(len(word) <= room for word in text.split()):
-            return super().fold(policy=policy)
+        if _plain(text) and all(len(word) <= room for word in text.split()):
+            # Folded here, only at spaces: the email package's folder moved a value that did not fit
+            # whole onto a line of its own ("Subject:\r\n Nieuw ..."), read back with a leading space.
+            return _fold_words(f"{self.name}:", text.split(" "), policy)
         return f"{self.name}: {_encoded_words(text, self.name, policy)}{policy.linesep}"
 
 
@@ -125,12 +135,18 @@ class _EncodedAddresses(AddressHeader, BaseHeader):  # type: ignore[misc]  # stu
             return super().fold(policy=policy)
         entries = []
         for address in addresses:
-            if address.display_name.isascii():
+            if _plain(address.display_name):
                 entries.append([formataddr((address.display_name, address.addr_spec))])
             else:
                 entries.append([*_phrase_words(address.display_name), f"<{address.addr_spec}>"])
         words = [word for entry in entries for word in _with_commas(entry, entry is entries[-1])]
         return _fold_words(f"{self.name}:", words, policy)
+
+
+def _plain(text: str) -> bool:
+    """Whether text may go into a header as it is: ASCII, and nothing a mail program would take for
+    an encoded-word (``=?charset?q?...?=``, RFC 2047) and decode into other words than were meant."""
+    return text.isascii() and "=?" not in text
 
 
 def _phrase_words(name: str) -> list[str]:

@@ -1,0 +1,88 @@
+"""The notifier tried as a new user and an operator would (issue 8): each fault found, as a test.
+
+Headers are read back the way a mail program reads them: the mail flattened as the mailer sends it
+(aiosmtplib), parsed with the email package's default policy and with ``decode_header``.
+"""
+
+import uuid
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtplib.email import flatten_message
+
+from notifier.messages import new_post_email
+from tests.harness.school import add_person, make_class
+from tests.harness.system import System
+
+MAIL_FROM = "Klaspost <noreply@klaspost.nl>"
+
+
+def subject_and_to(msg: EmailMessage) -> tuple[str, str, str, str]:
+    """(Subject as parsed, Subject as decode_header reads it, To's display name, To's address)."""
+    raw = flatten_message(msg)
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert all(len(line) <= 998 for line in head.split("\r\n"))
+    parsed = message_from_bytes(raw, policy=policy.default)
+    folded = head.split("\r\nSubject:", 1)[1]
+    value = folded.split("\r\n")[0]
+    for line in folded.split("\r\n")[1:]:
+        if not line.startswith((" ", "\t")):
+            break
+        value += line
+    [to] = parsed["To"].addresses
+    return str(parsed["Subject"]), str(make_header(decode_header(value.strip()))), to.display_name, to.addr_spec
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        "Groep 8 & 9 samen op kamp naar Ameland voor een hele week",  # plain ASCII, folds once
+        "Groep 7 en 8 van juf Anne en meester Bas samen naar het Rijksmuseum in Amsterdam",  # 80 characters
+    ],
+)
+def test_a_long_plain_ascii_subject_decodes_without_a_leading_space(group: str) -> None:
+    # Python's folder put the whole value on a line of its own ("Subject:\r\n Nieuw bericht ..."):
+    # the subject then read " Nieuw bericht in ...", one space too many.
+    msg = new_post_email("nl", "Jan", "jan@ouders.nl", group, "x", "https://k.nl/p", uuid.uuid4(), MAIL_FROM)
+    parsed, decoded, _, _ = subject_and_to(msg)
+    assert parsed == f"Nieuw bericht in {group}"
+    assert decoded == f"Nieuw bericht in {group}"
+
+
+def test_a_name_that_looks_like_an_encoded_word_is_shown_as_written() -> None:
+    # Plain ASCII went out as it was, so a mail program decoded "=?utf-8?q?...?=" in a group's or a
+    # parent's name into something else than what the school typed.
+    name = "Groep =?utf-8?q?Juf_Anna?= 3"
+    msg = new_post_email("nl", name, "jan@ouders.nl", name, "x", "https://k.nl/p", uuid.uuid4(), MAIL_FROM)
+    parsed, decoded, to_name, to_address = subject_and_to(msg)
+    assert parsed == f"Nieuw bericht in {name}"
+    assert decoded == f"Nieuw bericht in {name}"
+    assert (to_name, to_address) == (name, "jan@ouders.nl")
+
+
+async def test_another_accounts_push_endpoint_cannot_be_registered_again_in_another_spelling(
+    system: System,
+) -> None:
+    # The same push resource written another way (a fragment, which is never sent; the host in
+    # capitals) was a new device for a stranger, past the 409 of case 8: their
+    # pushes, encrypted for their keys, then went to the owner's browser.
+    school, _, _, owner = await make_class(system, "Groep 5")
+    stranger = await add_person(system, school, "vreemde", "guardian", "Groep 5")
+    status, key = await system.call("GET", "notifier", "/push/vapid-public-key")
+    assert status == 200, key
+    subscription: dict[str, Any] = system.push.subscribe(key["application_server_key"])
+    status, body = await system.call("POST", "notifier", "/devices", owner.token, json={"subscription": subscription})
+    assert status == 201, body
+    own_keys = system.push.subscribe(key["application_server_key"])["keys"]
+    endpoint = subscription["endpoint"]
+    assert endpoint.startswith("http://127.0.0.1:")
+    for variant in (endpoint + "#again", "HTTP" + endpoint[4:], endpoint + "#"):
+        status, body = await system.call(
+            "POST", "notifier", "/devices", stranger.token, json={"subscription": {"endpoint": variant, "keys": own_keys}}
+        )
+        assert status in (409, 422), (variant, status, body)
+    status, body = await system.call("GET", "notifier", "/devices", stranger.token)
+    assert (status, body) == (200, {"devices": []})
