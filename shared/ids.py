@@ -21,7 +21,11 @@ def time_ordered_id() -> uuid.UUID:
 
 
 def minted_at(value: uuid.UUID) -> datetime | None:
-    """When a version 7 UUID says it was made; None for any other kind of id."""
+    """When a version 7 UUID says it was made; None for any other kind of id, and for one whose 48 bits of
+    time name a moment past what a datetime holds (after 9999; made up, not minted: a caller may send any)."""
     if value.version != 7:
         return None
-    return datetime.fromtimestamp((value.int >> 80) / 1000, UTC)
+    try:
+        return datetime.fromtimestamp((value.int >> 80) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -330,3 +330,36 @@ async def test_a_worker_that_died_while_idle_does_not_refuse_the_next_photo(tmp_
         assert (inspection.width, inspection.height) == (48, 64)
     finally:
         await processor.close()
+
+
+async def test_a_post_naming_a_photo_id_from_the_far_future_is_a_422_not_a_500(system: System) -> None:
+    _school, group, teacher, _parent = await make_class(system, GROUP)
+    # A well-formed version 7 UUID whose time (year 10889) no datetime holds: made up by a caller.
+    made_up = "ffffffff-ffff-7fff-bfff-ffffffffffff"
+
+    status, body = await system.call(
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Uitje", "body": "Uitje", "photo_ids": [made_up]},
+    )
+
+    assert status == 422, body
+    assert [d["field"] for d in body["error"]["details"]] == ["photo_ids[0]"]
+
+
+async def test_the_tags_of_a_photo_carry_the_photo_headers(system: System) -> None:
+    _school, group, teacher, parent = await make_class(system, GROUP)
+    photo_id = (await upload_photo(system, teacher, jpeg_with_gps(64, 48), "image/jpeg", group))["photo_id"]
+    assert system.http is not None
+    url = system.url("media", f"/photos/{photo_id}/children")
+
+    for method, person, status in (("GET", teacher, 200), ("PUT", teacher, 200), ("GET", parent, 404)):
+        async with system.http.request(
+            method, url, headers={"Authorization": f"Bearer {person.token}"}, json={"child_ids": []}
+        ) as response:
+            assert response.status == status, await response.text()
+            # Which children are in a photo and their consent: never sniffed, never in a shared cache.
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Cache-Control"].startswith("private")

@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from media import changes
+from media.api import photo_response
 from media.consent import store
 from media.consent.domain import WITHOUT_CONSENT, PhotoChildren, TagChildren, TaggedChild
 from shared import membership_copy
@@ -46,6 +47,7 @@ async def _view(conn: asyncpg.Connection, photo_id: uuid.UUID) -> PhotoChildren:
     )
 
 
+@photo_response
 async def tag_children(request: web.Request) -> web.Response:
     """Set the children who appear in the photo (all of them; [] for none). 422 naming each child_ids[i]
     that is no child of the photo's school."""
@@ -68,6 +70,7 @@ async def tag_children(request: web.Request) -> web.Response:
     return json_response(view)
 
 
+@photo_response
 async def photo_children(request: web.Request) -> web.Response:
     """The children tagged in the photo with their consent now, and whether a post may carry it."""
     caller = require_caller(request)
