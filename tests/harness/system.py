@@ -162,6 +162,7 @@ async def start_system() -> System:
                 "apns_port": system.apns.port,
                 "apns_ca_file": system.apns.ca_file,
                 "public_base_url": "http://klaspost.test",
+                "operator_api_key": OPERATOR_KEY,
                 **common,
             }
         ),

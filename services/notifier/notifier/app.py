@@ -2,10 +2,18 @@
 
 from pathlib import Path
 
-from notifier import api, preferences_api
+from notifier import api, delivery_report_api, preferences_api
 from notifier.delivery_metrics import delivery_metrics
 from notifier.delivery_reports import delivery_reports
-from notifier.domain import DeviceList, DeviceView, Preferences, RegisterDevice, UnsubscribeView, VapidKey
+from notifier.domain import (
+    DeviceList,
+    DeviceView,
+    PostDeliveryReport,
+    Preferences,
+    RegisterDevice,
+    UnsubscribeView,
+    VapidKey,
+)
 from notifier.events import handlers
 from notifier.resources import delivery
 from notifier.schedule import schedule
@@ -71,6 +79,14 @@ routes = [
         # RFC 8058: mail programs send "List-Unsubscribe=One-Click" as a form; the body is not needed.
         auth="none",
         also_as=("text/html",),
+    ),
+    Route(
+        "GET",
+        "/reports/posts/{post_id}",
+        delivery_report_api.get_post_report,
+        "For the operator: where the messages about a post stand (targeted, delivered, failed, pending, held)",
+        response=PostDeliveryReport,
+        auth="operator",
     ),
 ]
 

@@ -23,6 +23,7 @@ import asyncpg
 from notifier import message_store, store, unsubscribe
 from notifier.apns import ApnsSender
 from notifier.delivery_errors import DeliveryFailed
+from notifier.delivery_outcomes import SentRecorder
 from notifier.domain import backoff_seconds
 from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "notifier_deliveries"
 
+# Rows claimed per provider: up to this many times its send slots, queued for the slots. One claim
+# then serves a class's whole fan-out instead of one round trip per freed slot; only the sends in
+# flight (the slots) can have reached a server unrecorded, so a crash repeats no more than before.
+PREFETCH = 4
+# Started first within a claim: a push is what a parent sees at once; an email a moment later is not
+# noticed, and building one costs far more CPU than a push.
+_FIRST = {"webpush": 0, "fcm": 0, "apns": 0, "smtp": 1}
+
 
 @dataclass(frozen=True)
 class _Attempt:
@@ -48,7 +57,6 @@ class _Attempt:
     attempts: int
     correlation_id: str | None
     send: Callable[[], Awaitable[None]]
-    sent: Callable[[asyncpg.Connection], Awaitable[None]]
     failed: Callable[[asyncpg.Connection, str], Awaitable[None]]
     retry: Callable[[asyncpg.Connection, float, str], Awaitable[None]]
     # Run with a failure before it is recorded (a push subscription that is gone is deleted).
@@ -67,10 +75,11 @@ class _Attempt:
 class Deliverer:
     """Sends what is due, a few at a time per provider, and records each outcome as soon as it is known.
 
-    ``drain()`` streams: it claims only as many rows of each channel as that channel has free send
-    slots (email and push each have their own limit), so each claimed row is sent at once; it claims
-    again whenever one finishes, and returns when nothing is due and nothing runs. A slot is given back only after
-    its outcome is stored, so at any instant at most the slots' worth of sends can have been accepted
+    ``drain()`` streams: it claims up to ``PREFETCH`` times each provider's send slots (each provider
+    has its own limit), queued for those slots, pushes first; it claims again whenever a provider has
+    fewer rows than slots left, and returns when nothing is due and nothing runs. A slot is given back
+    only after its outcome is stored (successes that finish together stored in one commit:
+    SentRecorder), so at any instant at most the slots' worth of sends can have been accepted
     by a server without being recorded: that is all a crash can make us send twice (each repeat with
     the same Message-ID, or push Topic and notification tag).
 
@@ -117,6 +126,8 @@ class Deliverer:
         # Rows this worker holds, by (table, id): the attempt number of its claim, and the loop time
         # its lease runs out at.
         self._held: dict[tuple[str, uuid.UUID], _Lease] = {}
+        self._slots = {provider: asyncio.Semaphore(limit) for provider, limit in self._limits.items()}
+        self._recorder = SentRecorder(pool)
         # Counters for /metrics since start, by channel: attempts that failed and will be tried
         # again, and deliveries given up on.
         self.retries: Counter[str] = Counter()
@@ -160,20 +171,23 @@ class Deliverer:
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
         handled = 0
-        running: dict[asyncio.Task[None], str] = {}  # each send's task and its provider
+        running: dict[asyncio.Task[None], str] = {}  # each claimed row's task (queued or sending), its provider
         heartbeat = asyncio.create_task(self._heartbeat(), name="notifier-deliveries-heartbeat")
         try:
             while True:
-                busy = Counter(running.values())
-                free = {provider: limit - busy[provider] for provider, limit in self._limits.items()}
-                if any(free.values()) and not self._stopping:
+                held = Counter(running.values())
+                # Claim when some provider would soon have a slot with nothing to send.
+                short = any(held[provider] < limit for provider, limit in self._limits.items())
+                if short and not self._stopping:
+                    room = {provider: limit * PREFETCH - held[provider] for provider, limit in self._limits.items()}
                     started = loop.time()
                     async with self._pool.acquire() as conn:
-                        deliveries = await store.claim_deliveries(conn, free, self._lease)
-                        free["smtp"] -= sum(1 for row in deliveries if row["provider"] == "smtp")
-                        mails = await store.claim_mails(conn, free["smtp"], self._lease) if free["smtp"] else []
+                        deliveries = await store.claim_deliveries(conn, room, self._lease)
+                        room["smtp"] -= sum(1 for row in deliveries if row["provider"] == "smtp")
+                        mails = await store.claim_mails(conn, room["smtp"], self._lease) if room["smtp"] > 0 else []
                     attempts = [self._delivery(row) for row in deliveries]
                     attempts += [self._mail(row) for row in mails]
+                    attempts.sort(key=lambda attempt: _FIRST[attempt.provider])
                     for attempt in attempts:
                         self._held[attempt.key] = _Lease(attempt.attempts, started + self._lease)
                         if self._stopping:
@@ -260,7 +274,6 @@ class Deliverer:
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_delivery(row),
-            sent=lambda conn: store.mark_sent(conn, delivery_id),
             failed=lambda conn, error: store.mark_failed(conn, delivery_id, error),
             retry=lambda conn, seconds, error: store.retry_later(conn, delivery_id, seconds, error),
             on_failure=forget_device,
@@ -276,7 +289,6 @@ class Deliverer:
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_mail(row),
-            sent=lambda conn: store.mark_mail_sent(conn, mail_id),
             failed=lambda conn, error: store.mark_mail_failed(conn, mail_id, error),
             retry=lambda conn, seconds, error: store.retry_mail_later(conn, mail_id, seconds, error),
             secret=row["secret"],
@@ -363,13 +375,26 @@ class Deliverer:
 
     async def _run(self, attempt: _Attempt) -> None:
         try:
-            if not self._may_start(attempt.key):
-                # The lease ran out (a stalled worker) or another worker took the row: leave it.
-                log.warning("delivery lease lost, not sent", extra=attempt.names)
-                return
-            await self._attempt(attempt)
+            await self._slots[attempt.provider].acquire()
+        except asyncio.CancelledError:
+            # Cancelled while queued: at a stop it stays held (release() hands it back); otherwise
+            # (the drain failed) it is let go, so no heartbeat renews it and its lease runs out.
+            if not self._stopping:
+                self._held.pop(attempt.key, None)
+            raise
+        try:
+            if self._stopping:
+                return  # not started: still held, handed back by release()
+            try:
+                if not self._may_start(attempt.key):
+                    # The lease ran out (a stalled worker) or another worker took the row: leave it.
+                    log.warning("delivery lease lost, not sent", extra=attempt.names)
+                    return
+                await self._attempt(attempt)
+            finally:
+                self._held.pop(attempt.key, None)
         finally:
-            self._held.pop(attempt.key, None)
+            self._slots[attempt.provider].release()
 
     async def _attempt(self, attempt: _Attempt) -> None:
         # Each attempt runs in its own task: this sets the id of the request that caused it for its logs only.
@@ -389,13 +414,9 @@ class Deliverer:
             return
         # Recorded before the slot is given back: the next send starts only once this one is stored.
         # Shielded: a stop while this runs still records what the server already accepted.
-        await asyncio.shield(self._record(attempt.sent))
+        await self._recorder.sent(*attempt.key)
         self.provider_sent[attempt.provider] += 1
         log.info("delivered", extra=attempt.names)
-
-    async def _record(self, statement: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
-        async with self._pool.acquire() as conn:
-            await statement(conn)
 
     async def _record_failure(self, attempt: _Attempt, exc: DeliveryFailed) -> None:
         reason = attempt.redact(exc.reason)

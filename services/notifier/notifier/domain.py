@@ -173,3 +173,50 @@ class UnsubscribeView(BaseModel):
     category: str
     email_off: bool = Field(description="whether these emails are off now")
     done: bool = Field(description="true when this request turned them off (POST); a GET changes nothing")
+
+
+# --- Delivery report for operators (issue 8): where the messages about one post stand ------------------
+
+
+class FailureGroup(BaseModel):
+    """Deliveries given up on for one reason on one channel and provider."""
+
+    channel: Literal["email", "push"]
+    provider: Literal["smtp", "webpush", "fcm", "apns"]
+    reason: str = Field(description="the last error recorded, as the provider or the notifier said it")
+    count: int
+
+
+class ChannelCounts(BaseModel):
+    email: int = 0
+    push: int = 0
+
+
+class HeldCounts(BaseModel):
+    """Deliveries not to be sent yet, by why: a push in quiet hours, an email for the daily digest, a
+    message for a later moment."""
+
+    quiet_hours: int = 0
+    digest: int = 0
+    scheduled: int = 0
+
+
+class PostDeliveryReport(BaseModel):
+    """The messages about one post, counted now from the deliveries (one email per parent, one push
+    per device): who was targeted, what was delivered per channel and per provider, what failed and
+    why (grouped), what still waits for its send and what is held."""
+
+    post_id: uuid.UUID
+    school_id: uuid.UUID | None
+    group_id: uuid.UUID | None
+    created_at: datetime = Field(description="when the notifier took the post in")
+    urgent: bool
+    targeted: int = Field(description="accounts the post is sent to")
+    deliveries: int = Field(description="messages made: one email per parent, one push per device")
+    delivered: ChannelCounts
+    delivered_by_provider: dict[str, int] = Field(description="sent messages by smtp, webpush, fcm, apns")
+    failed: int
+    failures: list[FailureGroup]
+    pending: int = Field(description="waiting for their send or being sent (including retries)")
+    retrying: int = Field(description="of the pending: tried and failed at least once, to be tried again")
+    held: HeldCounts

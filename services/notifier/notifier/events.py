@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from notifier import message_store, store
+from notifier import erasure, message_store, store
 from notifier.delivery import NOTIFY_CHANNEL
 from notifier.mails import MailKind
 from notifier.notices import CATEGORY
@@ -18,6 +18,7 @@ from shared.consumer import Handlers
 from shared.contracts import (
     AccountChanged,
     BookingReminderDue,
+    ChildErased,
     ConferenceOpened,
     GroupChanged,
     GroupQuiet,
@@ -92,6 +93,12 @@ async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDele
     # A deleted post disappears everywhere: what was not sent yet of it is not sent (a delivery a
     # sender holds at this very moment may still go out).
     await store.cancel_post_deliveries(conn, event.post_id)
+
+
+@handlers.on(ChildErased)
+async def child_erased(conn: asyncpg.Connection, _env: Envelope, event: ChildErased) -> None:
+    # The child's name leaves every notice about them; what was still to be sent of those is not sent.
+    await erasure.forget_child(conn, event.child_id, event.school_id)
 
 
 @handlers.on(InvitationIssued)
@@ -189,6 +196,8 @@ async def slot_cancelled(conn: asyncpg.Connection, env: Envelope, event: SlotCan
         "schedule_id": str(event.schedule_id),
         "booking_id": str(event.booking_id),
         "title": event.title,
+        # The child's id: a ChildErased finds the notices that name the child by it (erasure.py).
+        "child_id": str(event.child_id),
         "child_name": event.child_name,
         "starts_at": _iso(event.starts_at),
     }
@@ -202,6 +211,7 @@ async def booking_reminder_due(conn: asyncpg.Connection, env: Envelope, event: B
     context = {
         "schedule_id": str(event.schedule_id),
         "title": event.title,
+        "child_id": str(event.child_id),
         "child_name": event.child_name,
         "closes_at": _iso(event.closes_at),
     }
@@ -230,6 +240,7 @@ def _booking_context(event: SlotBooked | SlotMoved) -> dict[str, Any]:
         "schedule_id": str(event.schedule_id),
         "booking_id": str(event.booking_id),
         "title": event.title,
+        "child_id": str(event.child_id),
         "child_name": event.child_name,
         "teacher_names": list(event.teacher_names),
         "location": event.location,

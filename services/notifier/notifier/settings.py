@@ -14,6 +14,8 @@ class Settings(ServiceSettings):
     http_port: int = 8084
     token_audience: str = "klaspost-notifier"
     public_base_url: str = "http://127.0.0.1:8080"
+    # The operator's key for GET /reports/posts/{post_id} (X-Operator-Key); unset: those routes answer 401.
+    operator_api_key: SecretStr | None = None
     # Where this service's API is reached from outside: one-click unsubscribe links in mails point here.
     public_api_url: str = "http://127.0.0.1:8084"
     # How often held messages (quiet hours, scheduled reminders) are released and digests made.

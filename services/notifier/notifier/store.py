@@ -340,6 +340,16 @@ async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
     )
 
 
+async def mark_many_sent(conn: asyncpg.Connection, delivery_ids: list[uuid.UUID]) -> None:
+    """mark_sent for several deliveries in one statement (the deliverer records outcomes that
+    arrive together in one commit: one round trip and one WAL flush instead of one each)."""
+    await conn.execute(
+        """UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL
+           WHERE delivery_id = ANY($1::uuid[]) OR (digest_delivery_id = ANY($1::uuid[]) AND status = 'held')""",
+        delivery_ids,
+    )
+
+
 async def mark_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, error: str) -> None:
     """Given up on; a digest's emails it carried fail with it."""
     await conn.execute(
@@ -386,6 +396,15 @@ async def mark_mail_sent(conn: asyncpg.Connection, mail_id: uuid.UUID) -> None:
         """UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
            WHERE mail_id = $1""",
         mail_id,
+    )
+
+
+async def mark_many_mails_sent(conn: asyncpg.Connection, mail_ids: list[uuid.UUID]) -> None:
+    """mark_mail_sent for several mails in one statement, secrets dropped with it."""
+    await conn.execute(
+        """UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
+           WHERE mail_id = ANY($1::uuid[])""",
+        mail_ids,
     )
 
 
