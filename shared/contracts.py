@@ -462,3 +462,20 @@ class PhotoChanged(Event):
         default_factory=list, description="tagged children without photo consent: no new post may carry it"
     )
     revision: int
+
+
+@register
+class ScheduledPhotosChanged(Event):
+    """The photos a post waiting for its send-later time names (issue 9 / issue 6). Media deletes uploads
+    no post used within a day but attaches a post's photos only when it appears (PostPublished), up to
+    20 hours after it was written; so posts tells, whenever a send-later post is written, has its photos
+    edited or is deleted before it appears, the whole list it names from now on (empty: none, the post
+    deleted). Media keeps those photos out of the clean-up of unused uploads until the post appears; one
+    let go gets a day from then. Newest ``revision`` per post wins (handled out of order, an older list
+    never lets a photo go that the post still names)."""
+
+    type = "posts.scheduled_photos_changed"
+    post_id: uuid.UUID
+    group_id: uuid.UUID
+    photo_ids: list[uuid.UUID] = Field(description="in the post's order; empty when it names none any more")
+    revision: int

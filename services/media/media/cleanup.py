@@ -1,13 +1,14 @@
 """What media deletes, so that a photo's original with all its metadata does not stay in storage: originals
 of photos that are ready or rejected (never served; the variants are what parents see), uploads that no
-post used within a day (row, variants and original: they are processed on upload), and the variants of rejected photos (one taken out of its post
+post used within a day (row, variants and original: they are processed on upload; photos a send-later post
+reserves are in a post, see media.reservations), and the variants of rejected photos (one taken out of its post
 had them). Runs as one periodic job across replicas."""
 
 import logging
 
 import asyncpg
 
-from media import changes, quota, store
+from media import changes, quota, reservations, store
 from media.attachments.removal import delete_unused
 from media.settings import Settings
 from media.storage import PhotoStorage, variant_key
@@ -39,6 +40,7 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
     for key in variants:
         await storage.delete_variant(key)
     await quota.forget_refusals(conn)
+    await reservations.prune(conn)
     await delete_unused(conn, storage, settings)
     if unused or done or variants:
         log.info(

@@ -1,13 +1,14 @@
 """What media does with other services' events: keep its copy of memberships and of children's photo
-consent, attach the photos of a published (or edited) post (processed since their upload), and take the
-photos of a deleted post out of sight."""
+consent, attach the photos of a published (or edited) post (processed since their upload), keep the photos
+of posts waiting for their send-later time from the clean-up (media.reservations), and take the photos of a
+deleted post out of sight."""
 
 import logging
 import uuid
 
 import asyncpg
 
-from media import changes, store
+from media import changes, reservations, store
 from media.attachments import events as attachments
 from media.consent.events import keep_consent_copy
 from shared.consumer import Handlers
@@ -19,6 +20,7 @@ from shared.contracts import (
     PostDeleted,
     PostPublished,
     PostUpdated,
+    ScheduledPhotosChanged,
     SchoolChanged,
     StaffChanged,
 )
@@ -48,6 +50,21 @@ async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: School
 @handlers.on(PostPublished)
 async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPublished) -> None:
     await _attach(conn, env, event.post_id, event.group_id, event.author_id, event.photo_ids)
+    # A send-later post's photos were reserved until now: attached (or refused) above, so no longer.
+    await reservations.appeared(conn, event.post_id, event.photo_ids)
+
+
+@handlers.on(ScheduledPhotosChanged)
+async def scheduled_photos_changed(
+    conn: asyncpg.Connection, _env: Envelope, event: ScheduledPhotosChanged
+) -> None:
+    # The photos a post waiting for its send-later time names: not unused uploads for the clean-up.
+    reserved = await reservations.follow(conn, event)
+    if reserved is not None:
+        log.info(
+            "photos reserved for a send-later post",
+            extra={"post_id": str(event.post_id), "photos": len(reserved), "named": len(event.photo_ids)},
+        )
 
 
 @handlers.on(PostUpdated)

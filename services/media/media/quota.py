@@ -36,8 +36,9 @@ async def check(
             retry_after=_seconds_until(hour["oldest"] + _HOUR, now),
         )
     person = await conn.fetchrow(
-        """SELECT count(*) AS unused, min(created_at) AS oldest_unused
-           FROM photos WHERE uploader_id = $1 AND post_id IS NULL AND status <> 'rejected'""",
+        # A send-later post's photos (reserved) are in a post; one let go counts from its release.
+        """SELECT count(*) AS unused, min(GREATEST(created_at, released_at)) AS oldest_unused
+           FROM photos WHERE uploader_id = $1 AND post_id IS NULL AND status <> 'rejected' AND NOT reserved""",
         person_id,
     )
     if person["unused"] >= settings.photo_unused_per_person:

@@ -152,6 +152,9 @@ async def create_post(request: web.Request) -> web.Response:
         if command.publish_at is None:
             event = published_event(post.model_dump(), command.photo_ids, command.attachment_ids)
             await publish(conn, event, group["school_id"])
+        elif command.photo_ids:
+            # Attached only when it appears: media keeps them from its clean-up until then.
+            await photos.tell_media(conn, post_id)
     return json_response(post, status=201)
 
 
@@ -260,6 +263,8 @@ async def update_post(request: web.Request) -> web.Response:
         await store.update_post(conn, post_id, title, body)
         if "photo_ids" in given:
             await store.replace_photos(conn, post_id, command.photo_ids)
+            if row["published_at"] is None and (command.photo_ids or row["photos"]):
+                await photos.tell_media(conn, post_id)
         if "attachment_ids" in given:
             await attachments.take(
                 conn,
@@ -298,6 +303,9 @@ async def delete_post(request: web.Request) -> web.Response:
         row = await _editable(conn, caller, post_id)
         await store.mark_deleted(conn, post_id)
         await attachments.post_deleted(conn, post_id, row["school_id"])
+        if row["published_at"] is None and row["photos"]:
+            # Its photos are free for another post (and media's clean-up counts a day from now).
+            await photos.tell_media(conn, post_id)
         if row["published_at"] is None and row["announcement_id"] is None:
             await store.uncount_post(conn, row["group_id"], row["local_day"])
         await publish(conn, PostDeleted(post_id=post_id, group_id=row["group_id"]), row["school_id"])

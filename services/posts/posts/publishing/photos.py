@@ -5,12 +5,18 @@ written, from posts' copy of media's photos (PhotoChanged):
   or removed (unused for a day, a tagged child erased, past retention) cannot be named;
 - uploaded for the post's group, by the post's writer (an editor adds only photos they uploaded;
   photos the post already carries stay);
-- in no other post (deleted posts do not count: media rejected their photos);
+- in no other post, whether it appeared or waits for its send-later time (deleted posts do not count:
+  media rejected their photos, or the send-later post let them go); the photos' copies are locked while a
+  post takes them, so two posts at once cannot both take one;
 - showing no child without photo consent (the teacher tags the children in media).
 
 Each bad photo is named in a 422 as ``photo_ids[i]`` with its problem, before anything is written or
 published. A photo rejected or removed later leaves every post that carried it (``keep_photo_copy``),
 so the feed never shows a photo that cannot be shown.
+
+A send-later post's photos are attached by media only when it appears; until then posts tells media
+which photos the post names (``tell_media``, ScheduledPhotosChanged) so its clean-up of unused uploads
+leaves them.
 """
 
 import asyncio
@@ -22,10 +28,11 @@ import asyncpg
 
 from posts import children
 from shared.consumer import Handlers
-from shared.contracts import PhotoChanged
+from shared.contracts import PhotoChanged, ScheduledPhotosChanged
 from shared.envelope import Envelope
 from shared.errors import ValidationFailed
 from shared.ids import minted_at
+from shared.outbox import publish
 
 # The copy follows media one event hop behind (milliseconds; seconds under load): a photo uploaded just
 # before the post (its time-ordered id says when) is waited for this long before it is called unknown.
@@ -74,11 +81,13 @@ async def check(
             for r in await conn.fetch("SELECT photo_id FROM post_photos WHERE post_id = $1", post_id)
         }
     wanted = [p for p in photo_ids if p not in kept]
+    await _lock(conn, wanted)
     copies = await _copies(conn, wanted, post_id)
     waited = 0.0
     while _just_uploaded([p for p in wanted if p not in copies]) and waited < WAIT_FOR_COPY_SECONDS:
         await asyncio.sleep(_POLL_SECONDS)
         waited += _POLL_SECONDS
+        await _lock(conn, wanted)
         copies = await _copies(conn, wanted, post_id)
     blocked = sorted({c for row in copies.values() for c in row["without_consent"]})
     names = await children.names(conn, blocked) if blocked else {}
@@ -92,6 +101,37 @@ async def check(
     if problems:
         count = "a photo" if len(problems) == 1 else f"{len(problems)} photos"
         raise ValidationFailed(f"{count} cannot be put in this post; nothing was published", problems)
+
+
+async def _lock(conn: asyncpg.Connection, photo_ids: Sequence[uuid.UUID]) -> None:
+    """Lock the copies (in one order) until the post's transaction ends, before reading which posts name
+    them: a second post taking one at the same moment waits, then (in a statement of its own, after the
+    first committed) sees it in the first post."""
+    await conn.execute(
+        "SELECT 1 FROM photo_copies WHERE photo_id = ANY($1::uuid[]) ORDER BY photo_id FOR UPDATE",
+        sorted(set(photo_ids)),
+    )
+
+
+async def tell_media(conn: asyncpg.Connection, post_id: uuid.UUID) -> None:
+    """In the caller's transaction, after a send-later post was written, had its photos edited or was
+    deleted (its row written or locked already, so revisions follow the commits): tell media the photos it
+    names from now on, none once it is deleted or appeared, with the post's next revision."""
+    row = await conn.fetchrow(
+        """UPDATE posts p SET photos_revision = photos_revision + 1 WHERE post_id = $1
+           RETURNING p.group_id, p.school_id, p.photos_revision,
+                     CASE WHEN p.deleted_at IS NULL AND p.published_at IS NULL
+                          THEN ARRAY(SELECT ph.photo_id FROM post_photos ph WHERE ph.post_id = p.post_id
+                                     ORDER BY ph.position)
+                          ELSE '{}'::uuid[] END AS photo_ids""",
+        post_id,
+    )
+    if row is None:
+        return
+    event = ScheduledPhotosChanged(
+        post_id=post_id, group_id=row["group_id"], photo_ids=list(row["photo_ids"]), revision=row["photos_revision"]
+    )
+    await publish(conn, event, row["school_id"])
 
 
 def _just_uploaded(photo_ids: Sequence[uuid.UUID]) -> bool:
