@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from notifier.mails import local_zone
+from notifier.notices import CATEGORY
 from notifier.preferences import (
     DEFAULT_CHOICE,
     Category,
@@ -53,8 +54,10 @@ async def save_preferences(
     choices: dict[Category, Choice],
     quiet: QuietHours | None,
 ) -> None:
-    """Replace the person's choices (every category given) and quiet hours (None: none)."""
+    """Replace the person's choices (every category given) and quiet hours (None: none). The emails
+    of a category now without email that wait (for the digest, for their moment) are dropped."""
     async with conn.transaction():
+        await drop_held_emails(conn, person_id, [c for c, choice in choices.items() if choice.channel in _NO_EMAIL])
         await conn.executemany(
             """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
                ON CONFLICT (person_id, category) DO UPDATE
@@ -73,10 +76,35 @@ async def save_preferences(
             )
 
 
+# Channels that never mean email (``auto`` does, without a device).
+_NO_EMAIL = ("push", "none")
+
+
+async def drop_held_emails(conn: asyncpg.Connection, person_id: uuid.UUID, categories: Sequence[Category]) -> int:
+    """Cancel the person's emails of these categories that are held (for the digest, or for a later
+    moment) and not yet in a digest: once someone turned a category's email off (one-click
+    unsubscribe, the settings), a digest made of what waited from before must not come. How many."""
+    kinds = [kind for kind, category in CATEGORY.items() if category in categories]
+    if not kinds:
+        return 0
+    result = await conn.execute(
+        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: email turned off'
+           FROM notifications n
+           WHERE d.person_id = $1 AND d.channel = 'email' AND d.status = 'held' AND d.digest_delivery_id IS NULL
+             AND n.notification_id = d.notification_id AND n.kind = ANY($2::text[])""",
+        person_id,
+        kinds,
+    )
+    return int(result.split()[-1])
+
+
 async def set_channel(
     conn: asyncpg.Connection, person_id: uuid.UUID, category: Category, channel: str
 ) -> None:
-    """Set one category's channel, keeping its timing (the default one when never set)."""
+    """Set one category's channel, keeping its timing (the default one when never set). Without
+    email now, its emails that wait (for the digest, for their moment) are dropped."""
+    if channel in _NO_EMAIL:
+        await drop_held_emails(conn, person_id, [category])
     await conn.execute(
         """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
            ON CONFLICT (person_id, category) DO UPDATE SET channel = EXCLUDED.channel, updated_at = now()""",

@@ -5,15 +5,17 @@ Headers are read back the way a mail program reads them: the mail flattened as t
 """
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from typing import Any
 
+import aiohttp
 import pytest
 from aiosmtplib.email import flatten_message
 
-from notifier import store
+from notifier import message_store, store, unsubscribe
 from notifier.messages import new_post_email
 from shared.app import POOL
 from tests.harness.fanout import post_to_parents
@@ -22,6 +24,9 @@ from tests.harness.system import System
 
 from .conftest import eventually
 from .test_delivery_outage import notifier_without_smtp
+from .test_preferences import ZONE, Site, a_class, choose, post, site
+
+__all__ = ["site"]  # the fixture, shared with test_preferences
 
 MAIL_FROM = "Klaspost <noreply@klaspost.nl>"
 
@@ -130,3 +135,38 @@ async def test_an_smtp_relay_down_for_more_than_ten_minutes_loses_no_email() -> 
             "(SELECT count(*) FROM mails WHERE status = 'failed')"
         )
         assert failed == 0
+
+
+@pytest.mark.parametrize("target", ["digest", "posts"])
+async def test_an_unsubscribed_digest_reader_gets_no_digest_of_what_was_held_before(
+    site: Site, target: unsubscribe.Target
+) -> None:
+    # A digest reader clicked unsubscribe (in today's digest, or in the settings' stead) after posts
+    # had been held for tomorrow's digest: that digest still came, made of the held emails.
+    now = datetime.now(UTC)
+    digest_at = (now + timedelta(minutes=20)).astimezone(ZONE)
+    klas = await a_class(site, 1, devices=False, digest_time=f"{digest_at:%H:%M}")
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    await post(site, klas, "Morgen gymles.")
+    async with site.pool.acquire() as conn:
+        token = unsubscribe.make_token(await message_store.unsubscribe_key(conn), parent.person_id, target)
+    async with aiohttp.ClientSession() as http, http.post(f"{site.base_url}/unsubscribe/{token}") as answer:
+        assert answer.status == 200
+        assert (await answer.json())["done"] is True
+    assert (await site.schedule(now + timedelta(minutes=40)))[1] == 0
+    await site.settle()
+    assert site.mails_to(parent.email) == []
+
+
+async def test_email_turned_off_in_the_settings_drops_the_emails_held_for_the_digest(site: Site) -> None:
+    now = datetime.now(UTC)
+    digest_at = (now + timedelta(minutes=20)).astimezone(ZONE)
+    klas = await a_class(site, 1, devices=False, digest_time=f"{digest_at:%H:%M}")
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    await post(site, klas, "Morgen gymles.")
+    await choose(site, parent, "none")  # what PUT /preferences stores
+    assert (await site.schedule(now + timedelta(minutes=40)))[1] == 0
+    await site.settle()
+    assert site.mails_to(parent.email) == []
