@@ -347,7 +347,10 @@ class SlotMoved(Event):
 @register
 class SlotCancelled(Event):
     """A booking was cancelled (by the family before the deadline, the teacher, or because the
-    schedule was withdrawn): the notifier drops the day-before reminder and tells the guardians."""
+    schedule was withdrawn): the notifier drops the day-before reminder and tells the guardians.
+    ``cancelled_by`` None: the system cancelled it, because the child left every group of the schedule
+    or was erased (posts/conferences/ended.py); ``guardian_ids`` and ``child_name`` are then empty
+    (nobody is told, the name is not passed on)."""
 
     type = "posts.slot_cancelled"
     booking_id: uuid.UUID
@@ -358,7 +361,7 @@ class SlotCancelled(Event):
     title: str = Field(max_length=120)
     starts_at: datetime
     guardian_ids: list[uuid.UUID]
-    cancelled_by: uuid.UUID
+    cancelled_by: uuid.UUID | None = Field(default=None, description="None: the system (the child left or was erased)")
 
 
 @register

@@ -14,6 +14,7 @@ revision and an older one never overwrites a newer one; a revocation stays as an
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -78,16 +79,29 @@ async def role_in(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid
     return role
 
 
-def keep_membership_copy(handlers: Handlers, *, with_children: bool = False) -> None:
+# What a service does in the same transaction after the copy of a membership (group_id, person_id) was
+# applied (or found older than what it holds): end what the person or their children had in the group.
+AfterChange = Callable[[asyncpg.Connection, uuid.UUID, uuid.UUID], Awaitable[None]]
+
+
+def keep_membership_copy(
+    handlers: Handlers, *, with_children: bool = False, after: AfterChange | None = None
+) -> None:
     """Register the two handlers that keep the copy. ``with_children``: the copy has a
-    ``children uuid[] NOT NULL DEFAULT '{}'`` column and keeps them (a revoked membership has none)."""
+    ``children uuid[] NOT NULL DEFAULT '{}'`` column and keeps them (a revoked membership has none).
+    ``after``: called with (conn, group_id, person_id) after every grant and revocation; it reads the
+    copy as it is now, so it must not rely on the event being newer (events come out of order)."""
 
     @handlers.on(MembershipGranted)
     async def granted(conn: asyncpg.Connection, _env: Envelope, event: MembershipGranted) -> None:
         children = event.children if with_children else None
         await apply(conn, event.group_id, event.person_id, event.role, True, event.revision, children)
+        if after is not None:
+            await after(conn, event.group_id, event.person_id)
 
     @handlers.on(MembershipRevoked)
     async def revoked(conn: asyncpg.Connection, _env: Envelope, event: MembershipRevoked) -> None:
         children: list[uuid.UUID] | None = [] if with_children else None
         await apply(conn, event.group_id, event.person_id, event.role, False, event.revision, children)
+        if after is not None:
+            await after(conn, event.group_id, event.person_id)

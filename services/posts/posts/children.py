@@ -1,7 +1,8 @@
 """Posts' copy of identity's children: the names sign-ups show (the teacher's conference schedule,
 the messages about a booking, helper lists). Fed by ChildChanged (newest revision wins) and
-ChildErased (GDPR art. 17: the name and the child's bookings go; the id is remembered as erased so a
-late ChildChanged cannot bring the name back).
+ChildErased (GDPR art. 17: the name and the child's bookings go, each with a SlotCancelled naming
+nobody so the notifier drops its reminder; the id is remembered as erased so a late ChildChanged
+cannot bring the name back).
 
 ``keep_children_copy(handlers)`` registers both handlers; ``names`` reads the copy.
 """
@@ -10,6 +11,7 @@ import uuid
 
 import asyncpg
 
+from posts.conferences import ended
 from shared.consumer import Handlers
 from shared.contracts import ChildChanged, ChildErased
 from shared.envelope import Envelope
@@ -33,13 +35,15 @@ async def upsert_child(conn: asyncpg.Connection, event: ChildChanged) -> None:
 
 
 async def erase_child(conn: asyncpg.Connection, child_id: uuid.UUID) -> None:
-    """Forget the child: name, conference bookings and reminders. Nobody is notified (the school
-    erased the child's data; a message naming the child would be the opposite)."""
+    """Forget the child: name, conference bookings and reminders. Nobody is sent a message (the school
+    erased the child's data; a message naming the child would be the opposite), but each booking's
+    SlotCancelled (without the name or recipients, conferences/ended.py) makes the notifier drop the
+    day-before reminder it holds."""
     await conn.execute(
         "INSERT INTO erased_children (child_id) VALUES ($1) ON CONFLICT DO NOTHING", child_id
     )
+    await ended.child_erased(conn, child_id)
     await conn.execute("DELETE FROM children WHERE child_id = $1", child_id)
-    await conn.execute("DELETE FROM conference_bookings WHERE child_id = $1", child_id)
     await conn.execute("DELETE FROM conference_reminders WHERE child_id = $1", child_id)
 
 

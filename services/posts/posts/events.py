@@ -1,12 +1,15 @@
 """What posts does with other services' events: keep its copies of schools, staff, groups and
 memberships, and follow the processing state of the photos of its posts."""
 
+import uuid
+
 import asyncpg
 
 from posts import store
 from posts.children import keep_children_copy
+from posts.conferences import ended
 from posts.feed.events import keep_delivery_reports
-from posts.helper_lists.events import keep_account_names
+from posts.helper_lists.events import keep_account_names, release_leaver
 from posts.publishing import attachments, photos
 from posts.publishing import store as publishing
 from shared.consumer import Handlers
@@ -23,8 +26,16 @@ from shared.contracts import (
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
 
+
+async def _membership_changed(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    # A child leaving the group or the school ends what the family had there at once, in the same
+    # transaction as the copy's change: conference bookings, helper-list places (issue 7).
+    await ended.membership_changed(conn, group_id)
+    await release_leaver(conn, group_id, person_id)
+
+
 handlers = Handlers()
-keep_membership_copy(handlers, with_children=True)
+keep_membership_copy(handlers, with_children=True, after=_membership_changed)
 keep_delivery_reports(handlers)
 keep_children_copy(handlers)
 photos.keep_photo_copy(handlers)

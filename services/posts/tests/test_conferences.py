@@ -9,6 +9,7 @@ of the concurrency test are written into posts' copies the way its event handler
 real access tokens signed by identity's key: 50 invitations by mail would take minutes."""
 
 import asyncio
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -746,3 +747,13 @@ async def test_the_children_copy_keeps_the_newest_name_and_forgets_an_erased_chi
     status, view = await system.call("GET", "posts", f"/conferences/{schedule['schedule_id']}", teacher)
     assert status == 200, view
     assert all(s["state"] == "free" for s in view["slots"]), view
+    # The booking went with a SlotCancelled (the notifier drops its reminder) that names nobody and
+    # tells nobody: the system cancelled it.
+    cancelled = await pool(system).fetchval(
+        "SELECT envelope->'payload' FROM outbox WHERE routing_key = 'posts.slot_cancelled' "
+        "AND envelope->'payload'->>'booking_id' = $1",
+        booking["booking_id"],
+    )
+    assert cancelled is not None, "no SlotCancelled for the erased child's booking"
+    payload = json.loads(cancelled) if isinstance(cancelled, str) else cancelled
+    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), payload

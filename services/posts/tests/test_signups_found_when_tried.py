@@ -4,6 +4,7 @@ copies the way its event handlers write them (as test_conferences.py's 50 famili
 access tokens signed by identity's key."""
 
 import asyncio
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -16,9 +17,13 @@ from icalendar import Calendar
 
 from identity.settings import Settings as IdentitySettings
 from identity.tokens import TokenSigner
+from shared import bus
 from shared.app import POOL, SETTINGS
+from shared.contracts import MembershipGranted, MembershipRevoked
+from shared.envelope import Event, envelope
+from shared.outbox import to_message
 from shared.tokens import Caller
-from tests.harness.school import make_class
+from tests.harness.school import add_group, make_class
 from tests.harness.system import System, eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -263,16 +268,11 @@ async def test_a_title_with_a_line_break_still_gives_an_ics_file(system: System)
     assert str(events[0]["summary"]).startswith("Oudergesprekken\ngroep 6; ouders, kinderen")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (larger than a small edit): posts drops an erased child's bookings without "
-    "SlotCancelled, and the notifier has no ChildErased handler, so the day-before reminder stays held",
-)
 async def test_an_erased_childs_day_before_reminder_is_not_sent(system: System) -> None:
-    """A child's erasure deletes their bookings in posts (posts/children.py) but publishes nothing, and
-    the notifier does not handle ChildErased: the day-before reminder of the erased child's conference
-    stays held (with the child's name in its context) and goes out the day before a conference that
-    no longer exists."""
+    """A child's erasure deleted their bookings in posts (posts/children.py) but published nothing: the
+    day-before reminder of the erased child's conference stayed held (with the child's name in its
+    context) and went out the day before a conference that no longer exists. Each booking now goes
+    with a SlotCancelled naming nobody (cancelled_by None), which drops the reminder and tells no one."""
     school, group, teacher, parent = await make_class(system, "Groep 4")
     child = school.children["ouder-kind0"]
     body = schedule_body(Group(group_id=group), datetime.now(UTC))
@@ -308,6 +308,15 @@ async def test_an_erased_childs_day_before_reminder_is_not_sent(system: System) 
         return not await notifier.fetchval(held, booking["booking_id"])
 
     await eventually(reminder_gone, within=10, what="the day-before reminder cancelled")
+    cancelled = await pool(system).fetchval(
+        """SELECT envelope->'payload' FROM outbox WHERE routing_key = 'posts.slot_cancelled'
+             AND envelope->'payload'->>'booking_id' = $1""",
+        booking["booking_id"],
+    )
+    assert cancelled is not None, "posts published SlotCancelled for the erased child's booking"
+    payload = json.loads(cancelled) if isinstance(cancelled, str) else cancelled
+    # The system cancelled it, told nobody, and named nobody.
+    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), payload
 
 
 async def test_a_calendar_feeds_token_is_not_written_to_the_logs(system: System, caplog: pytest.LogCaptureFixture) -> None:
@@ -392,3 +401,201 @@ async def test_the_feed_post_that_lists_the_items_follows_an_item_edit(system: S
         str(found["post_id"]),
     )
     assert updates == 1
+
+
+# --- a child who leaves -------------------------------------------------------------------------
+
+
+async def on_bus(system: System, *events: Event) -> None:
+    """Events as identity publishes them, on the real broker; until posts has handled each (its inbox)."""
+    ids = []
+    connection = await bus.connect(system.amqp_url, "test-signups-found")
+    try:
+        channel = await bus.publisher_channel(connection)
+        exchange = await bus.declare_exchange(channel, "klaspost.events")
+        for event in events:
+            env = envelope(event, None)
+            await exchange.publish(to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type)
+            ids.append(env.event_id)
+    finally:
+        await connection.close()
+
+    async def done() -> bool:
+        found = await pool(system).fetchval(
+            "SELECT count(DISTINCT event_id) FROM inbox WHERE event_id = ANY($1::uuid[])", ids
+        )
+        return bool(found == len(ids))
+
+    await eventually(done, what="posts handled the events")
+
+
+async def system_cancellations(system: System, schedule_id: str) -> dict[str, Any]:
+    """The SlotCancelled posts published for the schedule's bookings, by booking id."""
+    rows = await pool(system).fetch(
+        "SELECT envelope->'payload' AS p FROM outbox "
+        "WHERE routing_key = 'posts.slot_cancelled' AND envelope->'payload'->>'schedule_id' = $1",
+        schedule_id,
+    )
+    payloads = [json.loads(r["p"]) if isinstance(r["p"], str) else r["p"] for r in rows]
+    return {p["booking_id"]: p for p in payloads}
+
+
+async def test_a_child_who_leaves_the_group_loses_their_booking_and_its_reminder(system: System) -> None:
+    """A child moved to another group kept their conference booking: the slot stayed taken, the
+    day-before reminder still went out, and the family got 404 for the booking they were reminded of.
+    The membership copy's change now cancels it in the same transaction (SlotCancelled, cancelled_by
+    None, nobody told): the slot is free and the notifier drops the reminder."""
+    school, group, teacher, parent = await make_class(system, "Groep 4")
+    other = await add_group(system, school, "Groep 5")
+    child = school.children["ouder-kind0"]
+    body = schedule_body(Group(group_id=group), datetime.now(UTC))
+    status, made = await system.call("POST", "posts", "/conferences", teacher.token, json=body)
+    assert status == 201, made
+    status, booking = await system.call(
+        "POST",
+        "posts",
+        f"/conferences/{made['schedule_id']}/bookings",
+        parent.token,
+        json={"slot_id": made["slots"][0]["slot_id"], "child_id": str(child)},
+    )
+    assert status == 201, booking
+    notifier = system.services["notifier"].app[POOL]
+    held = """SELECT count(*) FROM notifications n JOIN deliveries d USING (notification_id)
+              WHERE n.kind = 'day_before' AND n.context->>'booking_id' = $1 AND d.status IN ('pending', 'held')"""
+
+    async def reminder_held() -> bool:
+        return bool(await notifier.fetchval(held, booking["booking_id"]))
+
+    await eventually(reminder_held, what="the notifier holds the day-before reminder")
+    status, placed = await system.call(
+        "PUT", "identity", f"/children/{child}/placement", school.admin.token, json={"group_id": str(other)}
+    )
+    assert status == 200, placed
+
+    async def freed() -> bool:
+        status, view = await system.call("GET", "posts", f"/conferences/{made['schedule_id']}", teacher.token)
+        assert status == 200, view
+        return bool(view["slots"][0]["state"] == "free")
+
+    await eventually(freed, what="the slot free again")
+
+    async def reminder_gone() -> bool:
+        return not await notifier.fetchval(held, booking["booking_id"])
+
+    await eventually(reminder_gone, within=10, what="the day-before reminder cancelled")
+    cancelled = (await system_cancellations(system, made["schedule_id"]))[booking["booking_id"]]
+    assert (cancelled["cancelled_by"], cancelled["guardian_ids"], cancelled["child_name"]) == (None, [], "")
+    # Nobody was sent a message about it (the family has no access to the schedule any more).
+    told = await notifier.fetchval(
+        """SELECT count(*) FROM notifications n JOIN deliveries d USING (notification_id)
+           WHERE n.kind = 'slot_cancelled' AND n.context->>'booking_id' = $1""",
+        booking["booking_id"],
+    )
+    assert told == 0
+    status, _ = await system.call("GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", parent.token)
+    assert status == 404
+
+
+async def test_fewer_children_or_a_revoked_membership_cancels_just_those_bookings(system: System) -> None:
+    """Re-granted with fewer children, a guardian keeps the bookings of the children still in the group
+    and loses the other's; a revoked guardian loses their child's; a child still in the group through
+    another guardian keeps theirs. Each cancelled booking frees its slot at once."""
+    group = await seeded(system, 3)
+    (parent, first), (other_parent, other_child), (third_parent, third_child) = group.families
+    second = uuid.uuid4()
+    async with pool(system).acquire() as conn:
+        # The first family has two children; the third child has a second guardian.
+        await conn.execute(
+            "UPDATE memberships SET children = $3 WHERE group_id = $1 AND person_id = $2",
+            group.group_id,
+            parent,
+            [first, second],
+        )
+        co_guardian = uuid.uuid4()
+        await conn.execute(
+            """INSERT INTO memberships (group_id, person_id, role, active, revision, children)
+               VALUES ($1, $2, 'guardian', true, 1, $3)""",
+            group.group_id,
+            co_guardian,
+            [third_child],
+        )
+    made = await schedule(system, group)
+    bookings = {}
+    for slot, (who, child) in enumerate(
+        ((parent, first), (parent, second), (other_parent, other_child), (third_parent, third_child))
+    ):
+        status, booked = await system.call(
+            "POST",
+            "posts",
+            f"/conferences/{made['schedule_id']}/bookings",
+            token_for(system, who),
+            json={"slot_id": made["slots"][slot]["slot_id"], "child_id": str(child)},
+        )
+        assert status == 201, booked
+        bookings[child] = booked["booking_id"]
+    await on_bus(
+        system,
+        MembershipGranted(group_id=group.group_id, person_id=parent, role="guardian", revision=2, children=[first]),
+        MembershipRevoked(group_id=group.group_id, person_id=other_parent, role="guardian", revision=2),
+        MembershipRevoked(group_id=group.group_id, person_id=third_parent, role="guardian", revision=2),
+    )
+    status, view = await system.call("GET", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher))
+    assert status == 200, view
+    assert [s["state"] for s in view["slots"][:4]] == ["taken", "free", "free", "taken"], view["slots"][:4]
+    cancelled = await system_cancellations(system, made["schedule_id"])
+    assert set(cancelled) == {bookings[second], bookings[other_child]}
+    assert all(c["cancelled_by"] is None and c["guardian_ids"] == [] for c in cancelled.values())
+    status, _ = await system.call("DELETE", "posts", f"/conference-bookings/{bookings[second]}", token_for(system, parent))
+    assert status == 404
+    # The freed slot is another family's to book at once.
+    status, booked = await system.call(
+        "POST",
+        "posts",
+        f"/conferences/{made['schedule_id']}/bookings",
+        token_for(system, parent),
+        json={"slot_id": made["slots"][1]["slot_id"], "child_id": str(first)},
+    )
+    assert status == 409, booked  # the first child keeps their one booking
+
+
+async def test_a_parent_who_leaves_the_group_gives_their_place_to_the_first_waiting(system: System) -> None:
+    """A parent whose child left held their place on a helper list until a teacher took them off (the
+    first waiting was passed over, never promoted). Their sign-ups now end with the membership: the
+    place goes to the first waiting, told once (SignupPromoted), and their place in line goes too."""
+    group = await seeded(system, 4)
+    teacher = token_for(system, group.teacher)
+    status, made = await system.call(
+        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher,
+        json=a_list(items=[{"title": "Rijden", "capacity": 1}, {"title": "Begeleiden", "capacity": 1}]),
+    )  # fmt: skip
+    assert status == 201, made
+    driving, guiding = (i["item_id"] for i in made["items"])
+    parents = [token_for(system, p) for p, _ in group.families]
+    for who, item in ((0, driving), (1, driving), (2, driving), (3, guiding), (0, guiding)):
+        status, body = await system.call("PUT", "posts", f"/helper-lists/{made['list_id']}/items/{item}/signup", parents[who])
+        assert status == 200, body
+    leaver = group.families[0][0]
+    await on_bus(system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2))
+    status, signups = await system.call("GET", "posts", f"/helper-lists/{made['list_id']}/signups", teacher)
+    assert status == 200, signups
+    people = {
+        item["item_id"]: [(p["person_id"], "signed_up") for p in item["signed_up"]]
+        + [(p["person_id"], "waiting") for p in item["waiting"]]
+        for item in signups["items"]
+    }
+    first_waiting, second_waiting = str(group.families[1][0]), str(group.families[2][0])
+    assert people[driving] == [(first_waiting, "signed_up"), (second_waiting, "waiting")], people
+    assert people[guiding] == [(str(group.families[3][0]), "signed_up")], people
+    promoted = await pool(system).fetch(
+        "SELECT envelope->'payload'->>'person_id' AS p FROM outbox "
+        "WHERE routing_key = 'posts.signup_promoted' AND envelope->'payload'->>'list_id' = $1",
+        made["list_id"],
+    )
+    assert [r["p"] for r in promoted] == [first_waiting]
+    # Handled again (a redelivery, an older event): nothing more changes, nobody is told twice.
+    await on_bus(system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2))
+    again = await pool(system).fetchval(
+        "SELECT count(*) FROM outbox WHERE routing_key = 'posts.signup_promoted' AND envelope->'payload'->>'list_id' = $1",
+        made["list_id"],
+    )
+    assert again == 1

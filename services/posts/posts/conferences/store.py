@@ -368,3 +368,53 @@ async def not_booked_unreminded(conn: asyncpg.Connection, schedule_id: uuid.UUID
         schedule_id,
     )
     return rows
+
+
+async def lock_group_schedules(conn: asyncpg.Connection, group_id: uuid.UUID) -> None:
+    """Hold the rows of the group's schedules FOR UPDATE (a membership of the group changed): bookings
+    under way (``access`` with ``lock``) finish first, so ``left_behind`` reads them with the rest."""
+    await conn.execute(
+        """SELECT 1 FROM conference_schedules s JOIN conference_groups cg ON cg.schedule_id = s.schedule_id
+           WHERE cg.group_id = $1 ORDER BY s.schedule_id FOR UPDATE OF s""",
+        group_id,
+    )
+
+
+async def left_behind(conn: asyncpg.Connection, group_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The bookings, as ``booking`` reads them and locked, of the group's schedules whose conference
+    has not begun and whose child no longer belongs to any of the schedule's groups (no active
+    guardian membership through the child: the child left the group or the school). Past conferences
+    are kept: nothing is pending for them and their slot is no use to anyone."""
+    found = await conn.fetch(
+        """SELECT b.booking_id FROM conference_bookings b
+           JOIN conference_groups cg ON cg.schedule_id = b.schedule_id AND cg.group_id = $1
+           JOIN conference_slots sl ON sl.slot_id = b.slot_id
+           WHERE sl.starts_at > now()
+             AND NOT EXISTS (SELECT 1 FROM conference_groups cg2
+                             JOIN memberships m ON m.group_id = cg2.group_id AND m.active
+                                                AND m.role = 'guardian' AND b.child_id = ANY(m.children)
+                             WHERE cg2.schedule_id = b.schedule_id)
+           ORDER BY b.booking_id
+           FOR UPDATE OF b""",
+        group_id,
+    )
+    if not found:
+        return []
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _BOOKING + " WHERE b.booking_id = ANY($1::uuid[]) ORDER BY sl.starts_at",
+        [r["booking_id"] for r in found],
+    )
+    return rows
+
+
+async def child_bookings(conn: asyncpg.Connection, child_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every booking of the child, as ``booking`` reads them, locked first (see ``booking``)."""
+    await conn.execute("SELECT 1 FROM conference_bookings WHERE child_id = $1 FOR UPDATE", child_id)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _BOOKING + " WHERE b.child_id = $1 ORDER BY sl.starts_at", child_id
+    )
+    return rows
+
+
+async def cancel_all(conn: asyncpg.Connection, booking_ids: list[uuid.UUID]) -> None:
+    await conn.execute("DELETE FROM conference_bookings WHERE booking_id = ANY($1::uuid[])", booking_ids)

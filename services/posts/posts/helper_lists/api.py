@@ -133,7 +133,7 @@ async def _item(conn: asyncpg.Connection, row: asyncpg.Record, item_id: uuid.UUI
     return item
 
 
-async def _promote(
+async def promote_waiting(
     conn: asyncpg.Connection, row: asyncpg.Record, item_id: uuid.UUID, item_title: str, capacity: int
 ) -> None:
     """Free places of the item go to the first waiting, each told once (SignupPromoted)."""
@@ -168,7 +168,7 @@ async def _leave(
 ) -> None:
     """Take the person off the item (locked); a place freed goes to the first waiting, who is told."""
     if await store.remove_signup(conn, item["item_id"], person_id) == "signed_up":
-        await _promote(conn, row, item["item_id"], item["title"], item["capacity"])
+        await promote_waiting(conn, row, item["item_id"], item["title"], item["capacity"])
 
 
 async def _announce(
@@ -374,7 +374,7 @@ async def update_item(request: web.Request) -> web.Response:
             )
         if given:
             await store.update_item(conn, item_id, title, capacity)
-            await _promote(conn, row, item_id, title, capacity)
+            await promote_waiting(conn, row, item_id, title, capacity)
             if not row["description"]:  # the post lists the items with their places: it follows
                 await _follow_in_feed(conn, row, row["title"], row["description"], caller.person_id)
         view = await _view(conn, list_id, caller.person_id)

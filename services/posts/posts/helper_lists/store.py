@@ -189,9 +189,10 @@ async def promote(
     conn: asyncpg.Connection, group_id: uuid.UUID, item_id: uuid.UUID, capacity: int
 ) -> list[asyncpg.Record]:
     """Give the free places of the item to the first on its waiting list who are still parents in the
-    group (one whose child left stays in line, passed over, until a teacher takes them off), in order;
-    those promoted (signup_id, person_id). With the item locked: each waiting row moves up once, so
-    one promotion is one row returned here, once."""
+    group, in order (one who stopped being one is passed over: ``left_behind`` takes them off with the
+    membership copy's change, and a list of a year gone by keeps them); those promoted (signup_id,
+    person_id). With the item locked: each waiting row moves up once, so one promotion is one row
+    returned here, once."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE helper_signups SET status = 'signed_up', promoted_at = now()
            WHERE signup_id IN (
@@ -300,3 +301,30 @@ async def upsert_account_name(
         display_name,
         revision,
     )
+
+
+async def left_behind(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The person's sign-ups (places and places in line) on the group's lists whose activity is not
+    over (neither its day nor the group's school year has passed in the school's time zone), if the
+    person is no parent in the group now; with the list's fields ``promote_waiting``
+    needs. Lists of a year gone by keep who helped: a year's switch revokes every membership, and
+    nobody is to be told of a place in last year's activity."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT s.item_id, l.list_id, l.group_id, l.school_id, l.title, l.deadline
+           FROM helper_signups s
+           JOIN helper_lists l ON l.list_id = s.list_id
+           LEFT JOIN groups g ON g.group_id = l.group_id
+           LEFT JOIN schools sc ON sc.school_id = l.school_id
+           CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE COALESCE(sc.time_zone, $3))::date AS today) t
+           WHERE l.group_id = $1 AND s.person_id = $2
+             AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = $1 AND m.person_id = $2
+                                                          AND m.active AND m.role = 'guardian')
+             AND l.school_year = COALESCE(g.school_year, l.school_year)
+             AND (l.activity_on IS NULL OR l.activity_on >= t.today)
+             AND (g.year_ends_on IS NULL OR g.year_ends_on >= t.today)
+           ORDER BY s.item_id""",
+        group_id,
+        person_id,
+        DEFAULT_TIME_ZONE,
+    )
+    return rows
