@@ -8,6 +8,10 @@
 - A parent's like sent twice at once (a double tap) could answer ``liked: true`` with a count of 0: the
   like that waited for the other read the count from before it; likewise an unlike answered a count
   that still held the like it waited to see removed.
+- A photo is posted once, but two writes naming the same photo at the same moment (two posts on a
+  day that allows more than one, or an edit of one post and a new post, e.g. two browser tabs) both
+  passed the check, and the photo was in two posts (fixed alongside, in 7ea7138: the photos' copies
+  are locked while a post takes them; this test holds it from the writer's side).
 """
 
 import asyncio
@@ -18,8 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness.school import make_class
-from tests.harness.system import System
+from shared.app import POOL
+from shared.testing.images import png_bytes
+from tests.harness.school import make_class, upload_photo
+from tests.harness.system import System, eventually
 
 
 def forged_cursor(published_at: str) -> str:
@@ -88,3 +94,56 @@ async def test_a_like_or_unlike_sent_many_times_at_once_answers_the_count_with_i
         for status, state in answers:
             assert status == 200, state
             assert (state["liked"], state["like_count"]) == (liked, count), (method, answers)
+
+
+async def test_a_photo_named_by_writes_at_the_same_moment_goes_in_one_post(system: System) -> None:
+    school, group, teacher, _parent = await make_class(system, "Groep 4")
+    posts = system.services["posts"].app[POOL]
+    status, body = await system.call(
+        "PATCH", "identity", f"/schools/{school.school_id}", school.admin.token, json={"max_posts_per_day": 3}
+    )
+    assert status == 200, body
+
+    async def allowed() -> bool:
+        found = await posts.fetchval(
+            "SELECT max_posts_per_day FROM schools WHERE school_id = $1", school.school_id
+        )
+        return bool(found == 3)
+
+    await eventually(allowed, what="the school's posts per day copied to posts")
+    status, first = await system.call(
+        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Gym", "body": "Morgen gym."}
+    )
+    assert status == 201, first
+    photo = await upload_photo(system, teacher, png_bytes(64, 48), "image/png", group)
+    photo_id = uuid.UUID(photo["photo_id"])
+
+    async def copied() -> bool:
+        return bool(await posts.fetchval("SELECT true FROM photo_copies WHERE photo_id = $1", photo_id))
+
+    await eventually(copied, what="the photo copied to posts")
+    named = {"photo_ids": [str(photo_id)]}
+    answers = await asyncio.gather(
+        system.call("PATCH", "posts", f"/posts/{first['post_id']}", teacher.token, json=named),
+        *(
+            system.call(
+                "POST",
+                "posts",
+                f"/groups/{group}/posts",
+                teacher.token,
+                json={"title": "Foto", "body": "Kijk.", **named},
+            )
+            for _ in range(2)
+        ),
+    )
+    statuses = sorted(status for status, _ in answers)
+    assert statuses in ([200, 422, 422], [201, 422, 422]), answers
+    for status, body in answers:
+        if status == 422:
+            assert "already in another post" in body["error"]["details"][0]["problem"], body
+    carrying = await posts.fetchval(
+        """SELECT count(*) FROM post_photos pp JOIN posts p USING (post_id)
+           WHERE pp.photo_id = $1 AND p.deleted_at IS NULL""",
+        photo_id,
+    )
+    assert carrying == 1
