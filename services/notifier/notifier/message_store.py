@@ -55,9 +55,13 @@ async def save_preferences(
     quiet: QuietHours | None,
 ) -> None:
     """Replace the person's choices (every category given) and quiet hours (None: none). The emails
-    of a category now without email that wait (for the digest, for their moment) are dropped."""
+    of a category now without email that wait for the digest are dropped, and those that wait for
+    their moment too unless the person would then not hear of it at all (see drop_held_emails)."""
     async with conn.transaction():
-        await drop_held_emails(conn, person_id, [c for c, choice in choices.items() if choice.channel in _NO_EMAIL])
+        await drop_held_emails(conn, person_id, [c for c, choice in choices.items() if choice.channel == "none"])
+        await drop_held_emails(
+            conn, person_id, [c for c, choice in choices.items() if choice.channel == "push"], keep_unpushed=True
+        )
         await conn.executemany(
             """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
                ON CONFLICT (person_id, category) DO UPDATE
@@ -80,10 +84,16 @@ async def save_preferences(
 _NO_EMAIL = ("push", "none")
 
 
-async def drop_held_emails(conn: asyncpg.Connection, person_id: uuid.UUID, categories: Sequence[Category]) -> int:
+async def drop_held_emails(
+    conn: asyncpg.Connection, person_id: uuid.UUID, categories: Sequence[Category], *, keep_unpushed: bool = False
+) -> int:
     """Cancel the person's emails of these categories that are held (for the digest, or for a later
     moment) and not yet in a digest: once someone turned a category's email off (one-click
-    unsubscribe, the settings), a digest made of what waited from before must not come. How many."""
+    unsubscribe, the settings), a digest made of what waited from before must not come. How many.
+
+    ``keep_unpushed``: an email held for its moment (a day-before reminder) stays unless the same
+    message reaches the person by push too; someone switching reminders from email to push in the
+    settings is not left without the reminder already planned for them."""
     kinds = [kind for kind, category in CATEGORY.items() if category in categories]
     if not kinds:
         return 0
@@ -91,9 +101,14 @@ async def drop_held_emails(conn: asyncpg.Connection, person_id: uuid.UUID, categ
         """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: email turned off'
            FROM notifications n
            WHERE d.person_id = $1 AND d.channel = 'email' AND d.status = 'held' AND d.digest_delivery_id IS NULL
-             AND n.notification_id = d.notification_id AND n.kind = ANY($2::text[])""",
+             AND n.notification_id = d.notification_id AND n.kind = ANY($2::text[])
+             AND (NOT $3 OR d.hold_reason = 'digest'
+                  OR EXISTS (SELECT 1 FROM deliveries p WHERE p.notification_id = d.notification_id
+                               AND p.person_id = d.person_id AND p.channel = 'push'
+                               AND p.status IN ('pending', 'held', 'sent')))""",
         person_id,
         kinds,
+        keep_unpushed,
     )
     return int(result.split()[-1])
 

@@ -118,8 +118,19 @@ async def test_an_smtp_relay_down_for_more_than_ten_minutes_loses_no_email() -> 
                 {"school_name": "De Lichtstraat", "child_name": "Noor", "expires_at": "2099-12-14T16:00:00+00:00"},
                 "K7QM3XPDWN9RK7QM", None, None, None,
             )  # fmt: skip
-            await conn.execute("UPDATE deliveries SET attempts = 7, next_attempt_at = now()")
-            await conn.execute("UPDATE mails SET attempts = 7, next_attempt_at = now()")
+
+        async def first_attempt_over() -> bool:
+            return bool(
+                await pool.fetchval(
+                    """SELECT (SELECT count(*) FROM deliveries WHERE attempts = 1 AND last_error IS NOT NULL)
+                            + (SELECT count(*) FROM mails WHERE attempts = 1 AND last_error IS NOT NULL) = 4"""
+                )
+            )
+
+        await eventually(first_attempt_over, within=20, what="the first attempt at every email")
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE deliveries SET attempts = 7, last_error = NULL, next_attempt_at = now()")
+            await conn.execute("UPDATE mails SET attempts = 7, last_error = NULL, next_attempt_at = now()")
 
         async def eighth_attempt_over() -> bool:
             return bool(
@@ -170,3 +181,32 @@ async def test_email_turned_off_in_the_settings_drops_the_emails_held_for_the_di
     assert (await site.schedule(now + timedelta(minutes=40)))[1] == 0
     await site.settle()
     assert site.mails_to(parent.email) == []
+
+
+async def test_a_reminder_waiting_for_its_moment_stays_for_who_switches_email_to_push_without_a_device(
+    site: Site,
+) -> None:
+    # The other side of the fix above: switching reminders from email to push in the settings must not
+    # take away a day-before reminder already planned as an email when no push would carry it. Turned
+    # off altogether ("none"), it goes.
+    klas = await a_class(site, 1, devices=False)
+    [parent] = klas.parents
+    await choose(site, parent, "email")
+    notification_id, now = uuid.uuid4(), datetime.now(UTC)
+    async with site.pool.acquire() as conn, conn.transaction():
+        await message_store.create_notification(
+            conn, notification_id, "day_before", school_id=klas.school_id, context={"title": "Gesprek"}
+        )
+        await message_store.fan_out(
+            conn, notification_id, [parent.person_id], "reminders", school_id=klas.school_id,
+            default_zone="Europe/Amsterdam", now=now, send_at={parent.person_id: now + timedelta(hours=20)},
+        )  # fmt: skip
+
+    async def status() -> str:
+        return str(await site.pool.fetchval("SELECT status FROM deliveries WHERE notification_id = $1", notification_id))
+
+    assert await status() == "held"
+    await choose(site, parent, "push")
+    assert await status() == "held"
+    await choose(site, parent, "none")
+    assert await status() == "failed"
