@@ -82,8 +82,10 @@ def error_body(code: str, message: str, details: object = None) -> dict[str, obj
 
 def error_response(exc: AppError) -> web.Response:
     """The answer to a domain error, with the headers its status promises in the OpenAPI documents:
-    WWW-Authenticate on 401, Retry-After when the error knows how long to wait."""
+    WWW-Authenticate on 401, Retry-After when the error knows how long to wait; never sniffed into another
+    type (a photo endpoint promises nosniff on every answer, also a token refused before its handler)."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    headers["X-Content-Type-Options"] = "nosniff"
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     return web.json_response(

@@ -300,6 +300,10 @@ async def test_a_posted_photo_is_404_to_outsiders_and_its_links_serve_only_the_v
         assert status == expected, (who, body)
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert "private" in headers["Cache-Control"]
+    # A token refused before the handler (by the shared middleware): nosniff all the same.
+    status, body, headers = await view_as("not-a-token")
+    assert status == 401, body
+    assert headers["X-Content-Type-Options"] == "nosniff"
     assert other_group != group
 
     link = view["variants"][-1]["url"]
