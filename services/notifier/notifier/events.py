@@ -34,11 +34,19 @@ from shared.contracts import (
     SlotMoved,
 )
 from shared.envelope import Envelope
-from shared.membership_copy import keep_membership_copy
+from shared.membership_copy import keep_membership_copy, role_in
+
+
+async def _membership_changed(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    # Out of the group (as the copy says now: events come out of order): what is held for them of
+    # its messages is not sent.
+    if await role_in(conn, group_id, person_id) is None:
+        await message_store.drop_held_of_group(conn, group_id, person_id)
+
 
 handlers = Handlers()
 # With the children: a family with several children may book a conference early (ConferenceOpened).
-keep_membership_copy(handlers, with_children=True)
+keep_membership_copy(handlers, with_children=True, after=_membership_changed)
 
 # The day-before reminder of a conference slot goes out at this school-local time the day before.
 DAY_BEFORE_AT = time(9, 0)

@@ -113,6 +113,21 @@ async def drop_held_emails(
     return int(result.split()[-1])
 
 
+async def drop_held_of_group(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> int:
+    """Cancel what is held for the person (a push in quiet hours, an email for the digest or a later
+    moment, not yet in a digest) of the group's messages: they no longer belong to it, and its posts
+    are a 404 to them now. How many."""
+    result = await conn.execute(
+        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: no longer in the group'
+           FROM notifications n
+           WHERE d.person_id = $2 AND d.status = 'held' AND d.digest_delivery_id IS NULL
+             AND n.notification_id = d.notification_id AND n.group_id = $1""",
+        group_id,
+        person_id,
+    )
+    return int(result.split()[-1])
+
+
 async def set_channel(
     conn: asyncpg.Connection, person_id: uuid.UUID, category: Category, channel: str
 ) -> None:

@@ -17,14 +17,16 @@ from aiosmtplib.email import flatten_message
 
 from notifier import message_store, store, unsubscribe
 from notifier.messages import new_post_email
+from notifier.preferences import QuietHours
 from shared.app import POOL
+from shared.contracts import MembershipRevoked
 from tests.harness.fanout import post_to_parents
 from tests.harness.school import add_person, make_class
 from tests.harness.system import System
 
 from .conftest import eventually
 from .test_delivery_outage import notifier_without_smtp
-from .test_preferences import ZONE, Site, a_class, choose, post, site
+from .test_preferences import ZONE, Site, a_class, choose, post, pushes, site
 
 __all__ = ["site"]  # the fixture, shared with test_preferences
 
@@ -210,3 +212,46 @@ async def test_a_reminder_waiting_for_its_moment_stays_for_who_switches_email_to
     assert await status() == "held"
     await choose(site, parent, "none")
     assert await status() == "failed"
+
+
+async def test_a_guardian_who_left_the_group_gets_no_digest_or_held_push_of_its_posts(site: Site) -> None:
+    # A guardian taken out of a group (a custody decision, a child moved to another class) in the
+    # evening: the next day's digest still carried the group's posts held for them, and the pushes
+    # held for their quiet hours still came in the morning, each leading to a post that is now a 404.
+    now = datetime.now(UTC)
+    digest_at = (now + timedelta(minutes=20)).astimezone(ZONE)
+    klas = await a_class(site, 2, digest_time=f"{digest_at:%H:%M}")
+    digest_reader, night_reader = klas.parents
+    await choose(site, digest_reader, "email", "digest")
+    local = now.astimezone(ZONE)
+    quiet = QuietHours((local - timedelta(minutes=5)).time().replace(second=0, microsecond=0),
+                       (local + timedelta(hours=1)).time().replace(second=0, microsecond=0))  # fmt: skip
+    await choose(site, night_reader, "push", quiet=quiet)
+    post_id = await post(site, klas, "Morgen gymles.")
+
+    async def held() -> bool:
+        return bool(
+            await site.pool.fetchval(
+                """SELECT count(*) = 2 FROM deliveries d JOIN notifications n USING (notification_id)
+                   WHERE n.post_id = $1 AND d.status = 'held'""",
+                post_id,
+            )
+        )
+
+    await eventually(held, what="the digest email and the quiet-hours push held")
+    for parent in klas.parents:
+        await site.publish(
+            MembershipRevoked(group_id=klas.group_id, person_id=parent.person_id, role="guardian", revision=2),
+            klas.school_id,
+        )
+
+    async def left() -> bool:
+        return not await site.pool.fetchval(
+            "SELECT count(*) FROM memberships WHERE group_id = $1 AND active", klas.group_id
+        )
+
+    await eventually(left, what="both guardians out of the group in the notifier's copy")
+    await site.schedule(now + timedelta(hours=2))
+    await site.settle()
+    assert site.mails_to(digest_reader.email) == []
+    assert pushes(site, night_reader) == []
