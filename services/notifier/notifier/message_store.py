@@ -4,7 +4,7 @@ kind with their deliveries planned by preferences.py, held deliveries and their 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, time
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -54,14 +54,17 @@ async def save_preferences(
     choices: dict[Category, Choice],
     quiet: QuietHours | None,
 ) -> None:
-    """Replace the person's choices (every category given) and quiet hours (None: none). The emails
-    of a category now without email that wait for the digest are dropped, and those that wait for
-    their moment too unless the person would then not hear of it at all (see drop_held_emails)."""
+    """Replace the person's choices (every category given) and quiet hours (None: none). What waits
+    (for the digest, the end of quiet hours) on a channel a category no longer has is dropped, and
+    what waits for its moment too unless the person would then not hear of it at all (see drop_held)."""
     async with conn.transaction():
-        await drop_held_emails(conn, person_id, [c for c, choice in choices.items() if choice.channel == "none"])
-        await drop_held_emails(
-            conn, person_id, [c for c, choice in choices.items() if choice.channel == "push"], keep_unpushed=True
-        )
+        silent = [c for c, choice in choices.items() if choice.channel == "none"]
+        push_only = [c for c, choice in choices.items() if choice.channel == "push"]
+        email_only = [c for c, choice in choices.items() if choice.channel == "email"]
+        await drop_held(conn, person_id, silent, "email")
+        await drop_held(conn, person_id, silent, "push")
+        await drop_held(conn, person_id, push_only, "email", keep_alone=True)
+        await drop_held(conn, person_id, email_only, "push", keep_alone=True)
         await conn.executemany(
             """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
                ON CONFLICT (person_id, category) DO UPDATE
@@ -84,31 +87,38 @@ async def save_preferences(
 _NO_EMAIL = ("push", "none")
 
 
-async def drop_held_emails(
-    conn: asyncpg.Connection, person_id: uuid.UUID, categories: Sequence[Category], *, keep_unpushed: bool = False
+async def drop_held(
+    conn: asyncpg.Connection,
+    person_id: uuid.UUID,
+    categories: Sequence[Category],
+    channel: Literal["email", "push"] = "email",
+    *,
+    keep_alone: bool = False,
 ) -> int:
-    """Cancel the person's emails of these categories that are held (for the digest, or for a later
-    moment) and not yet in a digest: once someone turned a category's email off (one-click
-    unsubscribe, the settings), a digest made of what waited from before must not come. How many.
+    """Cancel the person's ``channel`` deliveries of these categories that are held (an email for the
+    digest or a later moment, a push for quiet hours or a later moment) and not yet in a digest: once
+    someone turned that channel of a category off (one-click unsubscribe, the settings), what waited
+    from before must not come (a digest, the morning's pushes). How many.
 
-    ``keep_unpushed``: an email held for its moment (a day-before reminder) stays unless the same
-    message reaches the person by push too; someone switching reminders from email to push in the
-    settings is not left without the reminder already planned for them."""
+    ``keep_alone``: one held for its moment (a day-before reminder) stays unless the same message
+    reaches the person on the other channel too: someone switching reminders from email to push in
+    the settings is not left without the reminder already planned for them."""
     kinds = [kind for kind, category in CATEGORY.items() if category in categories]
     if not kinds:
         return 0
     result = await conn.execute(
-        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: email turned off'
+        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: ' || $3 || ' turned off'
            FROM notifications n
-           WHERE d.person_id = $1 AND d.channel = 'email' AND d.status = 'held' AND d.digest_delivery_id IS NULL
+           WHERE d.person_id = $1 AND d.channel = $3 AND d.status = 'held' AND d.digest_delivery_id IS NULL
              AND n.notification_id = d.notification_id AND n.kind = ANY($2::text[])
-             AND (NOT $3 OR d.hold_reason = 'digest'
-                  OR EXISTS (SELECT 1 FROM deliveries p WHERE p.notification_id = d.notification_id
-                               AND p.person_id = d.person_id AND p.channel = 'push'
-                               AND p.status IN ('pending', 'held', 'sent')))""",
+             AND (NOT $4 OR d.hold_reason <> 'scheduled'
+                  OR EXISTS (SELECT 1 FROM deliveries o WHERE o.notification_id = d.notification_id
+                               AND o.person_id = d.person_id AND o.channel <> $3
+                               AND o.status IN ('pending', 'held', 'sent')))""",
         person_id,
         kinds,
-        keep_unpushed,
+        channel,
+        keep_alone,
     )
     return int(result.split()[-1])
 
@@ -134,7 +144,7 @@ async def set_channel(
     """Set one category's channel, keeping its timing (the default one when never set). Without
     email now, its emails that wait (for the digest, for their moment) are dropped."""
     if channel in _NO_EMAIL:
-        await drop_held_emails(conn, person_id, [category])
+        await drop_held(conn, person_id, [category])
     await conn.execute(
         """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
            ON CONFLICT (person_id, category) DO UPDATE SET channel = EXCLUDED.channel, updated_at = now()""",

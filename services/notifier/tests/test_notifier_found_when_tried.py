@@ -255,3 +255,31 @@ async def test_a_guardian_who_left_the_group_gets_no_digest_or_held_push_of_its_
     await site.settle()
     assert site.mails_to(digest_reader.email) == []
     assert pushes(site, night_reader) == []
+
+
+@pytest.mark.parametrize("channel", ["email", "none"])
+async def test_push_turned_off_in_the_settings_drops_the_pushes_held_for_quiet_hours(site: Site, channel: str) -> None:
+    # Pushes held for the night came in the morning after the parent had chosen no push at all.
+    now = datetime.now(UTC)
+    klas = await a_class(site, 1)
+    [parent] = klas.parents
+    local = now.astimezone(ZONE)
+    quiet = QuietHours((local - timedelta(minutes=5)).time().replace(second=0, microsecond=0),
+                       (local + timedelta(hours=1)).time().replace(second=0, microsecond=0))  # fmt: skip
+    await choose(site, parent, "push", quiet=quiet)
+    post_id = await post(site, klas, "Morgen gymles.")
+
+    async def held() -> bool:
+        return bool(
+            await site.pool.fetchval(
+                """SELECT count(*) = 1 FROM deliveries d JOIN notifications n USING (notification_id)
+                   WHERE n.post_id = $1 AND d.status = 'held' AND d.channel = 'push'""",
+                post_id,
+            )
+        )
+
+    await eventually(held, what="the push held for quiet hours")
+    await choose(site, parent, channel, quiet=quiet)
+    await site.schedule(now + timedelta(hours=2))
+    await site.settle()
+    assert pushes(site, parent) == []
