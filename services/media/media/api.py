@@ -47,6 +47,8 @@ _PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private
 # A cached answer must leave its links at least this long to be followed.
 _LINK_MARGIN_SECONDS = 60
 _STORAGE_RETRY_SECONDS = 30
+# Tries of the check when its worker crashes (see _judge).
+_CHECK_TRIES = 2
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -160,17 +162,23 @@ def _unsupported() -> UnsupportedMediaType:
 async def _judge(request: web.Request, path: str, max_pixels: int) -> Inspection:
     """The full check, in a worker process; a few at a time (`upload_checks_at_once`), the others wait."""
     async with request.app[CHECKS]:
-        try:
-            return await request.app[PROCESSOR].inspect(path, max_pixels)
-        except ImageRejected as exc:
-            raise ValidationFailed(
-                f"the photo cannot be used: {exc.reason}", [{"field": "(body)", "problem": exc.reason}]
-            ) from exc
-        except WorkerCrashed as exc:
-            raise ValidationFailed(
-                "the photo could not be read",
-                [{"field": "(body)", "problem": "the image could not be decoded"}],
-            ) from exc
+        for attempt in range(1, _CHECK_TRIES + 1):
+            try:
+                return await request.app[PROCESSOR].inspect(path, max_pixels)
+            except ImageRejected as exc:
+                raise ValidationFailed(
+                    f"the photo cannot be used: {exc.reason}", [{"field": "(body)", "problem": exc.reason}]
+                ) from exc
+            except WorkerCrashed as exc:
+                # A dying worker fails every photo it held, not only the one it died on: judged again, a
+                # sound photo passes and one that crashes the decoder crashes it once more.
+                if attempt == _CHECK_TRIES:
+                    raise ValidationFailed(
+                        "the photo could not be read",
+                        [{"field": "(body)", "problem": "the image could not be decoded"}],
+                    ) from exc
+                log.warning("a photo worker crashed during an upload check; checking again")
+        raise AssertionError("unreachable")
 
 
 async def _keep(

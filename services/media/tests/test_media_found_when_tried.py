@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from media.imaging import PhotoProcessor, ProcessedPhoto
+from media.imaging import Inspection, PhotoProcessor, ProcessedPhoto
 from media.resources import PROCESSOR, STORAGE
 from media.storage import PhotoStorage
 from shared.app import POOL
@@ -367,3 +367,51 @@ async def test_the_tags_of_a_photo_carry_the_photo_headers(system: System) -> No
             # Which children are in a photo and their consent: never sniffed, never in a shared cache.
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert response.headers["Cache-Control"].startswith("private")
+
+
+class KilledDuringACheck:
+    """Kills the worker (SIGKILL) while it checks a large upload and a small one waits for it: once, as soon
+    as both are in the pool."""
+
+    def __init__(self, processor: PhotoProcessor) -> None:
+        self._processor = processor
+        self._inspect = processor.inspect
+        self.large_started = asyncio.Event()
+        self.small_waiting = asyncio.Event()
+        self.kills = 0
+
+    async def inspect(self, path: str, max_pixels: int) -> Inspection:
+        work = asyncio.ensure_future(self._inspect(path, max_pixels))
+        if self.kills == 0:
+            large = await asyncio.to_thread(os.path.getsize, path) > 1_000_000
+            (self.large_started if large else self.small_waiting).set()
+            if large:
+                await asyncio.wait_for(self.small_waiting.wait(), 10)
+                await asyncio.sleep(0.05)
+                assert not work.done(), "the check ended before its worker could be killed"
+                self.kills += 1
+                for worker in list(self._processor._executor._processes.values()):  # the pool's own
+                    os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        return await work
+
+
+async def test_a_sound_photo_is_not_refused_because_the_worker_died_on_another(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _school, group, teacher, _parent = await make_class(system, GROUP)
+    app = system.services["media"].app
+    killer = KilledDuringACheck(app[PROCESSOR])
+    monkeypatch.setattr(app[PROCESSOR], "inspect", killer.inspect)
+
+    large = asyncio.ensure_future(send(system, teacher, group, jpeg_with_gps(6000, 4500, textured=True)))
+    await asyncio.wait_for(killer.large_started.wait(), 30)
+    small = await send(system, teacher, group, jpeg_with_gps(640, 480))
+    answers = [small, await large]
+
+    assert killer.kills == 1
+    # Both judged again once the worker was replaced: neither refused, nor counted against the teacher.
+    assert [status for status, _ in answers] == [201, 201], answers
+    refusals = await db(system, "media").fetchval(
+        "SELECT count(*) FROM upload_refusals WHERE person_id = $1", teacher.person_id
+    )
+    assert refusals == 0
