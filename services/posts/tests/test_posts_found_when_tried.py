@@ -24,6 +24,7 @@ import pytest
 
 from shared.app import POOL
 from shared.testing.images import png_bytes
+from shared.testing.pdfs import newsletter
 from tests.harness.school import make_class, upload_photo
 from tests.harness.system import System, eventually
 
@@ -147,3 +148,63 @@ async def test_a_photo_named_by_writes_at_the_same_moment_goes_in_one_post(syste
         photo_id,
     )
     assert carrying == 1
+
+
+async def test_an_attachment_named_by_writes_at_the_same_moment_goes_in_one_post(system: System) -> None:
+    # Found when tried: the lock and the "used by another post" check were one statement, whose
+    # subqueries saw the data from before the wait, so two of three writes took the same PDF.
+    school, group, teacher, _parent = await make_class(system, "Groep 4")
+    posts = system.services["posts"].app[POOL]
+    status, body = await system.call(
+        "PATCH", "identity", f"/schools/{school.school_id}", school.admin.token, json={"max_posts_per_day": 3}
+    )
+    assert status == 200, body
+
+    async def allowed() -> bool:
+        found = await posts.fetchval(
+            "SELECT max_posts_per_day FROM schools WHERE school_id = $1", school.school_id
+        )
+        return bool(found == 3)
+
+    await eventually(allowed, what="the school's posts per day copied to posts")
+    status, first = await system.call(
+        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Gym", "body": "Morgen gym."}
+    )
+    assert status == 201, first
+    status, uploaded = await system.call(
+        "POST",
+        "media",
+        f"/groups/{group}/attachments?filename=brief.pdf",
+        teacher.token,
+        data=newsletter(),
+        headers={"Content-Type": "application/pdf"},
+    )
+    assert status == 201, uploaded
+    attachment_id = uuid.UUID(uploaded["attachment_id"])
+
+    async def copied() -> bool:
+        return bool(
+            await posts.fetchval("SELECT true FROM attachments WHERE attachment_id = $1", attachment_id)
+        )
+
+    await eventually(copied, what="the attachment copied to posts")
+    named = {"attachment_ids": [str(attachment_id)]}
+    for _round in range(3):
+        answers = await asyncio.gather(
+            system.call("PATCH", "posts", f"/posts/{first['post_id']}", teacher.token, json=named),
+            *(
+                system.call(
+                    "POST",
+                    "posts",
+                    f"/groups/{group}/posts",
+                    teacher.token,
+                    json={"title": "Brief", "body": "Lees maar.", **named},
+                )
+                for _ in range(2)
+            ),
+        )
+        carrying = await posts.fetchval(
+            "SELECT count(*) FROM post_attachments WHERE attachment_id = $1", attachment_id
+        )
+        assert carrying == 1, answers
+        assert sum(status in (200, 201) for status, _ in answers) <= 1, answers

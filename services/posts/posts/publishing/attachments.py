@@ -121,14 +121,23 @@ async def take(
     if attachment_ids or before:
         # Those it had are locked too, in the same order, since tell_media locks them all: two edits of
         # an announcement's posts at once then wait for each other rather than deadlock.
+        wanted = sorted({*before, *attachment_ids})
+        await conn.execute(
+            """SELECT 1 FROM attachments WHERE attachment_id = ANY($1::uuid[])
+               ORDER BY attachment_id FOR UPDATE""",
+            wanted,
+        )
+        # Read in a statement of its own: under READ COMMITTED it sees what a post that held the lock
+        # before us committed (the locking statement's subqueries would still see the older snapshot,
+        # and two posts could take one attachment).
         rows = await conn.fetch(
             """SELECT a.attachment_id, a.group_id, a.school_id, a.uploader_id, a.announcement_id,
                       EXISTS (SELECT 1 FROM post_attachments pa
                               WHERE pa.attachment_id = a.attachment_id AND pa.post_id = $2) AS in_this,
                       EXISTS (SELECT 1 FROM post_attachments pa
                               WHERE pa.attachment_id = a.attachment_id AND pa.post_id <> $2) AS elsewhere
-               FROM attachments a WHERE a.attachment_id = ANY($1::uuid[]) ORDER BY a.attachment_id FOR UPDATE""",
-            sorted({*before, *attachment_ids}),
+               FROM attachments a WHERE a.attachment_id = ANY($1::uuid[])""",
+            wanted,
             post_id,
         )
         found = {r["attachment_id"]: r for r in rows}
