@@ -22,12 +22,29 @@ from pydantic_core import CoreSchema, core_schema
 
 # What str.strip() removes: the characters for which str.isspace() holds.
 WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Characters that show nothing (soft hyphen, zero-width spaces and joiners, direction marks and
+# overrides, word joiner, byte order mark): trimmed from the ends like whitespace, so that a name or
+# title made only of them, which would show as blank, is refused as empty.
+INVISIBLE = r"\xad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+_INVISIBLE = re.compile(f"[{INVISIBLE}]")
+_BLANK = WHITESPACE + INVISIBLE
+
+
+def trim(value: str) -> str:
+    """``value`` without whitespace (``str.isspace``) or invisible characters (``INVISIBLE``) at its
+    ends."""
+    start, end = 0, len(value)
+    while start < end and (value[start].isspace() or _INVISIBLE.match(value[start])):
+        start += 1
+    while end > start and (value[end - 1].isspace() or _INVISIBLE.match(value[end - 1])):
+        end -= 1
+    return value[start:end]
 
 
 @dataclass(frozen=True)
 class Trimmed:
-    """Text a person types, as ``Annotated[str, Trimmed(max_length)]``: surrounding whitespace is
-    trimmed (``str.strip``), then 1 to ``max_length`` characters must remain; NUL is refused anywhere
+    """Text a person types, as ``Annotated[str, Trimmed(max_length)]``: surrounding whitespace and
+    invisible characters are trimmed (``trim``), then 1 to ``max_length`` characters must remain; NUL is refused anywhere
     (PostgreSQL text cannot hold it). The schema says the same with a pattern, since ``maxLength``
     would count the whitespace that is trimmed.
 
@@ -38,10 +55,10 @@ class Trimmed:
 
     @property
     def pattern(self) -> str:
-        visible = f"[^{WHITESPACE}\\x00]"
+        visible = f"[^{_BLANK}\\x00]"
         if self.max_length == 1:
-            return f"^[{WHITESPACE}]*{visible}[{WHITESPACE}]*$"
-        return f"^[{WHITESPACE}]*{visible}(?:[^\\x00]{{0,{self.max_length - 2}}}{visible})?[{WHITESPACE}]*$"
+            return f"^[{_BLANK}]*{visible}[{_BLANK}]*$"
+        return f"^[{_BLANK}]*{visible}(?:[^\\x00]{{0,{self.max_length - 2}}}{visible})?[{_BLANK}]*$"
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_after_validator_function(self._check, handler(source))
@@ -56,7 +73,7 @@ class Trimmed:
     def _check(self, value: str) -> str:
         if "\x00" in value:
             raise ValueError("contains a NUL character")
-        value = value.strip()
+        value = trim(value)
         if not value:
             raise ValueError("is empty")
         if len(value) > self.max_length:
@@ -270,7 +287,7 @@ class TrimmedOrEmpty(Trimmed):
 
     @property
     def pattern(self) -> str:
-        return f"^(?:[{WHITESPACE}]*|{super().pattern[1:-1]})$"
+        return f"^(?:[{_BLANK}]*|{super().pattern[1:-1]})$"
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
@@ -282,7 +299,7 @@ class TrimmedOrEmpty(Trimmed):
     def _check(self, value: str) -> str:
         if "\x00" in value:
             raise ValueError("contains a NUL character")
-        value = value.strip()
+        value = trim(value)
         if len(value) > self.max_length:
             raise ValueError(f"is longer than {self.max_length} characters")
         return value

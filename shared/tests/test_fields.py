@@ -129,3 +129,17 @@ def test_email_schema_refuses_what_the_validator_refuses() -> None:
     ]
     assert agree("email", addresses) == []
     assert Form.model_validate({"email": "Juf.Anna@School.Example.NL"}).email == "Juf.Anna@school.example.nl"
+
+
+def test_text_of_only_invisible_characters_is_empty_and_they_are_trimmed_from_the_ends() -> None:
+    # Found when tried (issue 6): a title of only U+200B was accepted and shown blank.
+    invisible = ["\u200b", "\u200c", "\u200d", "\u200e", "\u202e", "\u2060", "\u2066", "\ufeff", "\xad"]
+    values = [*invisible, "\u200b \u200b", *(f"{c}Gym{c}" for c in invisible), "a\u200db"]
+    values += [f"{c}1234567890{c}" for c in invisible] + [f"\u200b{'x' * 11}"]
+    assert agree("text", values) == []
+    assert agree("letter", ["\u200bx\u200b", "\u200b"]) == []
+    for value in invisible:
+        assert not accepted_by_pydantic("text", value)
+    assert Form.model_validate({"text": "\u200b\u202eGym\u2060 "}).text == "Gym"
+    # Inside the text they stay: joiners make emoji and some scripts' words.
+    assert Form.model_validate({"text": "👨\u200d👩\u200d👧"}).text == "👨\u200d👩\u200d👧"
