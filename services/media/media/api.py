@@ -35,7 +35,7 @@ from shared.http import json_response, path_id
 from shared.ids import time_ordered_id
 from shared.logs import correlation_id
 from shared.middleware import error_body
-from shared.tokens import require_caller
+from shared.tokens import CALLER, Caller, require_caller
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,15 @@ _STORAGE_RETRY_SECONDS = 30
 _CHECK_TRIES = 2
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def caller_or_not_found(request: web.Request, message: str) -> Caller:
+    """The caller of a route that reads what only some may see (`auth="optional"`): without a token, 404
+    like anyone else who may not see it (a bad token is 401 from the shared middleware)."""
+    caller: Caller | None = request.get(CALLER)
+    if caller is None:
+        raise NotFound(message)
+    return caller
 
 
 def photo_response(handler: Handler) -> Handler:
@@ -94,10 +103,12 @@ async def upload_photo(request: web.Request) -> web.Response:
         await quota.check(conn, settings, caller.person_id, school_id)
     with tempfile.TemporaryDirectory(prefix="klaspost-upload-") as folder:
         path = os.path.join(folder, "upload")
-        await _receive(request, path, settings.photo_max_bytes)
         try:
+            await _receive(request, path, settings.photo_max_bytes)
             photo = await _judge(request, path, settings.photo_max_pixels)
-        except ValidationFailed:
+        except (PayloadTooLarge, UnsupportedMediaType, ValidationFailed):
+            # Every refusal counts towards the hourly limit, not only a failed check (README): a client
+            # sending junk, empty or oversized bodies in a loop is limited like one sending bad photos.
             async with request.app[POOL].acquire() as conn:
                 await quota.record_refusal(conn, caller.person_id, school_id)
             raise
@@ -213,9 +224,10 @@ async def _keep(
 @photo_response
 async def get_photo(request: web.Request) -> web.Response:
     """Short-lived links to the processed variants: for its uploader until it is posted, then for the members
-    of its group now (store.visible_photo); 404 for everyone else."""
-    caller = require_caller(request)
+    of its group now (store.visible_photo); 404 for everyone else, anonymous callers too (issue 9: a photo id
+    tells nobody outside anything, not even that a token would help)."""
     photo_id = path_id(request, "photo_id")
+    caller = caller_or_not_found(request, "no such photo")
     async with request.app[POOL].acquire() as conn:
         photo = await store.visible_photo(conn, photo_id, caller.person_id)
         if photo is None:

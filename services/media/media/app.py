@@ -33,8 +33,10 @@ routes = [
         "GET",
         "/photos/{photo_id}",
         api.get_photo,
-        "Short-lived links to a photo's processed variants, for members of its group",
+        "Short-lived links to a photo's processed variants, for members of its group (404 otherwise)",
         response=PhotoView,
+        # Anonymous callers get 404 as everyone else who may not see it (issue 9), not 401.
+        auth="optional",
     ),
     Route(
         "PUT",
@@ -52,6 +54,7 @@ routes = [
         "The children tagged in a photo, their photo consent, and whether a post may carry it",
         response=PhotoChildren,
         errors=(403,),
+        auth="optional",  # anonymous callers: 404, as for the photo itself
     ),
     Route(
         "POST",

@@ -1,8 +1,8 @@
 """What media deletes, so that a photo's original with all its metadata does not stay in storage: originals
 of photos that are ready or rejected (never served; the variants are what parents see), uploads that no
 post used within a day (row, variants and original: they are processed on upload; photos a send-later post
-reserves are in a post, see media.reservations), and the variants of rejected photos (one taken out of its post
-had them). Runs as one periodic job across replicas."""
+reserves are in a post, see media.reservations), the variants of rejected photos (one taken out of its post
+had them) and those a worker wrote for a photo deleted meanwhile but could not delete (leftover_variants). Runs as one periodic job across replicas."""
 
 import logging
 
@@ -25,6 +25,8 @@ async def clean_up(conn: asyncpg.Connection, storage: PhotoStorage, settings: Se
     unused = await store.unused_uploads(conn, settings.photo_unused_ttl_seconds, BATCH)
     done = await store.forget_originals(conn, BATCH)
     variants = await store.forget_variants_of_rejected(conn, BATCH)
+    # Written by a worker for a photo deleted meanwhile, when storage failed as it cleaned up after it.
+    variants += await store.take_leftover_variants(conn, BATCH)
     for row in unused:
         # Every size's key, not only those with a row: a processing round that never committed may have
         # written one (deleting a missing key succeeds).

@@ -7,12 +7,15 @@ the libheif inside pyvips-binary decodes only AV1, not the HEVC that HEIC holds.
 """
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import html
 import multiprocessing
 import os
+import signal
 import struct
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -57,6 +60,14 @@ class ImageRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CheckTookTooLong(ImageRejected):
+    """The check of an upload passed its time limit in the worker (PhotoProcessor.check_seconds); the worker
+    was killed and replaced."""
+
+    def __init__(self) -> None:
+        super().__init__("it took too long to check")
 
 
 class WorkerCrashed(Exception):
@@ -133,6 +144,36 @@ def inspect_upload(path: str, max_pixels: int) -> Inspection:
     return Inspection(content_type, width, height, end)
 
 
+def started_marker(path: str) -> str:
+    """The file a worker creates beside the upload at `path` when it starts checking it: its modification
+    time is the moment the check started, its content the worker's process id."""
+    return f"{path}.check-started"
+
+
+def _inspect_in_worker(path: str, max_pixels: int) -> Inspection:
+    """`inspect_upload`, saying first (started_marker) when and in which process it starts: the time limit
+    runs from then, not from when the upload joined the queue."""
+    with open(started_marker(path), "w") as marker:
+        marker.write(str(os.getpid()))
+    return inspect_upload(path, max_pixels)
+
+
+def _forget_start(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(started_marker(path))
+
+
+def _check_started(path: str) -> tuple[float, int] | None:
+    """When and in which worker process the check of `path` started; None while it waits in the queue."""
+    try:
+        with open(started_marker(path)) as marker:
+            pid = int(marker.read() or 0)
+            started = os.fstat(marker.fileno()).st_mtime
+    except (FileNotFoundError, ValueError):
+        return None
+    return (started, pid) if pid else None  # a marker being written has no process id yet
+
+
 def _sniffed(path: str) -> str:
     with open(path, "rb") as file:
         content_type = sniff_image_type(file.read(SNIFF_BYTES))
@@ -179,20 +220,48 @@ def process_photo(
 
 
 class PhotoProcessor:
-    """Runs `process_photo` in worker processes and replaces them when one crashes."""
+    """Runs `process_photo` in worker processes and replaces them when one crashes or takes too long to
+    check an upload (`check_seconds` from the moment a worker starts on it)."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, check_seconds: float = 30.0) -> None:
         self._workers = workers
+        self.check_seconds = check_seconds
         self._executor = self._start()
 
     async def inspect(self, path: str, max_pixels: int) -> Inspection:
-        """`inspect_upload` in a worker process; WorkerCrashed if the worker died on it."""
-        executor, future = self._submit(inspect_upload, path, max_pixels)
+        """`inspect_upload` in a worker process (`path` in a folder of its own: a marker file goes beside
+        it); WorkerCrashed if the worker died on it, CheckTookTooLong (an ImageRejected) if it passed the
+        time limit: a file no decoder gets through in that time (thousands of scans, say) must not hold a
+        worker and a check slot for a minute."""
+        # A check tried again (its worker crashed) starts its time anew.
+        await asyncio.to_thread(_forget_start, path)
+        executor, future = self._submit(_inspect_in_worker, path, max_pixels)
+        work = asyncio.wrap_future(future)
         try:
-            return await asyncio.wrap_future(future)
+            return await self._within_limit(executor, work, path)
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise WorkerCrashed("the photo worker crashed") from exc
+
+    async def _within_limit(self, executor: ProcessPoolExecutor, work: asyncio.Future[T], path: str) -> T:
+        # Checked whenever the time left since the marker runs out: queued behind others, a check is given
+        # its full time once it starts.
+        while True:
+            started = await asyncio.to_thread(_check_started, path)
+            left = self.check_seconds if started is None else started[0] + self.check_seconds - time.time()
+            if started is not None and left <= 0:
+                break
+            done, _ = await asyncio.wait({work}, timeout=max(left, 0.05))
+            if done:
+                return work.result()
+        # The worker is stuck in C code that cannot be interrupted: killed, which breaks the pool (the other
+        # checks it held fail as WorkerCrashed and are judged again), and replaced.
+        work.cancel()
+        if started[1] in {child.pid for child in multiprocessing.active_children()}:  # one of our workers
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started[1], signal.SIGKILL)
+        self._replace(executor)
+        raise CheckTookTooLong()
 
     async def process(
         self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None

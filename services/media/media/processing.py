@@ -2,7 +2,8 @@
 uses them, so a post only ever carries a photo that is processing or ready): claimed from the database,
 decoded in worker processes, written to storage, then marked ready in one commit with PhotoChanged (and
 PhotoProcessed when the photo is in a post already); the original is deleted after that. While storage is unreachable a photo is tried again and again, never given
-up: only failures of the photo itself (a crashing decoder) count towards MAX_PROCESSING_ATTEMPTS."""
+up: only failures of the photo itself (a crashing decoder) count towards MAX_PROCESSING_ATTEMPTS. An
+original storage answers it does not have (404) is no outage: the photo is rejected at once."""
 
 import asyncio
 import logging
@@ -16,7 +17,7 @@ from media import changes, store
 from media.domain import MAX_PROCESSING_ATTEMPTS, WATERMARK
 from media.imaging import ImageRejected, PhotoProcessor
 from media.settings import Settings
-from media.storage import PhotoStorage, StorageUnavailable, variant_key
+from media.storage import OriginalMissing, PhotoStorage, StorageUnavailable, variant_key
 from shared.contracts import PhotoProcessed, PhotoRejected
 from shared.logs import correlation_id
 from shared.outbox import publish
@@ -24,6 +25,8 @@ from shared.outbox import publish
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "media_processing"
+# The reason a photo whose original is no longer in storage is rejected with (fit to show its teacher).
+MISSING_ORIGINAL = "the photo's file is missing from storage; upload it again"
 
 
 class PhotoPipeline:
@@ -64,6 +67,12 @@ class PhotoPipeline:
         except ImageRejected as exc:
             await self._reject(photo, exc.reason)
             return
+        except OriginalMissing:
+            # Not an outage: the object is gone (deleted by hand, lost by the storage), and no retry brings it
+            # back. Rejected, so posts drop it and the clean-up and retention deal with its row.
+            log.error("original missing from storage; photo rejected", extra={"photo_id": str(photo_id)})
+            await self._reject(photo, MISSING_ORIGINAL)
+            return
         except StorageUnavailable as exc:
             log.warning(
                 "storage unavailable for photo processing; will retry",
@@ -85,19 +94,24 @@ class PhotoPipeline:
                     await store.release(conn, photo_id, 2.0 ** photo["attempts"])
             return
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await store.lock_photo(conn, photo_id):
+            deleted = not await store.lock_photo(conn, photo_id)
+            if deleted:
                 # Deleted while its worker was busy (a child's erasure, retention, clean-up): the deletion
                 # removed what was stored then, so the variants written since are this worker's to remove.
-                await self._delete_variants(photo, [w[1] for w in written])
-                return
-            marked = await store.mark_ready(conn, photo_id, result.width, result.height, written)
-            if marked is not None:
-                if marked["post_id"] is not None:
-                    processed = PhotoProcessed(
-                        photo_id=photo_id, post_id=marked["post_id"], variants=[w[0] for w in written]
-                    )
-                    await publish(conn, processed, photo["school_id"])
-                await changes.announce(conn, [photo_id])
+                # Noted first, in case storage fails now: nothing else would ever find them again.
+                await store.list_leftover_variants(conn, [w[1] for w in written])
+            else:
+                marked = await store.mark_ready(conn, photo_id, result.width, result.height, written)
+                if marked is not None:
+                    if marked["post_id"] is not None:
+                        processed = PhotoProcessed(
+                            photo_id=photo_id, post_id=marked["post_id"], variants=[w[0] for w in written]
+                        )
+                        await publish(conn, processed, photo["school_id"])
+                    await changes.announce(conn, [photo_id])
+        if deleted:
+            await self._delete_variants(photo, [w[1] for w in written])
+            return
         log.info("photo processed", extra={"photo_id": str(photo_id), "variants": [w[0] for w in written]})
         await self._delete_original(photo)
 
@@ -106,9 +120,14 @@ class PhotoPipeline:
             for key in keys:
                 await self._storage.delete_variant(key)
         except StorageUnavailable:
-            # Keys of a deleted photo no job would find again: said loudly, for the operator.
-            log.error("variants of a deleted photo left in storage", extra={"photo_id": str(photo["photo_id"])})
+            # Their keys are noted (leftover_variants): the clean-up job deletes them once storage is back.
+            log.warning(
+                "variants of a deleted photo not deleted yet; left for the clean-up",
+                extra={"photo_id": str(photo["photo_id"])},
+            )
             return
+        async with self._pool.acquire() as conn:
+            await store.forget_leftover_variants(conn, keys)
         log.info("photo deleted while processing; its variants removed", extra={"photo_id": str(photo["photo_id"])})
 
     async def _watermark(self, school_id: uuid.UUID) -> str | None:

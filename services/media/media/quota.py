@@ -72,7 +72,8 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
 
 
 async def record_refusal(conn: asyncpg.Connection, person_id: uuid.UUID, school_id: uuid.UUID) -> None:
-    """An upload refused after the full check in a worker; it counts towards the person's hourly limit."""
+    """An upload refused at the door (too large, not an image, empty, or failing the full check in a
+    worker); it counts towards the person's hourly limit."""
     await conn.execute(
         "INSERT INTO upload_refusals (person_id, school_id) VALUES ($1, $2)", person_id, school_id
     )

@@ -38,7 +38,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
 
 async def pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
-    processor = PhotoProcessor(settings.processing_workers)
+    processor = PhotoProcessor(settings.processing_workers, settings.upload_check_seconds)
     app[PROCESSOR] = processor
     app[CHECKS] = asyncio.Semaphore(settings.upload_checks_at_once)
     photos = PhotoPipeline(app[POOL], app[STORAGE], processor, settings)

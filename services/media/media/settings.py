@@ -26,6 +26,9 @@ class Settings(ServiceSettings):
     processing_workers: int = 1
     # Uploads are judged (a full decode) in the worker processes; this many at once, the rest wait.
     upload_checks_at_once: int = 2
+    # A check that takes longer (from when its worker starts on it) is refused, its worker killed: a healthy
+    # 50-megapixel photo takes a few seconds; a file made to keep decoders busy would hold a slot for minutes.
+    upload_check_seconds: float = Field(default=30.0, gt=0)
     # Upload limits, answered with 429 and Retry-After: a class trip is a few hundred photos, not thousands.
     photo_uploads_per_person_per_hour: int = 300
     photo_unused_per_person: int = 500

@@ -22,6 +22,14 @@ class StorageUnavailable(Exception):
     """Object storage did not do what was asked (unreachable, timed out, refused); try again later."""
 
 
+class OriginalMissing(Exception):
+    """The original asked for is not in storage (S3 404 / NoSuchKey): gone for good, so waiting for
+    storage to come back would wait forever."""
+
+
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
 def _in_thread(call: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     """Run a blocking storage call in a thread; its failures become StorageUnavailable."""
 
@@ -89,7 +97,16 @@ class PhotoStorage:
         )
 
     async def download_original(self, key: str, path: str) -> None:
-        await _in_thread(self._s3.download_file)(self.originals, key, path)
+        """The original at `key` into the file at `path`. Raises OriginalMissing when storage answers that
+        there is no such object, StorageUnavailable for any other failure."""
+        try:
+            await asyncio.to_thread(self._s3.download_file, self.originals, key, path)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
+                raise OriginalMissing(key) from exc
+            raise StorageUnavailable(repr(exc)) from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(repr(exc)) from exc
 
     async def delete_original(self, key: str) -> None:
         """Delete an original; deleting one that is gone already succeeds (S3 semantics)."""

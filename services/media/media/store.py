@@ -332,3 +332,27 @@ async def purge_totals(conn: asyncpg.Connection) -> asyncpg.Record:
            FROM photo_purges"""
     )
     return row
+
+
+async def list_leftover_variants(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """Note variant keys of a deleted photo for the clean-up to delete (if the one who wrote them cannot)."""
+    await conn.executemany(
+        "INSERT INTO leftover_variants (key) VALUES ($1) ON CONFLICT DO NOTHING", [(key,) for key in keys]
+    )
+
+
+async def forget_leftover_variants(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """The keys deleted from storage."""
+    await conn.execute("DELETE FROM leftover_variants WHERE key = ANY($1::text[])", keys)
+
+
+async def take_leftover_variants(conn: asyncpg.Connection, limit: int) -> list[str]:
+    """Delete (in the caller's transaction) up to `limit` noted leftover variants, returning their keys to
+    delete from storage before the transaction commits."""
+    rows = await conn.fetch(
+        """DELETE FROM leftover_variants WHERE key IN (
+               SELECT key FROM leftover_variants ORDER BY listed_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING key""",
+        limit,
+    )
+    return [str(r["key"]) for r in rows]

@@ -23,6 +23,10 @@ _SMUGGLED = (
     b"#!",
 )
 _MARKUP = (b"<html", b"<!doctype", b"<script", b"<svg", b"<?php", b"<?xml", b"<body", b"<iframe")
+# A progressive JPEG is decoded scan by scan, each a pass over the whole picture: phones and cameras write
+# about 10 (libjpeg's default progression for colour), a few encoders up to ~20; hundreds or thousands of
+# (tiny) scans keep a decoder busy for a minute on one upload (the "scan bomb", CVE-2018-11813 and kin).
+MAX_JPEG_SCANS = 100
 # ZIP readers look for the end record in the last 64 kB (+22) of a file, wherever the archive starts.
 _ZIP_END = b"PK\x05\x06"
 _ZIP_TAIL = 65_536 + 22
@@ -76,8 +80,9 @@ def _ends_as_zip(data: mmap.mmap) -> bool:
 
 
 def _jpeg_end(data: mmap.mmap) -> int:
-    """After the EOI that follows the first image's scans; only its first frame counts in an MPO."""
-    position, size = 2, len(data)
+    """After the EOI that follows the first image's scans; only its first frame counts in an MPO. More than
+    MAX_JPEG_SCANS scans (SOS markers) are refused before a pixel is decoded."""
+    position, size, scans = 2, len(data), 0
     while position + 2 <= size:
         if data[position] != 0xFF:
             raise NotAnImage("the JPEG's structure is broken")
@@ -97,6 +102,11 @@ def _jpeg_end(data: mmap.mmap) -> int:
             raise NotAnImage("the JPEG's structure is broken")
         position += 2 + length
         if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise NotAnImage(
+                    f"the JPEG is made of too many scans (more than {MAX_JPEG_SCANS}; a camera writes about 10)"
+                )
             position = _after_scan(data, position)
     raise NotAnImage("the image is damaged or incomplete")
 

@@ -127,10 +127,11 @@ async def _accept(
     key = f"{school_id}/attachments/{attachment_id}.pdf"
     with tempfile.TemporaryDirectory(prefix="klaspost-attachment-") as folder:
         path = os.path.join(folder, "upload")
-        size = await _receive(request, path, settings.attachment_max_bytes)
         try:
+            size = await _receive(request, path, settings.attachment_max_bytes)
             report = await _judge(request, path, settings)
-        except ValidationFailed:
+        except (PayloadTooLarge, UnsupportedMediaType, ValidationFailed):
+            # Every refusal counts towards the hourly limit (README), too large or no PDF as well.
             async with request.app[POOL].acquire() as conn:
                 await store.record_refusal(conn, caller.person_id, school_id)
             raise

@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from media import changes
-from media.api import photo_response
+from media.api import caller_or_not_found, photo_response
 from media.consent import store
 from media.consent.domain import WITHOUT_CONSENT, PhotoChildren, TagChildren, TaggedChild
 from shared import membership_copy
@@ -72,9 +72,10 @@ async def tag_children(request: web.Request) -> web.Response:
 
 @photo_response
 async def photo_children(request: web.Request) -> web.Response:
-    """The children tagged in the photo with their consent now, and whether a post may carry it."""
-    caller = require_caller(request)
+    """The children tagged in the photo with their consent now, and whether a post may carry it; 404 for
+    anyone who may not see it, anonymous callers too."""
     photo_id = path_id(request, "photo_id")
+    caller = caller_or_not_found(request, "no such photo")
     async with request.app[POOL].acquire() as conn:
         await _taggable(conn, caller, photo_id, lock=False)
         view = await _view(conn, photo_id)
