@@ -46,8 +46,9 @@ PREFETCH = 4
 # noticed, and building one costs far more CPU than a push.
 _FIRST = {"webpush": 0, "fcm": 0, "apns": 0, "smtp": 1}
 PUSH_PROVIDERS = frozenset({"webpush", "fcm", "apns"})
-# Pushes before emails: an email waits to start while pushes of this worker are queued for their
-# slots and moving (one started or finished within PUSH_MOVING_SECONDS), at most PUSH_FIRST_SECONDS.
+# Pushes before emails: an email waits to start while pushes of this worker queued before it still
+# wait for their slots and are moving (one started or finished within PUSH_MOVING_SECONDS), at most
+# PUSH_FIRST_SECONDS. Only those queued before it: pushes claimed later never hold it back.
 # Building a mail costs about 2 ms of CPU (the email package), a push's encryption a fraction of it;
 # on the one event loop they would otherwise take turns and the last push of a class waits for the
 # mails. A push service that hangs stops moving, so it never holds emails back for long.
@@ -136,8 +137,10 @@ class Deliverer:
         # its lease runs out at.
         self._held: dict[tuple[str, uuid.UUID], _Lease] = {}
         self._slots = {provider: asyncio.Semaphore(limit) for provider, limit in self._limits.items()}
-        # Pushes waiting for a slot, the loop time a push last started or finished, and an event set then.
-        self._pushes_queued = 0
+        # Pushes that joined a queue for a slot, and those that left it (started, or cancelled); the
+        # loop time a push last started or finished, and an event set then.
+        self._push_tickets = 0
+        self._push_served = 0
         self._push_moved_at = 0.0
         self._push_moved = asyncio.Event()
         self._recorder = SentRecorder(pool)
@@ -391,10 +394,11 @@ class Deliverer:
         self._push_moved.set()
 
     async def _after_pushes(self) -> None:
-        """Wait while pushes are queued and moving, at most PUSH_FIRST_SECONDS (see there)."""
+        """Wait while pushes queued before now still wait and are moving, at most PUSH_FIRST_SECONDS."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PUSH_FIRST_SECONDS
-        while self._pushes_queued and not self._stopping:
+        ahead = self._push_tickets
+        while self._push_served < ahead and not self._stopping:
             now = loop.time()
             if now >= deadline or now - self._push_moved_at > PUSH_MOVING_SECONDS:
                 return
@@ -409,11 +413,11 @@ class Deliverer:
             await self._after_pushes()
             await self._slots[provider].acquire()
             return
-        self._pushes_queued += 1
+        self._push_tickets += 1
         try:
             await self._slots[provider].acquire()
         finally:
-            self._pushes_queued -= 1
+            self._push_served += 1
         self._push_moves()
 
     async def _run(self, attempt: _Attempt) -> None:

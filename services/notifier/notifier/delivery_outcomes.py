@@ -3,7 +3,7 @@
 A fan-out finishes many sends within a few milliseconds of each other. Each stored alone costs a
 pool connection, a round trip and a commit (a WAL flush) apiece, and those queue behind each other on
 a busy machine. Here a send that succeeded waits for the next flush: whatever arrived while the
-previous flush ran is stored in one transaction (one UPDATE per table), and every waiter learns the
+previous flush ran is stored in one statement (store.mark_many_sent), and every waiter learns the
 outcome of that flush. Nothing is added to the latency of a lone send (a flush starts at once when
 none runs), and the guarantee stays as it was: a send's slot is given back only after its row is
 stored as sent, so a crash can repeat at most the sends in flight.
@@ -44,11 +44,8 @@ class SentRecorder:
             deliveries = [row_id for table, row_id, _ in batch if table == "deliveries"]
             mails = [row_id for table, row_id, _ in batch if table == "mails"]
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    if deliveries:
-                        await store.mark_many_sent(conn, deliveries)
-                    if mails:
-                        await store.mark_many_mails_sent(conn, mails)
+                async with self._pool.acquire() as conn:
+                    await store.mark_many_sent(conn, deliveries, mails)
             except BaseException as exc:
                 for _, _, future in batch:
                     if not future.done():

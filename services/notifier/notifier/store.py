@@ -340,13 +340,25 @@ async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
     )
 
 
-async def mark_many_sent(conn: asyncpg.Connection, delivery_ids: list[uuid.UUID]) -> None:
-    """mark_sent for several deliveries in one statement (the deliverer records outcomes that
-    arrive together in one commit: one round trip and one WAL flush instead of one each)."""
+async def mark_many_sent(
+    conn: asyncpg.Connection, delivery_ids: list[uuid.UUID], mail_ids: list[uuid.UUID]
+) -> None:
+    """mark_sent and mark_mail_sent for several deliveries and mails in one statement (the deliverer
+    records sends that finish together at once: one round trip and one WAL flush instead of one each).
+    One statement, not a transaction of several: a worker stopped half-way (SIGSTOP, a long pause)
+    never holds row locks that would keep other workers from taking its rows over."""
     await conn.execute(
-        """UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL
-           WHERE delivery_id = ANY($1::uuid[]) OR (digest_delivery_id = ANY($1::uuid[]) AND status = 'held')""",
+        """WITH d AS (
+               UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL
+               WHERE delivery_id = ANY($1::uuid[]) OR (digest_delivery_id = ANY($1::uuid[]) AND status = 'held')
+               RETURNING 1),
+           m AS (
+               UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
+               WHERE mail_id = ANY($2::uuid[])
+               RETURNING 1)
+           SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM m)""",
         delivery_ids,
+        mail_ids,
     )
 
 
@@ -396,15 +408,6 @@ async def mark_mail_sent(conn: asyncpg.Connection, mail_id: uuid.UUID) -> None:
         """UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
            WHERE mail_id = $1""",
         mail_id,
-    )
-
-
-async def mark_many_mails_sent(conn: asyncpg.Connection, mail_ids: list[uuid.UUID]) -> None:
-    """mark_mail_sent for several mails in one statement, secrets dropped with it."""
-    await conn.execute(
-        """UPDATE mails SET status = 'sent', sent_at = now(), secret = NULL, last_error = NULL
-           WHERE mail_id = ANY($1::uuid[])""",
-        mail_ids,
     )
 
 
