@@ -67,10 +67,9 @@ class _Attempt:
     attempts: int
     correlation_id: str | None
     send: Callable[[], Awaitable[None]]
-    failed: Callable[[asyncpg.Connection, str], Awaitable[None]]
-    retry: Callable[[asyncpg.Connection, float, str], Awaitable[None]]
-    # Run with a failure before it is recorded (a push subscription that is gone is deleted).
-    on_failure: Callable[[asyncpg.Connection, DeliveryFailed], Awaitable[None]] | None = None
+    # Records a failed attempt in one statement: (conn, failure, reason, given up by attempts,
+    # retry in seconds) -> the status afterwards ('failed', 'pending', None: no longer pending).
+    record: Callable[[asyncpg.Connection, DeliveryFailed, str, bool, float], Awaitable[str | None]]
     secret: str | None = None
 
     def redact(self, text: str) -> str:
@@ -277,10 +276,20 @@ class Deliverer:
     def _delivery(self, row: asyncpg.Record) -> _Attempt:
         delivery_id = row["delivery_id"]
 
-        async def forget_device(conn: asyncpg.Connection, exc: DeliveryFailed) -> None:
-            if exc.gone and row["device_id"] is not None:
+        async def record(
+            conn: asyncpg.Connection, exc: DeliveryFailed, reason: str, out_of_attempts: bool, seconds: float
+        ) -> str | None:
+            return await store.record_delivery_failure(
+                conn,
+                delivery_id,
+                reason,
+                permanent=exc.permanent,
+                out_of_attempts=out_of_attempts,
+                keep_trying_seconds=self._keep_trying(row["channel"]),
+                retry_in_seconds=seconds,
                 # The browser unsubscribed or the subscription expired: stop pushing to it at all.
-                await store.delete_device(conn, row["device_id"])
+                forget_device=row["device_id"] if exc.gone else None,
+            )
 
         return _Attempt(
             key=("deliveries", delivery_id),
@@ -290,9 +299,7 @@ class Deliverer:
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_delivery(row),
-            failed=lambda conn, error: store.mark_failed(conn, delivery_id, error),
-            retry=lambda conn, seconds, error: store.retry_later(conn, delivery_id, seconds, error),
-            on_failure=forget_device,
+            record=record,
         )
 
     def _mail(self, row: asyncpg.Record) -> _Attempt:
@@ -305,8 +312,15 @@ class Deliverer:
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
             send=lambda: self._send_mail(row),
-            failed=lambda conn, error: store.mark_mail_failed(conn, mail_id, error),
-            retry=lambda conn, seconds, error: store.retry_mail_later(conn, mail_id, seconds, error),
+            record=lambda conn, exc, reason, out_of_attempts, seconds: store.record_mail_failure(
+                conn,
+                mail_id,
+                reason,
+                permanent=exc.permanent,
+                out_of_attempts=out_of_attempts,
+                keep_trying_seconds=self._keep_trying("email"),
+                retry_in_seconds=seconds,
+            ),
             secret=row["secret"],
         )
 
@@ -470,20 +484,28 @@ class Deliverer:
     async def _record_failure(self, attempt: _Attempt, exc: DeliveryFailed) -> None:
         reason = attempt.redact(exc.reason)
         facts = {**attempt.names, "reason": reason, "attempt": attempt.attempts}
-        async with self._pool.acquire() as conn, conn.transaction():
-            if attempt.on_failure is not None:
-                await attempt.on_failure(conn, exc)
-            if exc.permanent or attempt.attempts >= self._settings.delivery_max_attempts:
-                await attempt.failed(conn, reason)
-                self.failures[attempt.channel] += 1
-                self.provider_failures[attempt.provider] += 1
-                log.warning("delivery failed", extra=facts)
-            else:
-                seconds = backoff_seconds(attempt.attempts, exc.retry_after)
-                await attempt.retry(conn, seconds, reason)
-                self.retries[attempt.channel] += 1
-                self.provider_retries[attempt.provider] += 1
-                log.warning("delivery attempt failed, retrying", extra={**facts, "retry_in_seconds": seconds})
+        # Email that failed for the server's sake (unreachable, timeout, TLS or auth, 4xx) keeps
+        # being tried as an MTA would: pauses capped at a few minutes, given up on after hours.
+        cap = self._settings.delivery_email_max_backoff_seconds if attempt.channel == "email" else 3600.0
+        seconds = backoff_seconds(attempt.attempts, exc.retry_after, cap)
+        out_of_attempts = attempt.attempts >= self._settings.delivery_max_attempts
+        # One statement, not a transaction: a worker paused inside one would hold the row's lock.
+        async with self._pool.acquire() as conn:
+            status = await attempt.record(conn, exc, reason, out_of_attempts, seconds)
+        if status == "failed":
+            self.failures[attempt.channel] += 1
+            self.provider_failures[attempt.provider] += 1
+            log.warning("delivery failed", extra=facts)
+        elif status == "pending":
+            self.retries[attempt.channel] += 1
+            self.provider_retries[attempt.provider] += 1
+            log.warning("delivery attempt failed, retrying", extra={**facts, "retry_in_seconds": seconds})
+        else:
+            log.warning("delivery attempt failed; no longer pending (cancelled meanwhile)", extra=facts)
+
+    def _keep_trying(self, channel: str) -> float | None:
+        """Seconds a failing email keeps being tried since it was due; None: attempts alone decide."""
+        return self._settings.delivery_email_retry_hours * 3600 if channel == "email" else None
 
 
 @dataclass(frozen=True)

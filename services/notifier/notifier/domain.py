@@ -121,11 +121,12 @@ def endpoint_problem(endpoint: str, allowed_hosts: list[str]) -> str | None:
     return None
 
 
-def backoff_seconds(attempts: int, retry_after: float | None) -> float:
-    """Growing pause between tries (5 s doubling to an hour), or what the push service asked for."""
+def backoff_seconds(attempts: int, retry_after: float | None, cap: float = 3600.0) -> float:
+    """Growing pause between tries (5 s doubling up to ``cap`` seconds), or what the remote side asked
+    for (at most an hour)."""
     if retry_after is not None:
         return min(max(retry_after, 1.0), 3600.0)
-    return float(min(5 * 2 ** max(attempts - 1, 0), 3600))
+    return float(min(5 * 2 ** min(max(attempts - 1, 0), 30), cap))
 
 
 # --- Preferences (issue 8): what a person hears, how and when -----------------------------------------

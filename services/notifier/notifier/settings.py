@@ -70,7 +70,14 @@ class Settings(ServiceSettings):
     apns_ca_file: str | None = None
     # HTTP/2 connections kept open to APNs (each carries many sends at once).
     apns_connections: int = Field(default=2, ge=1)
+    # Attempts a delivery gets before it is given up on (5 s doubling: about 10.6 minutes). Email
+    # is the exception: a relay that is down, times out or answers 4xx is the server's trouble, not the
+    # message's, so like an MTA the notifier keeps trying (back-off capped at
+    # delivery_email_max_backoff_seconds) until delivery_email_retry_hours have passed since the mail
+    # was due. A permanent refusal (5xx for the address, a local part needing SMTPUTF8) fails at once.
     delivery_max_attempts: int = 8
+    delivery_email_retry_hours: float = Field(default=24.0, ge=0)  # 0: attempts alone decide
+    delivery_email_max_backoff_seconds: float = Field(default=600.0, ge=5)
     # Sends in flight at once, per provider. A crash can repeat at most this many (each with the same
     # Message-ID or push Topic): the outcome of each send is stored before its slot takes the next.
     delivery_email_concurrency: int = Field(default=4, ge=1)

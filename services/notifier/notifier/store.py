@@ -362,24 +362,53 @@ async def mark_many_sent(
     )
 
 
-async def mark_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, error: str) -> None:
-    """Given up on; a digest's emails it carried fail with it."""
-    await conn.execute(
-        """UPDATE deliveries SET status = 'failed', last_error = $2
-           WHERE delivery_id = $1 OR (digest_delivery_id = $1 AND status = 'held')""",
+async def record_delivery_failure(
+    conn: asyncpg.Connection,
+    delivery_id: uuid.UUID,
+    error: str,
+    *,
+    permanent: bool,
+    out_of_attempts: bool,
+    keep_trying_seconds: float | None,
+    retry_in_seconds: float,
+    forget_device: uuid.UUID | None = None,
+) -> str | None:
+    """A failed attempt, recorded in ONE statement (no transaction of several: a worker paused between
+    its statements would hold the row locks another worker needs to take its rows over).
+
+    Given up on ('failed', a digest's held emails fail with it) when ``permanent``, or when
+    ``out_of_attempts`` and, if ``keep_trying_seconds`` is given (email), that long has passed since the
+    delivery was due (created, or released from its hold); else tried again in ``retry_in_seconds``.
+    ``forget_device``: a push subscription that is gone, deleted in the same statement. Returns the
+    row's status afterwards ('failed' or 'pending'), or None when it is no longer pending (cancelled
+    meanwhile: left as it is)."""
+    status: str | None = await conn.fetchval(
+        """WITH forgotten AS (DELETE FROM devices WHERE device_id = $7),
+           outcome AS (
+               SELECT d.delivery_id,
+                      $3 OR ($4 AND ($5::float8 IS NULL
+                          OR greatest(d.created_at, d.hold_until) < now() - $5 * interval '1 second')) AS give_up
+               FROM deliveries d WHERE d.delivery_id = $1 AND d.status = 'pending'),
+           changed AS (
+               UPDATE deliveries d
+               SET status = CASE WHEN o.give_up THEN 'failed' ELSE d.status END,
+                   next_attempt_at = CASE WHEN o.give_up THEN d.next_attempt_at
+                                          ELSE now() + $6 * interval '1 second' END,
+                   last_error = $2
+               FROM outcome o
+               WHERE d.delivery_id = o.delivery_id
+                  OR (o.give_up AND d.digest_delivery_id = o.delivery_id AND d.status = 'held')
+               RETURNING d.delivery_id, d.status)
+           SELECT status FROM changed WHERE delivery_id = $1""",
         delivery_id,
         error,
+        permanent,
+        out_of_attempts,
+        keep_trying_seconds,
+        retry_in_seconds,
+        forget_device,
     )
-
-
-async def retry_later(conn: asyncpg.Connection, delivery_id: uuid.UUID, seconds: float, error: str) -> None:
-    await conn.execute(
-        """UPDATE deliveries SET next_attempt_at = now() + $2 * interval '1 second', last_error = $3
-           WHERE delivery_id = $1""",
-        delivery_id,
-        seconds,
-        error,
-    )
+    return status
 
 
 async def claim_mails(
@@ -411,23 +440,39 @@ async def mark_mail_sent(conn: asyncpg.Connection, mail_id: uuid.UUID) -> None:
     )
 
 
-async def mark_mail_failed(conn: asyncpg.Connection, mail_id: uuid.UUID, error: str) -> None:
-    """Given up on: the secret goes too (identity can issue a new code or link)."""
-    await conn.execute(
-        "UPDATE mails SET status = 'failed', secret = NULL, last_error = $2 WHERE mail_id = $1",
+async def record_mail_failure(
+    conn: asyncpg.Connection,
+    mail_id: uuid.UUID,
+    error: str,
+    *,
+    permanent: bool,
+    out_of_attempts: bool,
+    keep_trying_seconds: float | None,
+    retry_in_seconds: float,
+) -> str | None:
+    """A failed attempt at a one-off mail, in one statement; the rule of ``record_delivery_failure``
+    (measured from the mail's creation). Given up on, its secret goes too (identity can issue a new
+    code or link). Returns the status afterwards, or None when it is no longer pending."""
+    status: str | None = await conn.fetchval(
+        """UPDATE mails m
+           SET status = CASE WHEN g.give_up THEN 'failed' ELSE m.status END,
+               secret = CASE WHEN g.give_up THEN NULL ELSE m.secret END,
+               next_attempt_at = CASE WHEN g.give_up THEN m.next_attempt_at
+                                      ELSE now() + $6 * interval '1 second' END,
+               last_error = $2
+           FROM (SELECT $3 OR ($4 AND ($5::float8 IS NULL
+                     OR created_at < now() - $5 * interval '1 second')) AS give_up
+                 FROM mails WHERE mail_id = $1) g
+           WHERE m.mail_id = $1 AND m.status = 'pending'
+           RETURNING m.status""",
         mail_id,
         error,
+        permanent,
+        out_of_attempts,
+        keep_trying_seconds,
+        retry_in_seconds,
     )
-
-
-async def retry_mail_later(conn: asyncpg.Connection, mail_id: uuid.UUID, seconds: float, error: str) -> None:
-    await conn.execute(
-        """UPDATE mails SET next_attempt_at = now() + $2 * interval '1 second', last_error = $3
-           WHERE mail_id = $1 AND status = 'pending'""",
-        mail_id,
-        seconds,
-        error,
-    )
+    return status
 
 
 async def cancel_post_deliveries(conn: asyncpg.Connection, post_id: uuid.UUID) -> int:
