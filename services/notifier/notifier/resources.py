@@ -2,6 +2,7 @@
 worker."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from notifier.apns import ApnsSender
 from notifier.delivery import NOTIFY_CHANNEL, Deliverer
 from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
-from notifier.settings import Settings
+from notifier.settings import Settings, public_url_problem
 from notifier.webpush import WebPushSender
 from shared.app import POOL, settings_of
 from shared.drain import Drainer
@@ -18,9 +19,29 @@ from shared.drain import Drainer
 DELIVERIES = web.AppKey("deliveries", Drainer)
 DELIVERER = web.AppKey("deliverer", Deliverer)
 
+log = logging.getLogger(__name__)
+
+
+def warn_about_local_urls(settings: Settings) -> list[str]:
+    """Logs (at start-up, loudly) each public URL left at a local default: unset, PUBLIC_API_URL
+    (NOTIFIER_PUBLIC_URL in compose) is http://localhost:8084, and every one-click unsubscribe link
+    in every mail would silently lead nowhere. Returns the problems."""
+    problems = []
+    for name, url in (("PUBLIC_API_URL", settings.public_api_url), ("PUBLIC_BASE_URL", settings.public_base_url)):
+        problem = public_url_problem(url)
+        if problem:
+            problems.append(f"{name} {problem}")
+            log.warning(
+                f"{name} {problem}: links in mails will not work for parents; set it to this server's "
+                "public https URL",
+                extra={"setting": name, "url": url},
+            )
+    return problems
+
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
+    warn_about_local_urls(settings)
     async with contextlib.AsyncExitStack() as stack:
         # Without a channel's keys the service still mails; devices of that kind are refused at
         # registration, and pushes to ones registered earlier wait until the keys are back.

@@ -179,6 +179,25 @@ def vapid_subject_problem(subject: str | None) -> str | None:
     return None
 
 
+def public_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be where readers of a mail reach this server (unsubscribe links, links to
+    the web front), or None: a loopback or private address, ``localhost`` or a reserved domain
+    (RFC 2606, RFC 6761) reaches nobody outside this machine or network."""
+    host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+    if not host:
+        return f"names no host: {url!r}"
+    if _is_ip(host):
+        address = ipaddress.ip_address(host.strip("[]"))
+        if address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified:
+            return f"is a local address ({host}) that no reader of a mail can reach: {url!r}"
+        return None
+    if "." not in host or host in _RESERVED_DOMAINS or host.endswith(_RESERVED_SUFFIXES):
+        return f"names a local or reserved host ({host}) that no reader of a mail can reach: {url!r}"
+    if host.endswith(".example.com"):
+        return f"names a reserved domain ({host}): {url!r}"
+    return None
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

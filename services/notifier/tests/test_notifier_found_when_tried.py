@@ -4,6 +4,7 @@ Headers are read back the way a mail program reads them: the mail flattened as t
 (aiosmtplib), parsed with the email package's default policy and with ``decode_header``.
 """
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -18,6 +19,8 @@ from aiosmtplib.email import flatten_message
 from notifier import message_store, store, unsubscribe
 from notifier.messages import new_post_email
 from notifier.preferences import QuietHours
+from notifier.resources import warn_about_local_urls
+from notifier.settings import Settings, public_url_problem
 from shared.app import POOL
 from shared.contracts import MembershipRevoked
 from tests.harness.fanout import post_to_parents
@@ -154,11 +157,14 @@ async def test_an_smtp_relay_down_for_more_than_ten_minutes_loses_no_email() -> 
 
         # A day later the relay is still down: then, and only then, the mails are given up on.
         async with pool.acquire() as conn:
-            for table in ("deliveries", "mails"):
-                await conn.execute(
-                    f"UPDATE {table} SET created_at = now() - interval '25 hours', last_error = NULL, "
-                    "next_attempt_at = now()"
-                )
+            await conn.execute(
+                """UPDATE deliveries SET created_at = now() - interval '25 hours', last_error = NULL,
+                   next_attempt_at = now()"""
+            )
+            await conn.execute(
+                """UPDATE mails SET created_at = now() - interval '25 hours', last_error = NULL,
+                   next_attempt_at = now()"""
+            )
 
         async def given_up() -> bool:
             return bool(
@@ -342,3 +348,38 @@ async def test_push_turned_off_in_the_settings_drops_the_pushes_held_for_quiet_h
     await site.schedule(now + timedelta(hours=2))
     await site.settle()
     assert pushes(site, parent) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8084",
+        "http://127.0.0.1:8084",
+        "http://[::1]:8084",
+        "http://10.0.0.5",
+        "https://klaspost.local",
+        "https://notifier.test/",
+        "https://mail.example.com",
+        "http://notifier:8084",  # a compose service name: only inside the compose network
+    ],
+)
+def test_a_public_url_that_reaches_no_reader_is_named_at_start_up(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # PUBLIC_API_URL unset (NOTIFIER_PUBLIC_URL in compose) left every one-click unsubscribe link
+    # pointing at http://localhost:8084, and nothing said so.
+    settings = Settings(database_url="postgresql://x@127.0.0.1/x", public_api_url=url, public_base_url="https://klaspost.nl")
+    with caplog.at_level(logging.WARNING, logger="notifier.resources"):
+        problems = warn_about_local_urls(settings)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("PUBLIC_API_URL"), problems
+    assert any("PUBLIC_API_URL" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_a_public_url_on_a_real_domain_is_accepted() -> None:
+    assert public_url_problem("https://api.klaspost.nl") is None
+    assert public_url_problem("https://notifier.deschool.nl:8443/") is None
+    assert public_url_problem("https://93.184.216.34") is None  # a public address
+    settings = Settings(
+        database_url="postgresql://x@127.0.0.1/x", public_api_url="https://api.klaspost.nl",
+        public_base_url="https://klaspost.nl",
+    )  # fmt: skip
+    assert warn_about_local_urls(settings) == []
