@@ -23,6 +23,7 @@ import asyncpg
 
 from notifier import message_store, store, unsubscribe
 from notifier.apns import ApnsSender
+from notifier.compose import OutgoingMail
 from notifier.delivery_errors import DeliveryFailed
 from notifier.delivery_outcomes import SentRecorder
 from notifier.domain import backoff_seconds
@@ -344,7 +345,7 @@ class Deliverer:
             raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
         await self._mailer.send(msg)
 
-    async def _delivery_email(self, row: asyncpg.Record) -> EmailMessage:
+    async def _delivery_email(self, row: asyncpg.Record) -> EmailMessage | OutgoingMail:
         """The email of a delivery of any kind (notices.py), with its one-click unsubscribe headers."""
         if self._unsubscribe_key is None:
             async with self._pool.acquire() as conn:

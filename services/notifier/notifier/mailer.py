@@ -11,6 +11,7 @@ from typing import Self
 import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender
 
+from notifier.compose import OutgoingMail
 from notifier.delivery_errors import DeliveryFailed
 from notifier.settings import Settings
 
@@ -81,7 +82,7 @@ class Mailer:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(c.quit() for c in idle))
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, msg: EmailMessage | OutgoingMail) -> None:
         """Hand msg to the relay. Raises DeliveryFailed, permanent when a retry cannot help: the relay
         refused with a 5xx, or an address needs SMTPUTF8 (RFC 6531) and the relay does not offer it."""
         async with self._slots:
@@ -95,13 +96,19 @@ class Mailer:
             # Some recipients took it, so a retry would send them a duplicate.
             raise DeliveryFailed(True, f"recipients refused: {_describe(refused)}")
 
-    async def _send_on(self, connection: _Connection, msg: EmailMessage) -> dict[str, tuple[int, str]]:
+    async def _send_on(
+        self, connection: _Connection, msg: EmailMessage | OutgoingMail
+    ) -> dict[str, tuple[int, str]]:
         reused = connection.sent > 0
         keep = False
         try:
             if _needs_smtputf8(msg):
                 await _require_smtputf8(connection.client)
-            refused, _ = await connection.client.send_message(msg)
+            if isinstance(msg, OutgoingMail):
+                # Built as bytes (compose.OutgoingMail): 7-bit, ASCII addresses, nothing to flatten.
+                refused, _ = await connection.client.sendmail(msg.sender, list(msg.recipients), msg.data)
+            else:
+                refused, _ = await connection.client.send_message(msg)
             keep = True
             return {rcpt: (reply.code, reply.message) for rcpt, reply in refused.items()}
         except DeliveryFailed:
@@ -190,7 +197,9 @@ class Mailer:
             connection.close()
 
 
-def _needs_smtputf8(msg: EmailMessage) -> bool:
+def _needs_smtputf8(msg: EmailMessage | OutgoingMail) -> bool:
+    if isinstance(msg, OutgoingMail):
+        return not all(address.isascii() for address in (msg.sender, *msg.recipients))
     # International domains are sent as A-labels (see compose.recipient); a UTF-8 local part cannot be.
     addresses = [extract_sender(msg) or "", *extract_recipients(msg)]
     return not all(address.isascii() for address in addresses)

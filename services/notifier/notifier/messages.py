@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from notifier.compose import (
-    build_email,
+    MailParts,
     clean,
     message_id,
     one_line,
@@ -43,6 +43,22 @@ def new_post_email(
     mail_from: str,
 ) -> EmailMessage:
     """A multipart/alternative mail (text and HTML) telling a parent about a new post in a group."""
+    return new_post_parts(
+        locale, recipient_name, recipient_email, group_name, excerpt, post_url, notification_id, mail_from
+    ).message()
+
+
+def new_post_parts(
+    locale: str,
+    recipient_name: str,
+    recipient_email: str,
+    group_name: str,
+    excerpt: str,
+    post_url: str,
+    notification_id: uuid.UUID | str,
+    mail_from: str,
+) -> MailParts:
+    """What new_post_email is made of (to build it as bytes, see compose.OutgoingMail)."""
     lang = resolve_locale(locale)
     require_web_url(post_url)
     group = one_line(group_name)
@@ -57,7 +73,7 @@ def new_post_email(
         "Message-ID": notification_message_id(notification_id, mail_from),
         "X-Klaspost-Notification-Id": str(notification_id),
     }
-    return build_email(
+    return MailParts(
         "new_post", lang, subject, recipient(recipient_name, recipient_email), context, mail_from, headers
     )
 

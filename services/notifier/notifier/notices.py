@@ -10,14 +10,15 @@ moments as ISO 8601 strings).
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from notifier.compose import (
-    build_email,
+    MailParts,
+    OutgoingMail,
     clean,
     message_id,
     one_line,
@@ -26,7 +27,7 @@ from notifier.compose import (
     resolve_locale,
 )
 from notifier.mails import format_moment
-from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_email, new_post_push, push_payload_size
+from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_parts, new_post_push, push_payload_size
 from notifier.preferences import Category
 from shared.contracts import Locale
 
@@ -173,6 +174,26 @@ def notice_email(
 ) -> EmailMessage:
     """The email of a notice kind. Its Message-ID is the delivery's (one per reader): a re-send is
     recognised as one."""
+    return notice_parts(
+        kind, notification_id, delivery_id, locale, recipient_name, recipient_email, context, zone, base_url,
+        mail_from, extra_headers,
+    ).message()  # fmt: skip
+
+
+def notice_parts(
+    kind: str,
+    notification_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    locale: str,
+    recipient_name: str,
+    recipient_email: str,
+    context: Mapping[str, Any],
+    zone: ZoneInfo,
+    base_url: str,
+    mail_from: str,
+    extra_headers: Mapping[str, str],
+) -> MailParts:
+    """What notice_email is made of."""
     lang = resolve_locale(locale)
     words = render(kind, locale, context, zone, base_url)
     values = {**words.values, "recipient_name": one_line(recipient_name)}
@@ -181,7 +202,7 @@ def notice_email(
         "X-Klaspost-Notification-Id": str(notification_id),
         **extra_headers,
     }
-    return build_email(
+    return MailParts(
         "notice", lang, words.subject, recipient(recipient_name, recipient_email), values, mail_from, headers
     )
 
@@ -208,6 +229,23 @@ def digest_email(
     mail_from: str,
     extra_headers: Mapping[str, str],
 ) -> EmailMessage:
+    """The daily digest (see digest_parts)."""
+    return digest_parts(
+        delivery_id, locale, recipient_name, recipient_email, context, zone, base_url, mail_from, extra_headers
+    ).message()
+
+
+def digest_parts(
+    delivery_id: uuid.UUID,
+    locale: str,
+    recipient_name: str,
+    recipient_email: str,
+    context: Mapping[str, Any],
+    zone: ZoneInfo,
+    base_url: str,
+    mail_from: str,
+    extra_headers: Mapping[str, str],
+) -> MailParts:
     """The daily digest: every message held for it, oldest first. ``context``: ``{"day": "2026-12-01",
     "items": [{"kind", "group_name", "title", "excerpt", "post_id", "context"}]}`` (a post's own
     words; any other kind is rendered here in the reader's language)."""
@@ -236,7 +274,7 @@ def digest_email(
         "X-Klaspost-Notification-Id": str(delivery_id),
         **extra_headers,
     }
-    return build_email(
+    return MailParts(
         "digest", lang, subject, recipient(recipient_name, recipient_email), values, mail_from, headers
     )
 
@@ -247,11 +285,13 @@ def post_url(base_url: str, post_id: uuid.UUID) -> str:
 
 def delivery_email(
     row: Mapping[str, Any], zone: ZoneInfo, base_url: str, mail_from: str, extra_headers: Mapping[str, str]
-) -> EmailMessage:
-    """The email of one claimed delivery row (kind, context, notification and reader), any kind."""
+) -> OutgoingMail | EmailMessage:
+    """The email of one claimed delivery row (kind, context, notification and reader), any kind, as
+    bytes for the relay (compose.OutgoingMail: the headers a post's mails share are folded once)."""
     kind = row.get("kind") or "new_post"
+    parts: MailParts
     if kind == "new_post":
-        msg = new_post_email(
+        parts = new_post_parts(
             row["locale"],
             row["display_name"],
             row["email"],
@@ -261,19 +301,19 @@ def delivery_email(
             row["delivery_id"],
             mail_from,
         )
-        for name, value in extra_headers.items():
-            msg[name] = value
-        return msg
-    if kind == "digest":
-        return digest_email(
+        parts = replace(parts, headers={**parts.headers, **extra_headers})
+    elif kind == "digest":
+        parts = digest_parts(
             row["delivery_id"], row["locale"], row["display_name"], row["email"], row["context"], zone,
             base_url, mail_from, extra_headers,
         )  # fmt: skip
-    return notice_email(
-        kind, row["notification_id"], row["delivery_id"], row["locale"], row["display_name"], row["email"],
-        row["context"],
-        zone, base_url, mail_from, extra_headers,
-    )  # fmt: skip
+    else:
+        parts = notice_parts(
+            kind, row["notification_id"], row["delivery_id"], row["locale"], row["display_name"], row["email"],
+            row["context"],
+            zone, base_url, mail_from, extra_headers,
+        )  # fmt: skip
+    return parts.outgoing()
 
 
 def delivery_push(row: Mapping[str, Any], zone: ZoneInfo, base_url: str) -> tuple[dict[str, str], str]:
