@@ -5,8 +5,10 @@ sent straight to the same push endpoint (WebPushSender: encryption, VAPID and ai
 session, all at once), and 28 emails over one reused aiosmtplib connection to the same SMTP sink.
 
 The whole system runs in this process (tests/harness/system.py: identity, posts, media and the
-notifier on real PostgreSQL and RabbitMQ, a local push service and SMTP sink), set up through the
-APIs as the tests do (tests/harness/school.py). Posts are one a day per group (seed rule 5): the
+notifier on real PostgreSQL and RabbitMQ, a local push service), set up through the APIs as the
+tests do (tests/harness/school.py). The SMTP sink the posts' mails go to (and the raw mails) runs in
+a process of its own, as a relay would: on a thread of this process its parsing of every mail took
+turns with the notifier on one GIL (``--sink thread`` measures it that way). Posts are one a day per group (seed rule 5): the
 bench frees the day in posts' table between posts, as tests/test_openapi.py does.
 
     cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
@@ -20,22 +22,88 @@ the raw rates of WebPushSender and of aiosmtplib over one reused connection, and
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 from typing import Any
 
 import aiosmtplib
 
 from notifier import store
-from notifier.messages import new_post_email, new_post_push
+from notifier.compose import OutgoingMail
+from notifier.messages import new_post_parts, new_post_push
 from notifier.resources import DELIVERER
 from notifier.settings import Settings as NotifierSettings
 from notifier.webpush import WebPushSender
 from shared.app import POOL, SETTINGS
+from shared.testing.smtp import SmtpSink
 from tests.harness.school import add_person, make_class, wait_until_linked
 from tests.harness.system import System, start_system, stop_system
+
+
+def _run_sink(port: "Synchronized[int]", count: "Synchronized[int]", stop: Event) -> None:
+    sink = SmtpSink()
+    sink.start()
+    port.value = sink.port
+    while not stop.is_set():  # the count the bench polls, every 0.2 ms (the sink's own process)
+        count.value = len(sink.messages)
+        time.sleep(0.0002)
+    sink.stop()
+
+
+class SinkProcess:
+    """shared.testing's SmtpSink in a process of its own; ``count()`` is how many mails it took."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._port: Synchronized[int] = context.Value("i", 0)
+        self._count: Synchronized[int] = context.Value("q", 0)
+        self._stop = context.Event()
+        self._process = context.Process(target=_run_sink, args=(self._port, self._count, self._stop), daemon=True)
+
+    def start(self) -> None:
+        self._process.start()
+        deadline = time.monotonic() + 30
+        while not self._port.value:
+            if time.monotonic() > deadline or not self._process.is_alive():
+                raise RuntimeError("the SMTP sink process did not start")
+            time.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        return self._port.value
+
+    def count(self) -> int:
+        return self._count.value
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._process.join(10)
+
+
+class Sink:
+    """Where the notifier's mails go for the measurement: the sink process, or (``--sink thread``)
+    the harness's own sink on a thread of this process."""
+
+    def __init__(self, system: System, process: SinkProcess | None) -> None:
+        self.host = system.smtp.host
+        self.port = process.port if process else system.smtp.port
+        self.count: Callable[[], int] = process.count if process else lambda: len(system.smtp.messages)
+        if process:
+            # After the set-up (invitations are read from the harness's sink): the notifier's mailer
+            # now connects to the sink process; its kept connections to the other are closed.
+            mailer = system.services["notifier"].app[DELIVERER]._mailer
+            mailer._settings = mailer._settings.model_copy(update={"smtp_port": process.port})
+            for connection in mailer._idle:
+                connection.close()
+            mailer._idle.clear()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -69,7 +137,9 @@ async def until(check: Any, timeout: float = 10.0) -> float:  # noqa: ASYNC109
     return time.perf_counter()
 
 
-async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[str, list[float]]:
+async def fan_out(
+    system: System, parents: int, posts: int, gap: float, process: SinkProcess | None
+) -> dict[str, Any]:
     school, group, teacher, first = await make_class(system, "Groep 7")
     people = [first] + [
         await add_person(system, school, f"ouder{i}", "guardian", "Groep 7") for i in range(1, parents)
@@ -78,6 +148,7 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
         await wait_until_linked(system, person, group)
     subscriptions = [await register_push(system, p.token) for p in people]
     addresses = {p.email for p in people}
+    sink = Sink(system, process)
     posts_pool = system.services["posts"].app[POOL]
 
     push_ms, mail_ms = [], []
@@ -89,7 +160,7 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
     notifier_pool = system.services["notifier"].app[POOL]
     for n in range(1, posts + 1):
         await posts_pool.execute("DELETE FROM post_days WHERE group_id = $1", group)
-        mails_before, pushes_before = len(system.smtp.messages), len(system.push.messages)
+        mails_before, pushes_before = sink.count(), len(system.push.messages)
         status, body = await system.call(
             "POST",
             "posts",
@@ -105,7 +176,7 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
             return len(system.push.messages) - before >= len(subscriptions)
 
         def all_mailed(before: int = mails_before) -> bool:
-            return len(system.smtp.messages) - before >= len(addresses)
+            return sink.count() - before >= len(addresses)
 
         pushed, mailed = await asyncio.gather(until(all_pushed), until(all_mailed))
         push_ms.append((pushed - accepted) * 1000)
@@ -123,10 +194,10 @@ async def fan_out(system: System, parents: int, posts: int, gap: float) -> dict[
         stages["first push marked sent"].append((float(row["first_push"]) - accepted_wall) * 1000)
         stages["last push marked sent"].append((float(row["last_push"]) - accepted_wall) * 1000)
         await asyncio.sleep(gap)
-    return {"push": push_ms, "email": mail_ms, "subscriptions": subscriptions, **stages}  # type: ignore[dict-item]
+    return {"push": push_ms, "email": mail_ms, "subscriptions": subscriptions, "sink": sink, **stages}
 
 
-async def school_wide(system: System, parents: int) -> dict[str, Any]:
+async def school_wide(system: System, parents: int, process: SinkProcess | None) -> dict[str, Any]:
     """One post to a group of ``parents`` parents with a Web Push device and email each: seconds
     from the post's 201 until every push and every mail arrived. The first parent comes through the
     APIs; the others are written straight into the notifier's copies (people, memberships, devices,
@@ -155,9 +226,10 @@ async def school_wide(system: System, parents: int) -> dict[str, Any]:
                 conn, uuid.uuid4(), person_id, subscription["endpoint"], keys["p256dh"], keys["auth"]
             )
             subscriptions.append(subscription)
+    sink = Sink(system, process)
     posts_pool = system.services["posts"].app[POOL]
     await posts_pool.execute("DELETE FROM post_days WHERE group_id = $1", group)
-    mails_before, pushes_before = len(system.smtp.messages), len(system.push.messages)
+    mails_before, pushes_before = sink.count(), len(system.push.messages)
     status, body = await system.call(
         "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Schoolreis", "body": "Morgen!"}
     )
@@ -168,7 +240,7 @@ async def school_wide(system: System, parents: int) -> dict[str, Any]:
         return len(system.push.messages) - pushes_before >= parents
 
     def all_mailed() -> bool:
-        return len(system.smtp.messages) - mails_before >= parents
+        return sink.count() - mails_before >= parents
 
     pushed, mailed = await asyncio.gather(until(all_pushed, 300), until(all_mailed, 300))
     return {
@@ -176,6 +248,7 @@ async def school_wide(system: System, parents: int) -> dict[str, Any]:
         "mail_s": mailed - accepted,
         "all_s": max(pushed, mailed) - accepted,
         "subscriptions": subscriptions,
+        "sink": sink,
     }
 
 
@@ -192,22 +265,23 @@ async def raw_push(system: System, subscriptions: list[dict[str, Any]], rounds: 
     return times
 
 
-async def raw_smtp(system: System, count: int, rounds: int) -> list[float]:
+async def raw_smtp(sink: Sink, count: int, rounds: int) -> list[float]:
     """count mails over one reused aiosmtplib connection, the same mails the notifier sends (text and
     HTML, built beforehand: the timing is the relay's and the client's, not the email package's)."""
     times = []
     messages = [
-        new_post_email(
+        new_post_parts(
             "nl", f"Ouder {i}", f"raw{i}@ouders.test", "Groep 7", "Bericht", "http://klaspost.test/posts/1",
             uuid.uuid4(), "Klaspost <noreply@klaspost.nl>",
-        )
+        ).outgoing()
         for i in range(count)
     ]  # fmt: skip
-    async with aiosmtplib.SMTP(hostname=system.smtp.host, port=system.smtp.port, start_tls=False) as client:
+    async with aiosmtplib.SMTP(hostname=sink.host, port=sink.port, start_tls=False) as client:
         for _ in range(rounds):
             start = time.perf_counter()
             for msg in messages:
-                await client.send_message(msg)
+                assert isinstance(msg, OutgoingMail)  # as the notifier sends them: bytes
+                await client.sendmail(msg.sender, list(msg.recipients), msg.data)
             times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -216,12 +290,12 @@ def rate_line(name: str, count: int, seconds: float) -> str:
     return f"{name:<58} {count / seconds:8.0f} /s   ({count} in {seconds * 1000:.0f} ms)"
 
 
-async def throughput(system: System, parents: int) -> None:
+async def throughput(system: System, parents: int, process: SinkProcess | None) -> None:
     """--parents 1000: deliveries per second end to end, beside the raw building blocks."""
-    result = await school_wide(system, parents)
+    result = await school_wide(system, parents, process)
     subscriptions = result["subscriptions"]
     [push_ms] = await raw_push(system, subscriptions, 1)
-    [smtp_ms] = await raw_smtp(system, parents, 1)
+    [smtp_ms] = await raw_smtp(result["sink"], parents, 1)
     deliveries = 2 * parents
     end_to_end = deliveries / result["all_s"]
     # The raw blocks one after the other: what the same messages cost with no database, broker or
@@ -234,7 +308,7 @@ async def throughput(system: System, parents: int) -> None:
     print(rate_line("raw: pushes at once (WebPushSender, one aiohttp session)", parents, push_ms / 1000))
     print(rate_line("raw: emails over one aiosmtplib connection", parents, smtp_ms / 1000))
     print(rate_line("raw: both, one after the other", deliveries, (push_ms + smtp_ms) / 1000))
-    print(f"ratio end to end / raw: {end_to_end / raw:.2f}")
+    print(f"ratio end to end / raw: {end_to_end / raw:.2f}   (SMTP sink: {'thread' if process is None else 'process'})")
 
 
 def line(name: str, values: list[float]) -> str:
@@ -252,7 +326,14 @@ async def main() -> None:
         "--switch-interval", type=float, default=0.0005,
         help="sys.setswitchinterval (s); Python's default is 0.005",
     )  # fmt: skip
+    parser.add_argument(
+        "--sink", choices=("process", "thread"), default="process",
+        help="the SMTP sink in a process of its own (as a relay), or on a thread of this one (as before)",
+    )  # fmt: skip
     args = parser.parse_args()
+    process = SinkProcess() if args.sink == "process" else None
+    if process:
+        process.start()  # before the system's threads and loop: a clean child
     # The SMTP sink (aiosmtpd) runs on a thread of this process, where a real relay is another process:
     # every time the services' loop lets go of the GIL (each socket write) it waits for the sink's
     # thread to give it back, up to the switch interval (5 ms by default) each time.
@@ -267,19 +348,23 @@ async def main() -> None:
     deliverer._slots = {provider: asyncio.Semaphore(limit) for provider, limit in limits.items()}
     if args.parents >= 100:
         try:
-            await throughput(system, args.parents)
+            await throughput(system, args.parents, process)
         finally:
             await stop_system(system)
+            if process:
+                process.stop()
         return
     try:
-        result = await fan_out(system, args.parents, args.posts, args.gap)
-        pushes = await raw_push(system, result["subscriptions"], 20)  # type: ignore[arg-type]
-        smtp = await raw_smtp(system, args.parents, 20)
+        result = await fan_out(system, args.parents, args.posts, args.gap, process)
+        pushes = await raw_push(system, result["subscriptions"], 20)
+        smtp = await raw_smtp(result["sink"], args.parents, 20)
     finally:
         await stop_system(system)
+        if process:
+            process.stop()
     print(
         f"fan-out to {args.parents} parents (push + email each), {args.posts} posts, {args.gap} s apart, "
-        f"send slots smtp {limits['smtp']} webpush {limits['webpush']}"
+        f"send slots smtp {limits['smtp']} webpush {limits['webpush']}, SMTP sink on a {args.sink} of its own"
     )
     print(line("post 201 -> last push received", result["push"]))
     print(line("post 201 -> last email received", result["email"]))
@@ -287,6 +372,9 @@ async def main() -> None:
         print(line(f"  of which: post 201 -> {stage}", result[stage]))
     print(line(f"raw: {args.parents} pushes at once (WebPushSender, one session)", pushes))
     print(line(f"raw: {args.parents} emails over one aiosmtplib connection", smtp))
+    push_ratio = statistics.median(result["push"]) / statistics.median(pushes)
+    mail_ratio = statistics.median(result["email"]) / statistics.median(smtp)
+    print(f"ratio at p50, end to end / raw: last push {push_ratio:.1f}x, last email {mail_ratio:.1f}x")
 
 
 if __name__ == "__main__":
