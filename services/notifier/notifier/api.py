@@ -9,6 +9,7 @@ from aiohttp import web
 
 from notifier import store
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
+from notifier.resources import REGISTRATIONS
 from notifier.settings import Settings
 from shared.app import POOL, settings_of
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -57,6 +58,8 @@ async def register_device(request: web.Request) -> web.Response:
     send on (no FCM credentials, no APNs key) is refused with 422 naming ``kind``, so the app knows at
     once rather than waiting for pushes that never come."""
     caller = require_caller(request)
+    # Counted before the body is read: malformed registrations count too (device_limits.py).
+    request.app[REGISTRATIONS].check(caller.person_id)
     command = await read_json(request, RegisterDevice)
     settings = settings_of(request.app, Settings)
     shape = command.shape_problem()
@@ -71,7 +74,9 @@ async def register_device(request: web.Request) -> web.Response:
         assert command.token is not None  # shape_problem
         token = command.token.lower() if command.kind == "apns" else command.token
         async with request.app[POOL].acquire() as conn:
-            row = await store.register_native_device(conn, uuid.uuid4(), caller.person_id, command.kind, token)
+            row = await store.register_native_device(
+                conn, uuid.uuid4(), caller.person_id, command.kind, token, keep=settings.devices_per_person
+            )
         if row["moved"]:
             # Never the token: it is what lets anyone push to the device.
             log.warning(
@@ -100,6 +105,7 @@ async def register_device(request: web.Request) -> web.Response:
             endpoint,
             command.subscription.keys.p256dh,
             command.subscription.keys.auth,
+            keep=settings.devices_per_person,
         )
     if found is None:
         # Only the endpoint URL matched: proof of holding a link, not of being that browser.

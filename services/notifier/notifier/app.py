@@ -39,8 +39,9 @@ routes = [
         body=RegisterDevice,
         response=DeviceView,
         status=201,
-        # The endpoint is another person's device and the keys are not that browser's.
-        errors=(409,),
+        # 409: the endpoint is another person's device and the keys are not that browser's.
+        # 429: too many registrations by this person in the last hour (Retry-After).
+        errors=(409, 429),
     ),
     Route("GET", "/devices", api.list_devices, "The caller's registered devices", response=DeviceList),
     Route(

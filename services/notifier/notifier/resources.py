@@ -9,6 +9,7 @@ from aiohttp import web
 
 from notifier.apns import ApnsSender
 from notifier.delivery import NOTIFY_CHANNEL, Deliverer
+from notifier.device_limits import RegistrationLimiter
 from notifier.fcm import FcmSender
 from notifier.mailer import Mailer
 from notifier.settings import Settings, public_url_problem
@@ -18,6 +19,7 @@ from shared.drain import Drainer
 
 DELIVERIES = web.AppKey("deliveries", Drainer)
 DELIVERER = web.AppKey("deliverer", Deliverer)
+REGISTRATIONS = web.AppKey("device_registrations", RegistrationLimiter)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def warn_about_local_urls(settings: Settings) -> list[str]:
 async def delivery(app: web.Application) -> AsyncIterator[None]:
     settings = settings_of(app, Settings)
     warn_about_local_urls(settings)
+    app[REGISTRATIONS] = RegistrationLimiter(settings.device_registrations_per_hour)
     async with contextlib.AsyncExitStack() as stack:
         # Without a channel's keys the service still mails; devices of that kind are refused at
         # registration, and pushes to ones registered earlier wait until the keys are back.

@@ -91,6 +91,10 @@ class Settings(ServiceSettings):
     delivery_stop_grace_seconds: float = Field(default=5.0, ge=0)
     # How often delivery figures of recent posts are counted and reported to posts (DeliveryReport).
     delivery_report_seconds: float = 5.0
+    # Push devices one person may have: one more replaces their least recently registered one
+    # (device_limits.py says why), and registrations one person may make in an hour (then 429).
+    devices_per_person: int = Field(default=20, ge=1)
+    device_registrations_per_hour: int = Field(default=30, ge=1)
     # Hosts a browser's push subscription may point at. The notifier POSTs to whatever endpoint a
     # subscription names, so without this list a caller could aim it at internal addresses.
     push_allowed_hosts: list[str] = [

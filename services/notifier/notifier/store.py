@@ -105,6 +105,7 @@ async def register_device(
     endpoint: str,
     p256dh: str,
     auth: str,
+    keep: int | None = None,
 ) -> asyncpg.Record | None:
     """The device row for this Web Push subscription, or None when its endpoint is another person's
     device and the keys differ: then nothing changes.
@@ -133,11 +134,18 @@ async def register_device(
         )
         if row is not None and row["moved"]:
             await _cancel_moved(conn, row["device_id"], person_id)
+        if row is not None and keep is not None:
+            await _keep_newest(conn, person_id, row["device_id"], keep)
     return row
 
 
 async def register_native_device(
-    conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID, kind: str, token: str
+    conn: asyncpg.Connection,
+    device_id: uuid.UUID,
+    person_id: uuid.UUID,
+    kind: str,
+    token: str,
+    keep: int | None = None,
 ) -> asyncpg.Record:
     """The device row for this FCM or APNs token (kind "fcm" or "apns"), made or moved to person_id.
 
@@ -163,7 +171,22 @@ async def register_native_device(
         )
         if row["moved"]:
             await _cancel_moved(conn, row["device_id"], person_id)
+        if keep is not None:
+            await _keep_newest(conn, person_id, row["device_id"], keep)
     return row
+
+
+async def _keep_newest(conn: asyncpg.Connection, person_id: uuid.UUID, device_id: uuid.UUID, keep: int) -> None:
+    """At most ``keep`` devices for the person: the one just registered (device_id) and the most
+    recently registered others; the rest are removed, as if the person had deleted them."""
+    await conn.execute(
+        """DELETE FROM devices WHERE device_id IN (
+               SELECT device_id FROM devices WHERE person_id = $1
+               ORDER BY device_id = $2 DESC, created_at DESC, device_id OFFSET $3)""",
+        person_id,
+        device_id,
+        keep,
+    )
 
 
 async def _cancel_moved(conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID) -> None:

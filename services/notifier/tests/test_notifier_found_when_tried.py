@@ -383,3 +383,38 @@ def test_a_public_url_on_a_real_domain_is_accepted() -> None:
         public_base_url="https://klaspost.nl",
     )  # fmt: skip
     assert warn_about_local_urls(settings) == []
+
+
+async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirty_an_hour(system: System) -> None:
+    # One token registered 500 fake push devices in a second: every post then meant 500 sends. Now
+    # the 21st device replaces the least recently registered one (a parent's new phone just works),
+    # and the 31st registration in an hour is refused with 429 and Retry-After.
+    school, _, _, parent = await make_class(system, "Groep 6")
+    status, key = await system.call("GET", "notifier", "/push/vapid-public-key")
+    assert status == 200, key
+    registered = []
+    for _ in range(30):
+        subscription: dict[str, Any] = system.push.subscribe(key["application_server_key"])
+        status, body = await system.call("POST", "notifier", "/devices", parent.token, json={"subscription": subscription})
+        assert status == 201, body
+        registered.append(body["device_id"])
+    status, body = await system.call("GET", "notifier", "/devices", parent.token)
+    assert status == 200, body
+    assert sorted(d["device_id"] for d in body["devices"]) == sorted(registered[-20:])
+
+    subscription = system.push.subscribe(key["application_server_key"])
+    assert system.http is not None
+    async with system.http.post(
+        system.url("notifier", "/devices"),
+        headers={"Authorization": f"Bearer {parent.token}"},
+        json={"subscription": subscription},
+    ) as response:
+        assert response.status == 429, await response.text()
+        assert 1 <= int(response.headers["Retry-After"]) <= 3600
+        assert (await response.json())["error"]["code"] == "too_many_requests"
+    # Another person is not held back by this one's registrations.
+    other = await add_person(system, school, "buur", "guardian", "Groep 6")
+    status, body = await system.call(
+        "POST", "notifier", "/devices", other.token, json={"subscription": system.push.subscribe(key["application_server_key"])}
+    )
+    assert status == 201, body
