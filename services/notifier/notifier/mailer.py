@@ -227,6 +227,11 @@ def _classify(exc: aiosmtplib.SMTPException) -> DeliveryFailed:
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Like Postfix, defer rather than bounce: fixing the credentials should deliver the backlog.
         return DeliveryFailed(False, f"smtp authentication failed: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        # Our own MAIL FROM refused (a relay that does not allow the sender): the set-up, the same for
+        # every mail, not this message; deferred like an authentication failure, so fixing it
+        # delivers the backlog instead of failing every mail for good.
+        return DeliveryFailed(False, f"smtp refused the sender: {exc.code} {exc.message}")
     if isinstance(exc, _REFUSALS):
         return DeliveryFailed(_is_permanent(exc.code), f"smtp refused the message: {exc.code} {exc.message}")
     # Timeouts, disconnects, a failed TLS upgrade, an unhappy greeting: the server, not this message.

@@ -13,10 +13,12 @@ from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
+import aiosmtplib
 import pytest
 from aiosmtplib.email import flatten_message
 
 from notifier import message_store, store, unsubscribe
+from notifier.mailer import _classify
 from notifier.messages import new_post_email
 from notifier.preferences import QuietHours
 from notifier.resources import warn_about_local_urls
@@ -418,3 +420,19 @@ async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirt
         "POST", "notifier", "/devices", other.token, json={"subscription": system.push.subscribe(key["application_server_key"])}
     )
     assert status == 201, body
+
+
+def test_a_relay_refusing_our_sender_keeps_the_mail_while_a_refused_address_fails() -> None:
+    # A 5xx to MAIL FROM is the relay's set-up (the sender not allowed), the same for every mail:
+    # like an authentication failure it must keep the mail waiting, not fail the whole backlog.
+    # A 5xx for the recipient is about that address: given up on at once.
+    sender = _classify(aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender address rejected", "noreply@klaspost.nl"))
+    assert not sender.permanent
+    auth = _classify(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid"))
+    assert not auth.permanent
+    busy = _classify(aiosmtplib.SMTPResponseException(421, "4.3.2 Service not available"))
+    assert not busy.permanent
+    refused = _classify(
+        aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "x@ouders.nl")])
+    )
+    assert refused.permanent
