@@ -178,7 +178,10 @@ async def register_native_device(
 
 async def _keep_newest(conn: asyncpg.Connection, person_id: uuid.UUID, device_id: uuid.UUID, keep: int) -> None:
     """At most ``keep`` devices for the person: the one just registered (device_id) and the most
-    recently registered others; the rest are removed, as if the person had deleted them."""
+    recently registered others; the rest are removed, as if the person had deleted them. Two
+    registrations of one person at once take turns here (a lock for the transaction), so the second
+    one's DELETE, a statement of its own, sees the first one's device and the cap holds."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 8))", person_id)
     await conn.execute(
         """DELETE FROM devices WHERE device_id IN (
                SELECT device_id FROM devices WHERE person_id = $1

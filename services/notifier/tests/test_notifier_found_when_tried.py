@@ -4,6 +4,7 @@ Headers are read back the way a mail program reads them: the mail flattened as t
 (aiosmtplib), parsed with the email package's default policy and with ``decode_header``.
 """
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -436,3 +437,18 @@ def test_a_relay_refusing_our_sender_keeps_the_mail_while_a_refused_address_fail
         aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "x@ouders.nl")])
     )
     assert refused.permanent
+
+
+async def test_registrations_at_once_still_keep_at_most_the_cap() -> None:
+    # Two registrations of one person at once each trimmed to the cap from what they saw: together
+    # they could leave one device too many. They take turns at the trim.
+    async with notifier_without_smtp() as (app, _):
+        pool = app[POOL]
+        person_id = uuid.uuid4()
+
+        async def register(i: int) -> None:
+            async with pool.acquire() as conn:
+                await store.register_native_device(conn, uuid.uuid4(), person_id, "fcm", f"token-{i}", keep=3)
+
+        await asyncio.gather(*(register(i) for i in range(12)))
+        assert await pool.fetchval("SELECT count(*) FROM devices WHERE person_id = $1", person_id) == 3
