@@ -53,6 +53,31 @@ def _local(instant: datetime, time_zone: str) -> str:
     return f"{in_zone(instant, time_zone):%Y-%m-%d %H:%M} ({time_zone})"
 
 
+def _booking_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every slot event (SlotBooked, SlotMoved, SlotCancelled) takes from a booking row as
+    ``store.booking`` reads it: which booking, whose child, its guardians (to tell) and its start."""
+    return {
+        "booking_id": row["booking_id"],
+        "schedule_id": row["schedule_id"],
+        "school_id": row["school_id"],
+        "child_id": row["child_id"],
+        "child_name": row["given_name"],
+        "title": row["title"],
+        "guardian_ids": list(row["guardian_ids"]),
+        "starts_at": row["starts_at"],
+    }
+
+
+def _slot_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``_booking_fields`` and what SlotBooked and SlotMoved also say of the slot: group, place, end."""
+    return {
+        **_booking_fields(row),
+        "group_id": row["group_id"],
+        "location": row["location"],
+        "ends_at": row["ends_at"],
+    }
+
+
 def booking_view(row: Mapping[str, Any]) -> BookingView:
     tz = row["time_zone"]
     return BookingView(
@@ -360,20 +385,7 @@ async def book(request: web.Request) -> web.Response:
             raise Conflict(
                 "that slot has just been taken; choose another", {"slot_id": str(command.slot_id)}
             )
-        event = SlotBooked(
-            booking_id=booked["booking_id"],
-            schedule_id=schedule_id,
-            school_id=booked["school_id"],
-            child_id=booked["child_id"],
-            child_name=booked["given_name"],
-            title=booked["title"],
-            guardian_ids=list(booked["guardian_ids"]),
-            group_id=booked["group_id"],
-            location=booked["location"],
-            starts_at=booked["starts_at"],
-            ends_at=booked["ends_at"],
-            booked_by=caller.person_id,
-        )
+        event = SlotBooked(**_slot_fields(booked), booked_by=caller.person_id)
         await publish(conn, event, booked["school_id"])
     return json_response(booking_view(booked), status=201)
 
@@ -414,19 +426,7 @@ async def move_booking(request: web.Request) -> web.Response:
         moved = await store.booking(conn, booking_id)
         assert moved is not None
         event = SlotMoved(
-            booking_id=booking_id,
-            schedule_id=moved["schedule_id"],
-            school_id=moved["school_id"],
-            child_id=moved["child_id"],
-            child_name=moved["given_name"],
-            title=moved["title"],
-            guardian_ids=list(moved["guardian_ids"]),
-            group_id=moved["group_id"],
-            location=moved["location"],
-            starts_at=moved["starts_at"],
-            ends_at=moved["ends_at"],
-            previous_starts_at=booked["starts_at"],
-            moved_by=caller.person_id,
+            **_slot_fields(moved), previous_starts_at=booked["starts_at"], moved_by=caller.person_id
         )
         await publish(conn, event, moved["school_id"])
     return json_response(booking_view(moved))
@@ -439,17 +439,7 @@ async def cancel_booking(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         booked, _ = await _changeable(conn, booking_id, caller.person_id, "cancelled")
         await store.cancel(conn, booking_id)
-        event = SlotCancelled(
-            booking_id=booking_id,
-            schedule_id=booked["schedule_id"],
-            school_id=booked["school_id"],
-            child_id=booked["child_id"],
-            child_name=booked["given_name"],
-            title=booked["title"],
-            guardian_ids=list(booked["guardian_ids"]),
-            starts_at=booked["starts_at"],
-            cancelled_by=caller.person_id,
-        )
+        event = SlotCancelled(**_booking_fields(booked), cancelled_by=caller.person_id)
         await publish(conn, event, booked["school_id"])
     return web.Response(status=204)
 
@@ -466,17 +456,7 @@ async def withdraw_schedule(request: web.Request) -> web.Response:
         # Bookings under way finish first and are cancelled with the rest; none slips in after.
         await store.lock_schedule(conn, schedule_id)
         for booked in await store.schedule_bookings(conn, schedule_id):
-            event = SlotCancelled(
-                booking_id=booked["booking_id"],
-                schedule_id=schedule_id,
-                school_id=booked["school_id"],
-                child_id=booked["child_id"],
-                child_name=booked["given_name"],
-                title=booked["title"],
-                guardian_ids=list(booked["guardian_ids"]),
-                starts_at=booked["starts_at"],
-                cancelled_by=caller.person_id,
-            )
+            event = SlotCancelled(**_booking_fields(booked), cancelled_by=caller.person_id)
             await publish(conn, event, booked["school_id"])
         await withdraw(conn, schedule_id)
         await store.delete_schedule(conn, schedule_id)
