@@ -34,7 +34,7 @@ from shared.errors import (
 from shared.http import json_response, path_id
 from shared.ids import time_ordered_id
 from shared.logs import correlation_id
-from shared.middleware import error_body
+from shared.middleware import error_response
 from shared.tokens import CALLER, Caller, require_caller
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,7 @@ def photo_response(handler: Handler) -> Handler:
         try:
             response = await handler(request)
         except AppError as exc:
-            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-            response = web.json_response(
-                error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
-            )
+            response = error_response(exc)
         for name, value in _PHOTO_HEADERS.items():
             response.headers.setdefault(name, value)
         return response

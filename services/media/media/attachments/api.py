@@ -43,7 +43,7 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.http import json_response, path_id, read_query
-from shared.middleware import error_body
+from shared.middleware import error_response
 from shared.outbox import publish
 from shared.tokens import CALLER, Caller, require_caller
 
@@ -68,10 +68,7 @@ def _guarded(handler: Handler) -> Handler:
         try:
             response = await handler(request)
         except AppError as exc:
-            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-            response = web.json_response(
-                error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
-            )
+            response = error_response(exc)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers.setdefault("Cache-Control", _NO_STORE)
         return response
