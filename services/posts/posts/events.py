@@ -25,6 +25,7 @@ from shared.contracts import (
 )
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy
+from shared.staff_copy import upsert_staff
 
 
 async def _membership_changed(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
@@ -58,7 +59,7 @@ async def school_changed(conn: asyncpg.Connection, _env: Envelope, event: School
 @handlers.on(StaffChanged)
 async def staff_changed(conn: asyncpg.Connection, _env: Envelope, event: StaffChanged) -> None:
     # Who administers a school: admins edit and delete its posts and write announcements.
-    await publishing.upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)
+    await upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)
 
 
 @handlers.on(GroupChanged)

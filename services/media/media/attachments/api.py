@@ -45,6 +45,7 @@ from shared.errors import (
 from shared.http import json_response, path_id, read_query
 from shared.middleware import error_response
 from shared.outbox import publish
+from shared.staff_copy import is_admin
 from shared.tokens import CALLER, Caller, require_caller
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ async def upload_school_attachment(request: web.Request) -> web.Response:
     school_id = path_id(request, "school_id")
     query = read_query(request, UploadQuery)
     async with request.app[POOL].acquire() as conn:
-        if not await store.is_admin(conn, school_id, caller.person_id):
+        if not await is_admin(conn, school_id, caller.person_id):
             raise NotFound("no such school")
     return await _accept(request, caller, school_id, None, query)
 

@@ -13,6 +13,7 @@ import asyncpg
 
 from media.attachments import store
 from shared.contracts import AttachmentPostsChanged, StaffChanged
+from shared.staff_copy import upsert_staff
 
 log = logging.getLogger(__name__)
 
@@ -38,4 +39,4 @@ async def posts_changed(conn: asyncpg.Connection, event: AttachmentPostsChanged)
 
 
 async def staff_changed(conn: asyncpg.Connection, event: StaffChanged) -> None:
-    await store.upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)
+    await upsert_staff(conn, event.school_id, event.person_id, list(event.roles), event.revision)

@@ -44,30 +44,6 @@ async def insert(
     )
 
 
-async def is_admin(conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID) -> bool:
-    found = await conn.fetchval(
-        "SELECT true FROM staff WHERE school_id = $1 AND person_id = $2 AND 'admin' = ANY(roles)",
-        school_id,
-        person_id,
-    )
-    return bool(found)
-
-
-async def upsert_staff(
-    conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID, roles: list[str], revision: int
-) -> None:
-    """Keep a person's staff roles at a school, unless the copy already holds a newer revision."""
-    await conn.execute(
-        """INSERT INTO staff (school_id, person_id, roles, revision) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (school_id, person_id) DO UPDATE SET roles = EXCLUDED.roles, revision = EXCLUDED.revision
-           WHERE staff.revision < EXCLUDED.revision""",
-        school_id,
-        person_id,
-        roles,
-        revision,
-    )
-
-
 async def visible(
     conn: asyncpg.Connection, attachment_id: uuid.UUID, person_id: uuid.UUID
 ) -> asyncpg.Record | None:

@@ -34,6 +34,7 @@ from shared.contracts import PostDeleted, PostPublished, PostUpdated
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.http import json_response, path_id, read_json
 from shared.outbox import publish, publish_many
+from shared.staff_copy import is_admin
 from shared.tokens import Caller, require_caller
 
 
@@ -169,7 +170,7 @@ async def create_announcement(request: web.Request) -> web.Response:
     command = await read_json(request, CreateAnnouncement)
     await attachments.wait_for_copies(request.app[POOL], command.attachment_ids)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        if not await store.is_admin(conn, school_id, caller.person_id):
+        if not await is_admin(conn, school_id, caller.person_id):
             raise NotFound("no such school")
         groups = await store.school_groups(conn, school_id, command.group_ids)
         if command.group_ids is not None and len(groups) != len(command.group_ids):
@@ -227,7 +228,7 @@ async def _editable(conn: asyncpg.Connection, caller: Caller, post_id: uuid.UUID
     row = await store.written_post(conn, post_id, lock=True)
     if row is None:
         raise NotFound("no such post")
-    if await store.is_admin(conn, row["school_id"], caller.person_id):
+    if await is_admin(conn, row["school_id"], caller.person_id):
         return row
     role = await membership_copy.role_in(conn, row["group_id"], caller.person_id)
     if role is None or (role != "teacher" and row["published_at"] is None):

@@ -51,15 +51,6 @@ async def policy(conn: asyncpg.Connection, school_id: uuid.UUID) -> tuple[str, i
     return row["time_zone"], row["max_posts_per_day"]
 
 
-async def is_admin(conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID) -> bool:
-    found = await conn.fetchval(
-        "SELECT true FROM staff WHERE school_id = $1 AND person_id = $2 AND 'admin' = ANY(roles)",
-        school_id,
-        person_id,
-    )
-    return bool(found)
-
-
 async def count_post(conn: asyncpg.Connection, group_id: uuid.UUID, day: date, at_most: int) -> bool:
     """Count one more post of the group on the day, if fewer than ``at_most`` are counted; whether it was.
     Concurrent writers of one group wait for each other on the day's row, and each sees the others'
@@ -266,20 +257,5 @@ async def upsert_school(
         time_zone,
         max_posts_per_day,
         min_posts_per_week,
-        revision,
-    )
-
-
-async def upsert_staff(
-    conn: asyncpg.Connection, school_id: uuid.UUID, person_id: uuid.UUID, roles: list[str], revision: int
-) -> None:
-    """Keep a person's staff roles at a school, unless the copy already holds a newer revision."""
-    await conn.execute(
-        """INSERT INTO staff (school_id, person_id, roles, revision) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (school_id, person_id) DO UPDATE SET roles = EXCLUDED.roles, revision = EXCLUDED.revision
-           WHERE staff.revision < EXCLUDED.revision""",
-        school_id,
-        person_id,
-        roles,
         revision,
     )

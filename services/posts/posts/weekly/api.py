@@ -8,12 +8,12 @@ import uuid
 import asyncpg
 from aiohttp import web
 
-from posts.publishing.store import is_admin
 from posts.weekly import store
 from posts.weekly.domain import CSV_COLUMNS, PostingReport, ReportQuery, ReportWeek, csv_row, iso_week
 from shared.app import POOL
 from shared.errors import NotFound
 from shared.http import json_response, path_id, read_query
+from shared.staff_copy import is_admin
 from shared.tokens import require_caller
 
 
