@@ -1,6 +1,5 @@
 """Media's HTTP handlers: upload by teachers, judged at the door; authorised viewing of processed variants."""
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -20,6 +19,7 @@ from media.processing import NOTIFY_CHANNEL as PROCESSING_CHANNEL
 from media.resources import CHECKS, PROCESSOR, STORAGE
 from media.settings import Settings
 from media.storage import StorageUnavailable, original_key
+from media.upload import receive_upload
 from shared import membership_copy
 from shared.app import POOL, settings_of
 from shared.errors import (
@@ -40,7 +40,6 @@ from shared.tokens import CALLER, Caller, require_caller
 log = logging.getLogger(__name__)
 
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
-_CHUNK = 256 * 1024
 # Photo responses are never cached by shared caches, and never sniffed into another type by browsers. Only
 # a ready photo's links may be kept, by the browser alone and for less than the links live (see get_photo).
 _PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
@@ -101,7 +100,9 @@ async def upload_photo(request: web.Request) -> web.Response:
     with tempfile.TemporaryDirectory(prefix="klaspost-upload-") as folder:
         path = os.path.join(folder, "upload")
         try:
-            await _receive(request, path, settings.photo_max_bytes)
+            await receive_upload(
+                request, path, settings.photo_max_bytes, "photo", SNIFF_BYTES, _is_image, _unsupported
+            )
             photo = await _judge(request, path, settings.photo_max_pixels)
         except (PayloadTooLarge, UnsupportedMediaType, ValidationFailed):
             # Every refusal counts towards the hourly limit, not only a failed check (README): a client
@@ -135,32 +136,8 @@ async def upload_photo(request: web.Request) -> web.Response:
     )
 
 
-async def _receive(request: web.Request, path: str, limit: int) -> None:
-    """The body into the file at `path`, refused as soon as it passes `limit` bytes or proves no image."""
-    too_large = PayloadTooLarge(f"a photo may be at most {limit // (1024 * 1024)} MB")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    size, head = 0, b""
-    # The disk is written from a thread: a slow disk must not stall the event loop.
-    file = await asyncio.to_thread(open, path, "wb")
-    try:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            if len(head) < SNIFF_BYTES:
-                head += chunk[: SNIFF_BYTES - len(head)]
-                # The bytes decide what this is, not the file name or the Content-Type header: an SVG,
-                # a web page or a PDF is refused before the rest of it is read.
-                if len(head) == SNIFF_BYTES and sniff_image_type(head) is None:
-                    raise _unsupported()
-            await asyncio.to_thread(file.write, chunk)
-    finally:
-        file.close()
-    if size == 0:
-        raise ValidationFailed("the photo is empty", [{"field": "(body)", "problem": "no bytes sent"}])
-    if sniff_image_type(head) is None:
-        raise _unsupported()
+def _is_image(head: bytes) -> bool:
+    return sniff_image_type(head) is not None
 
 
 def _unsupported() -> UnsupportedMediaType:

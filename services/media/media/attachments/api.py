@@ -30,6 +30,7 @@ from media.resources import CHECKS, STORAGE
 from media.settings import Settings
 from media.storage import StorageUnavailable
 from media.store import school_of_group
+from media.upload import receive_upload
 from shared import membership_copy
 from shared.app import POOL, settings_of
 from shared.contracts import AttachmentUploaded
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 # What the upload route documents; the bytes decide, whatever the header says.
 ACCEPTED_TYPES = (PDF, "application/octet-stream")
-_CHUNK = 256 * 1024
 _NO_STORE = "private, no-store"
 # A link lives 5 minutes: a client may reuse the answer for one of them, never a shared cache.
 _LINK_CACHING = "private, max-age=60"
@@ -126,7 +126,9 @@ async def _accept(
     with tempfile.TemporaryDirectory(prefix="klaspost-attachment-") as folder:
         path = os.path.join(folder, "upload")
         try:
-            size = await _receive(request, path, settings.attachment_max_bytes)
+            size = await receive_upload(
+                request, path, settings.attachment_max_bytes, "attachment", SNIFF_BYTES, looks_like_pdf, _unsupported
+            )
             report = await _judge(request, path, settings)
         except (PayloadTooLarge, UnsupportedMediaType, ValidationFailed):
             # Every refusal counts towards the hourly limit (README), too large or no PDF as well.
@@ -172,34 +174,6 @@ async def _accept(
         pages=report.pages,
     )
     return json_response(uploaded, status=201)
-
-
-async def _receive(request: web.Request, path: str, limit: int) -> int:
-    """The body into the file at ``path``, refused as soon as it passes ``limit`` bytes or its first bytes
-    prove no PDF; its size in bytes."""
-    too_large = PayloadTooLarge(f"an attachment may be at most {limit // (1024 * 1024)} MB")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    size, head = 0, b""
-    file = await asyncio.to_thread(open, path, "wb")
-    try:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            if len(head) < SNIFF_BYTES:
-                head += chunk[: SNIFF_BYTES - len(head)]
-                # The bytes decide, not the name or the Content-Type: a web page is refused at once.
-                if len(head) == SNIFF_BYTES and not looks_like_pdf(head):
-                    raise _unsupported()
-            await asyncio.to_thread(file.write, chunk)
-    finally:
-        file.close()
-    if size == 0:
-        raise ValidationFailed("the attachment is empty", [{"field": "(body)", "problem": "no bytes sent"}])
-    if not looks_like_pdf(head):
-        raise _unsupported()
-    return size
 
 
 def _unsupported() -> UnsupportedMediaType:
