@@ -159,27 +159,6 @@ def render(kind: str, locale: str, context: Mapping[str, Any], zone: ZoneInfo, b
     return Rendered(subject, summary, url, {**values, "kind": kind, "url": url})
 
 
-def notice_email(
-    kind: str,
-    notification_id: uuid.UUID,
-    delivery_id: uuid.UUID,
-    locale: str,
-    recipient_name: str,
-    recipient_email: str,
-    context: Mapping[str, Any],
-    zone: ZoneInfo,
-    base_url: str,
-    mail_from: str,
-    extra_headers: Mapping[str, str],
-) -> EmailMessage:
-    """The email of a notice kind. Its Message-ID is the delivery's (one per reader): a re-send is
-    recognised as one."""
-    return notice_parts(
-        kind, notification_id, delivery_id, locale, recipient_name, recipient_email, context, zone, base_url,
-        mail_from, extra_headers,
-    ).message()  # fmt: skip
-
-
 def notice_parts(
     kind: str,
     notification_id: uuid.UUID,
@@ -193,7 +172,8 @@ def notice_parts(
     mail_from: str,
     extra_headers: Mapping[str, str],
 ) -> MailParts:
-    """What notice_email is made of."""
+    """The email of a notice kind (``.message()``, or as bytes by compose.OutgoingMail). Its Message-ID is
+    the delivery's (one per reader): a re-send is recognised as one."""
     lang = resolve_locale(locale)
     words = render(kind, locale, context, zone, base_url)
     values = {**words.values, "recipient_name": one_line(recipient_name)}
@@ -216,23 +196,6 @@ def notice_push(
     room = MAX_PUSH_PAYLOAD_BYTES - push_payload_size(payload)
     payload["body"] = words.summary[: max(room // 4, 0)]
     return payload
-
-
-def digest_email(
-    delivery_id: uuid.UUID,
-    locale: str,
-    recipient_name: str,
-    recipient_email: str,
-    context: Mapping[str, Any],
-    zone: ZoneInfo,
-    base_url: str,
-    mail_from: str,
-    extra_headers: Mapping[str, str],
-) -> EmailMessage:
-    """The daily digest (see digest_parts)."""
-    return digest_parts(
-        delivery_id, locale, recipient_name, recipient_email, context, zone, base_url, mail_from, extra_headers
-    ).message()
 
 
 def digest_parts(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, push_payload_size
-from notifier.notices import NOTICE_KINDS, digest_email, notice_email, notice_push
+from notifier.notices import NOTICE_KINDS, digest_parts, notice_parts, notice_push
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 BASE = "https://klaspost.test"
@@ -50,10 +50,10 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
 @pytest.mark.parametrize("kind", NOTICE_KINDS)
 @pytest.mark.parametrize("locale", ["nl", "en"])
 def test_every_kind_renders_in_both_languages(kind: str, locale: str) -> None:
-    msg = notice_email(
+    msg = notice_parts(
         kind, uuid.uuid4(), uuid.uuid4(), locale, "Ouder", "ouder@ouders.test", CONTEXT, ZONE, BASE,
         "Klaspost <noreply@klaspost.test>", {"List-Unsubscribe": "<https://x.test/u>"},
-    )  # fmt: skip
+    ).message()  # fmt: skip
     text, html = parts(msg)
     assert msg["Content-Language"] == locale
     assert msg["List-Unsubscribe"] == "<https://x.test/u>"
@@ -76,10 +76,10 @@ def test_the_digest_lists_posts_and_notices_in_the_reader_s_language() -> None:
         {"kind": "booking_reminder", "group_name": "", "title": "", "excerpt": "", "post_id": None,
          "context": CONTEXT},
     ]  # fmt: skip
-    msg = digest_email(
+    msg = digest_parts(
         uuid.uuid4(), "en", "Parent", "parent@ouders.test", {"day": "2026-12-01", "items": items}, ZONE, BASE,
         "Klaspost <noreply@klaspost.test>", {},
-    )  # fmt: skip
+    ).message()  # fmt: skip
     text, html = parts(msg)
     assert msg["Subject"] == "Klaspost: 2 new posts"
     assert f"{BASE}/posts/{post_id}" in text
