@@ -44,6 +44,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from shared.testing.arrivals import wait_for_count
+
 __all__ = ["ApnsService", "ReceivedApns"]
 
 MAX_PAYLOAD_BYTES = 4096
@@ -133,17 +135,9 @@ class ApnsService:
         return [m for m in self.messages if m.token == token]
 
     async def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedApns]:  # noqa: ASYNC109
-        try:
-            async with asyncio.timeout(timeout):
-                while len(self.messages) < count:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            raise TimeoutError(
-                f"expected {count} APNs push(es) within {timeout}s, got {len(self.messages)}; "
-                f"rejections: {self.rejections}"
-            ) from None
-        return self.messages[:count]
+        return await wait_for_count(
+            self.messages, self._arrived, count, timeout, "APNs push(es)", self.rejections
+        )
 
     def decide(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None]:
         """(status, reason) for one request, as APNs answers it; records what it accepts."""

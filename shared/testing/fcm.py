@@ -29,6 +29,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.testing.arrivals import wait_for_count
+
 __all__ = ["FcmService", "ReceivedFcm"]
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -138,17 +140,9 @@ class FcmService:
         return [m for m in self.messages if m.token == token]
 
     async def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedFcm]:  # noqa: ASYNC109
-        try:
-            async with asyncio.timeout(timeout):
-                while len(self.messages) < count:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            raise TimeoutError(
-                f"expected {count} FCM message(s) within {timeout}s, got {len(self.messages)}; "
-                f"rejections: {self.rejections}"
-            ) from None
-        return self.messages[:count]
+        return await wait_for_count(
+            self.messages, self._arrived, count, timeout, "FCM message(s)", self.rejections
+        )
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()

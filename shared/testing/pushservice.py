@@ -29,6 +29,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shared.testing.arrivals import wait_for_count
+
 __all__ = ["BrowserSubscription", "PushService", "ReceivedPush", "Rejection"]
 
 MAX_BODY_BYTES = 4096
@@ -163,17 +165,9 @@ class PushService:
     # A timeout parameter (ASYNC109) because every test wants the same short wait written once.
     async def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedPush]:  # noqa: ASYNC109
         """The first ``count`` messages, once that many have arrived; TimeoutError otherwise."""
-        try:
-            async with asyncio.timeout(timeout):
-                while len(self.messages) < count:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            raise TimeoutError(
-                f"expected {count} push(es) within {timeout}s, got {len(self.messages)}; "
-                f"rejections: {self.rejections}"
-            ) from None
-        return self.messages[:count]
+        return await wait_for_count(
+            self.messages, self._arrived, count, timeout, "push(es)", self.rejections
+        )
 
     def _id_of(self, subscription: dict[str, Any] | str) -> str:
         endpoint = subscription["endpoint"] if isinstance(subscription, dict) else subscription
