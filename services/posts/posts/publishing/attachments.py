@@ -16,6 +16,7 @@ post names a deleted file."""
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from shared.contracts import AttachmentPost, AttachmentPostsChanged, AttachmentUploaded
 from shared.errors import ValidationFailed
+from shared.ids import minted_at
 from shared.outbox import publish
 
 MAX_ATTACHMENTS_PER_POST = 10
@@ -85,10 +87,8 @@ async def wait_for_copies(pool: asyncpg.Pool, attachment_ids: list[uuid.UUID]) -
 
 
 def _given_within(attachment_id: uuid.UUID, seconds: float) -> bool:
-    if attachment_id.version != 7:
-        return False
-    given_ms = attachment_id.int >> 80
-    return 0 <= time.time() * 1000 - given_ms <= seconds * 1000
+    given = minted_at(attachment_id)
+    return given is not None and 0 <= (datetime.now(UTC) - given).total_seconds() <= seconds
 
 
 async def forget_unused(conn: asyncpg.Connection, attachment_id: uuid.UUID) -> None:
