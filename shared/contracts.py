@@ -131,6 +131,11 @@ class InvitationIssued(Event):
     locale: Locale = "nl"
     school_name: str
     child_name: str = Field(description="the child's given name, to say whom the code is for")
+    child_id: uuid.UUID | None = Field(
+        default=None,
+        description="the child the code is for, so that the child's erasure (ChildErased) can reach "
+        "mails about it not sent yet; None in events published before this field existed",
+    )
     access_code: str = ""
     expires_at: datetime
     reminder: int = Field(default=0, description="0 for the invitation, n for its n-th reminder")

@@ -32,7 +32,7 @@ async def issue_many(
     reminder_of = dict(invitations)
     rows = await conn.fetch(
         """SELECT gs.guardianship_id, gs.email, gs.school_id, s.name AS school_name, s.locale,
-                  s.access_code_days, c.given_name,
+                  s.access_code_days, c.given_name, c.child_id,
                   (SELECT a.locale FROM accounts a WHERE lower(a.email) = lower(gs.email)) AS account_locale
            FROM guardianships gs JOIN children c USING (child_id) JOIN schools s ON s.school_id = gs.school_id
            WHERE gs.guardianship_id = ANY($1) AND gs.person_id IS NULL AND c.left_on IS NULL
@@ -66,6 +66,7 @@ async def issue_many(
                 locale=row["account_locale"] or row["locale"],
                 school_name=row["school_name"],
                 child_name=row["given_name"],
+                child_id=row["child_id"],
                 access_code=code,
                 expires_at=expires_at,
                 reminder=reminder,
