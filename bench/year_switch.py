@@ -18,8 +18,8 @@ Raw: plain aio-pika on the same broker, about as many persistent 1 KB messages i
 then consumed with manual ack (prefetch 100) by one consumer in this process; once before the switch
 and once after it, as the machine's speed drifts.
 
-Each service runs in a process of its own, as deployed (``python -m <service>``'s ``run``, settings
-as the test harness gives them but with the production delays), logging at INFO to /dev/null.
+Each service runs in a process of its own, as deployed (bench/deployment.py: ``python -m <service>``'s
+``run``, the production delays, logging at INFO to /dev/null).
 
     cd /work/main && PYTHONPATH=.:services/identity:services/posts:services/media:services/notifier \\
         .venv/bin/python bench/year_switch.py [--schools 50] [--pupils 400]
@@ -27,64 +27,28 @@ as the test harness gives them but with the production delays), logging at INFO 
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
-import signal
-import sys
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
-from typing import Any
 
 import aio_pika
-import aiohttp
 import asyncpg
 
+from bench.deployment import Deployment, deployed
 from identity import memberships
 from identity.rollover.api import promote
 from identity.rollover.domain import Promote
-from identity.tokens import generate_signing_key_pem
-from notifier.vapid import generate_vapid_keys
-from shared.db import create_pool
-from shared.testing.infra import (
-    create_bucket,
-    create_database,
-    create_vhost,
-    delete_bucket,
-    delete_vhost,
-    drop_database,
-    free_port,
-    random_bucket_name,
-    s3_test_config,
-)
-from shared.testing.smtp import SmtpSink
 
 GROUPS = [f"Groep {grade}{letter}" for grade in range(1, 9) for letter in "AB"]
 GUARDIANS_PER_CHILD = 2
 OLD, NEW = "2026-2027", "2027-2028"
-SERVICES = ("identity", "posts", "media", "notifier")
 COPIES = ("posts", "media", "notifier")
 RAW_QUEUE = "bench.year-switch.raw"
 RAW_PREFETCH = 100
 BODY_BYTES = 1024
 JOB_LOCK = zlib.crc32(b"klaspost-job:identity-school-years")  # as shared.jobs keys it
-ROOT = Path(__file__).resolve().parent.parent
-PYTHONPATH = os.pathsep.join(
-    str(ROOT / p) for p in (".", "services/identity", "services/posts", "services/media", "services/notifier")
-)
-# A service process: its settings from BENCH_SETTINGS, run as its __main__ runs it.
-SERVICE_MAIN = """
-import importlib, json, os, sys
-from shared.service import run
-name = sys.argv[1]
-settings = importlib.import_module(name + ".settings").Settings
-run(importlib.import_module(name + ".app").spec(), settings.model_validate(json.loads(os.environ["BENCH_SETTINGS"])))
-"""
 
 
 @dataclass
@@ -106,109 +70,6 @@ class Figures:
     @property
     def all_agreed(self) -> float:
         return max(self.agreed_seconds.values())
-
-
-@dataclass
-class Deployment:
-    amqp_url: str
-    pools: dict[str, asyncpg.Pool]
-
-
-@contextlib.asynccontextmanager
-async def deployed() -> AsyncIterator[Deployment]:
-    """The four services, each in its own process, on fresh databases, vhost and buckets; all
-    removed again afterwards."""
-    async with contextlib.AsyncExitStack() as stack:
-        amqp_url = await create_vhost()
-        stack.push_async_callback(delete_vhost, amqp_url)
-        smtp = SmtpSink()
-        smtp.start()
-        stack.callback(smtp.stop)
-        buckets = [random_bucket_name("originals"), random_bucket_name("variants")]
-        for bucket in buckets:
-            await asyncio.to_thread(create_bucket, bucket)
-            stack.push_async_callback(asyncio.to_thread, delete_bucket, bucket)
-        databases = {}
-        for name in SERVICES:
-            databases[name] = await create_database(f"bench_{name}")
-            stack.push_async_callback(drop_database, databases[name])
-        ports = {name: free_port() for name in SERVICES}
-        jwks_url = f"http://127.0.0.1:{ports['identity']}/.well-known/jwks.json"
-        vapid_private, vapid_public = generate_vapid_keys()
-        common = {"amqp_url": amqp_url}
-        settings: dict[str, dict[str, Any]] = {
-            "identity": {
-                "token_signing_key": generate_signing_key_pem(),
-                "operator_api_key": "bench-operator-key-0123456789abcdef",
-                "school_year_check_seconds": 1.0,
-            },
-            "posts": {"jwks_url": jwks_url},
-            "media": {
-                "jwks_url": jwks_url,
-                "s3_bucket_originals": buckets[0],
-                "s3_bucket_variants": buckets[1],
-                **s3_test_config(),
-            },
-            "notifier": {
-                "jwks_url": jwks_url,
-                "smtp_host": smtp.host,
-                "smtp_port": smtp.port,
-                "vapid_private_key": vapid_private,
-                "vapid_public_key": vapid_public,
-                "vapid_subject": "mailto:beheer@klaspost.nl",
-                "public_base_url": "http://klaspost.test",
-            },
-        }
-        for name in SERVICES:
-            env = {
-                **os.environ,
-                "PYTHONPATH": PYTHONPATH,
-                "BENCH_SETTINGS": json.dumps(
-                    {"http_port": ports[name], "database_url": databases[name], **common, **settings[name]}
-                ),
-            }
-            # One after the other: identity first, whose keys the others fetch. A start can fail when
-            # the shared PostgreSQL has no connection to spare (other test runs): try again.
-            for attempt in range(10):
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", SERVICE_MAIN, name, env=env, stdout=asyncio.subprocess.DEVNULL
-                )
-                stack.push_async_callback(stop_process, process)
-                if await until_ready(f"http://127.0.0.1:{ports[name]}/readyz", process):
-                    break
-                print(f"{name} did not start (attempt {attempt + 1}); trying again", flush=True)
-                await asyncio.sleep(5)
-            else:
-                raise RuntimeError(f"{name} did not start")
-        pools = {}
-        for name in SERVICES:
-            pools[name] = await create_pool(databases[name], size=2)
-            stack.push_async_callback(pools[name].close)
-        yield Deployment(amqp_url, pools)
-
-
-async def until_ready(url: str, process: asyncio.subprocess.Process) -> bool:
-    """Whether the service at ``url`` became ready; False when its process exited first."""
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            if process.returncode is not None:
-                return False
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return True
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} not ready within 60 s")
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def make_school(conn: asyncpg.Connection, index: int, pupils: int) -> None:
@@ -403,7 +264,12 @@ async def raw_consume_rate(amqp_url: str, count: int) -> float:
 
 async def run(schools: int, pupils: int) -> Figures:
     figures = Figures(schools, pupils)
-    async with deployed() as system, system.pools["identity"].acquire() as job_lock:
+    # The year job every second (the production default checks less often).
+    identity = {"school_year_check_seconds": 1.0}
+    async with (
+        deployed(settings={"identity": identity}) as system,
+        system.pools["identity"].acquire() as job_lock,
+    ):
         # The year job would switch the schools during setup: keep it out (it skips its rounds while
         # another holds its lock) until the switch.
         await job_lock.execute("BEGIN")
