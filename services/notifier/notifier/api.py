@@ -1,13 +1,12 @@
 """Notifier's HTTP handlers: a parent's devices (Web Push, FCM, APNs)."""
 
 import logging
-import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp import web
 
-from notifier import store
+from notifier import device_limits, store
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
 from notifier.resources import REGISTRATIONS
 from notifier.settings import Settings
@@ -59,7 +58,8 @@ async def register_device(request: web.Request) -> web.Response:
     once rather than waiting for pushes that never come."""
     caller = require_caller(request)
     # Counted before the body is read: malformed registrations count too (device_limits.py).
-    request.app[REGISTRATIONS].check(caller.person_id)
+    async with request.app[POOL].acquire() as conn:
+        await request.app[REGISTRATIONS].check(conn, caller.person_id)
     command = await read_json(request, RegisterDevice)
     settings = settings_of(request.app, Settings)
     shape = command.shape_problem()
@@ -74,8 +74,8 @@ async def register_device(request: web.Request) -> web.Response:
         assert command.token is not None  # shape_problem
         token = command.token.lower() if command.kind == "apns" else command.token
         async with request.app[POOL].acquire() as conn:
-            row = await store.register_native_device(
-                conn, uuid.uuid4(), caller.person_id, command.kind, token, keep=settings.devices_per_person
+            row = await device_limits.register_native(
+                conn, caller.person_id, command.kind, token, settings.devices_per_person
             )
         if row["moved"]:
             # Never the token: it is what lets anyone push to the device.
@@ -98,14 +98,13 @@ async def register_device(request: web.Request) -> web.Response:
             [{"field": "subscription.endpoint", "problem": "not a push service URL"}],
         ) from exc
     async with request.app[POOL].acquire() as conn:
-        found = await store.register_device(
+        found = await device_limits.register_webpush(
             conn,
-            uuid.uuid4(),
             caller.person_id,
             endpoint,
             command.subscription.keys.p256dh,
             command.subscription.keys.auth,
-            keep=settings.devices_per_person,
+            settings.devices_per_person,
         )
     if found is None:
         # Only the endpoint URL matched: proof of holding a link, not of being that browser.

@@ -18,7 +18,7 @@ import aiosmtplib
 import pytest
 from aiosmtplib.email import flatten_message
 
-from notifier import message_store, store, unsubscribe
+from notifier import device_limits, message_store, store, unsubscribe
 from notifier.mailer import _classify
 from notifier.messages import new_post_email
 from notifier.preferences import QuietHours
@@ -448,7 +448,7 @@ async def test_registrations_at_once_still_keep_at_most_the_cap() -> None:
 
         async def register(i: int) -> None:
             async with pool.acquire() as conn:
-                await store.register_native_device(conn, uuid.uuid4(), person_id, "fcm", f"token-{i}", keep=3)
+                await device_limits.register_native(conn, person_id, "fcm", f"token-{i}", 3)
 
         await asyncio.gather(*(register(i) for i in range(12)))
         assert await pool.fetchval("SELECT count(*) FROM devices WHERE person_id = $1", person_id) == 3
