@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -30,6 +31,12 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
         await runner.cleanup()
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop every service runs on."""
+    return asyncio.new_event_loop
+
+
 def run(spec: ServiceSpec, settings: ServiceSettings) -> None:
     setup_logging(spec.name, settings.log_level, settings.log_json)
-    asyncio.run(serve(spec, settings))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(spec, settings))

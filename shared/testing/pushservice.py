@@ -91,11 +91,19 @@ class Rejection:
 
 class PushService:
     """Answers as a push service: 201 on success; 404 unknown and 410 expired subscription; 429 when
-    throttled; 400 bad request (no TTL, bad encoding, undecryptable); 401/403 VAPID; 413 too large."""
+    throttled; 400 bad request (no TTL, bad encoding, undecryptable); 401/403 VAPID; 413 too large.
+
+    ``decrypt=False`` (benches) answers as a real push service can, which holds no browser's key:
+    the payload is not decrypted (``data`` is empty; its encoding and size are still checked), and a
+    VAPID token is verified in full the first time it comes and then known until it expires (a
+    sender reuses one token for many pushes, RFC 8292 2)."""
 
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(self, *, decrypt: bool = True) -> None:
+        self._decrypt = decrypt
+        # VAPID tokens verified so far, with their claims (decrypt=False only).
+        self._verified: dict[tuple[str, str], dict[str, Any]] = {}
         self.messages: list[ReceivedPush] = []
         self.rejections: list[Rejection] = []
         self._subscriptions: dict[str, BrowserSubscription] = {}
@@ -165,9 +173,7 @@ class PushService:
     # A timeout parameter (ASYNC109) because every test wants the same short wait written once.
     async def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedPush]:  # noqa: ASYNC109
         """The first ``count`` messages, once that many have arrived; TimeoutError otherwise."""
-        return await wait_for_count(
-            self.messages, self._arrived, count, timeout, "push(es)", self.rejections
-        )
+        return await wait_for_count(self.messages, self._arrived, count, timeout, "push(es)", self.rejections)
 
     def _id_of(self, subscription: dict[str, Any] | str) -> str:
         endpoint = subscription["endpoint"] if isinstance(subscription, dict) else subscription
@@ -213,6 +219,8 @@ class PushService:
         if body:
             if request.headers.get("Content-Encoding") != "aes128gcm":
                 raise _Refused(400, "Content-Encoding must be aes128gcm")
+            if not self._decrypt:
+                return ReceivedPush(subscription_id, data, int(ttl_header), topic, urgency, claims, len(body))
             try:
                 data = browser.decrypt(body)
             except Exception as exc:  # http_ece raises assorted errors for a bad record
@@ -232,6 +240,9 @@ class PushService:
             raise _Refused(401, "malformed vapid authorization") from None
         if key != browser.application_server_key:
             raise _Refused(403, "VAPID key does not match the subscription's applicationServerKey")
+        known = self._verified.get((token, key))
+        if known is not None and known["exp"] > time.time():
+            return known
         try:
             public_key = ec.EllipticCurvePublicKey.from_encoded_point(_P256, _b64url_decode(key))
             claims: dict[str, Any] = jwt.decode(
@@ -247,6 +258,8 @@ class PushService:
             raise _Refused(403, "VAPID token expires more than 24 hours from now")
         if not str(claims["sub"]).startswith(("mailto:", "https:")):
             raise _Refused(403, "VAPID sub must be a mailto: or https: URL")
+        if not self._decrypt:
+            self._verified[(token, key)] = claims
         return claims
 
 
