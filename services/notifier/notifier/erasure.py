@@ -1,25 +1,45 @@
 """A child's erasure (GDPR art. 17, identity's ChildErased): the notifier forgets the child.
 
 What it kept of a child: the child's id in the guardians' memberships copy (``memberships.children``,
-the families counted for early conference booking), and the child's name in the context of the
+the families counted for early conference booking), the child's name in the context of the
 conference notices about them (slot booked, moved, cancelled, the day-before reminder, the booking
-reminder). Those notices are found by the child's id in their context (or, for the booking reminder,
-in its dedupe key); what of them is not sent yet (pending, or held until the day before) is
-cancelled, and the name is blanked in every one of them, sent ones too.
+reminder), and the child's given name in the invitation mails and their reminders (``mails``) to the
+child's guardians. Notices are found by the child's id in their context (or, for the booking
+reminder, in its dedupe key), mails by the child's id in theirs (InvitationIssued.child_id). What of
+them is not sent yet (pending, or held until the day before) is cancelled (a mail's access code
+goes with it), and the name is blanked in every one of them, sent ones too. A message a sender holds
+at this very moment may still go out.
+
+An invitation published before InvitationIssued carried ``child_id`` names its child without saying
+which: such a mail not sent yet is sent as it is (it is a guardian's way in; these were published
+before the upgrade, so they go within seconds, or within DELIVERY_EMAIL_RETRY_HOURS while the relay is
+down). Once sent or given up on nothing reads its context, so on any ChildErased of its school the
+name in it is blanked: a name forgotten too many rather than the erased one kept.
 """
 
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
 # The notices whose context names a child (events.py).
 CHILD_KINDS = ("slot_booked", "slot_moved", "slot_cancelled", "day_before", "booking_reminder")
+# The mails whose context names a child.
+CHILD_MAIL_KINDS = ("invitation", "invitation_reminder")
 CANCELLED = "cancelled: the child's data was erased"
 
 
-async def forget_child(conn: asyncpg.Connection, child_id: uuid.UUID, school_id: uuid.UUID) -> tuple[int, int]:
-    """Cancel what is not sent yet of the notices about the child, drop the child's name from all
-    of them and the child from the memberships copy. (deliveries cancelled, notices blanked)."""
+@dataclass(frozen=True)
+class Forgotten:
+    deliveries_cancelled: int
+    notices_blanked: int
+    mails_cancelled: int
+    mails_blanked: int
+
+
+async def forget_child(conn: asyncpg.Connection, child_id: uuid.UUID, school_id: uuid.UUID) -> Forgotten:
+    """Cancel what is not sent yet of the notices and mails about the child, drop the child's name
+    from all of them and the child from the memberships copy."""
     about = await conn.fetch(
         """SELECT notification_id FROM notifications
            WHERE school_id = $2 AND kind = ANY($3::text[])
@@ -44,7 +64,34 @@ async def forget_child(conn: asyncpg.Connection, child_id: uuid.UUID, school_id:
                WHERE notification_id = ANY($1::uuid[])""",
             ids,
         )
+    mails = await _forget_in_mails(conn, child_id, school_id)
     await conn.execute(
         "UPDATE memberships SET children = array_remove(children, $1) WHERE $1 = ANY(children)", child_id
     )
-    return int(cancelled.split()[-1]), len(ids)
+    return Forgotten(int(cancelled.split()[-1]), len(ids), *mails)
+
+
+async def _forget_in_mails(
+    conn: asyncpg.Connection, child_id: uuid.UUID, school_id: uuid.UUID
+) -> tuple[int, int]:
+    """(mails cancelled, mails blanked): the child's unsent invitation mails fail without their code;
+    the child's name leaves every one of them, and every sent one of the school that names no child's
+    id (module docstring)."""
+    cancelled = await conn.execute(
+        """UPDATE mails SET status = 'failed', last_error = $4, secret = NULL
+           WHERE context->>'child_id' = $1 AND school_id = $2 AND kind = ANY($3::text[]) AND status = 'pending'""",
+        str(child_id),
+        school_id,
+        list(CHILD_MAIL_KINDS),
+        CANCELLED,
+    )
+    blanked = await conn.execute(
+        """UPDATE mails SET context = context || '{"child_name": ""}'::jsonb
+           WHERE school_id = $2 AND kind = ANY($3::text[])
+             AND (context->>'child_id' = $1
+                  OR (NOT context ? 'child_id' AND status <> 'pending' AND context->>'child_name' <> ''))""",
+        str(child_id),
+        school_id,
+        list(CHILD_MAIL_KINDS),
+    )
+    return int(cancelled.split()[-1]), int(blanked.split()[-1])

@@ -111,12 +111,17 @@ async def child_erased(conn: asyncpg.Connection, _env: Envelope, event: ChildEra
 
 @handlers.on(InvitationIssued)
 async def invitation_issued(conn: asyncpg.Connection, env: Envelope, event: InvitationIssued) -> None:
-    context = {
+    context: dict[str, Any] = {
         "school_name": event.school_name,
         "child_name": event.child_name,
         "expires_at": _utc(event.expires_at).isoformat(),
         "reminder": event.reminder,
     }
+    # The child's id: a ChildErased finds the mails that name the child by it (erasure.py). An event
+    # published before InvitationIssued carried it has none: its mail is sent as ever, but no
+    # erasure can find it (erasure.py says what that leaves).
+    if event.child_id is not None:
+        context["child_id"] = str(event.child_id)
     kind: MailKind = "invitation_reminder" if event.reminder else "invitation"
     await _queue_mail(
         conn, env, kind, event.email, event.locale, context, event.access_code, event.school_id, None

@@ -1,23 +1,31 @@
 """A child's erasure (identity's ChildErased, GDPR art. 17): the notifier cancels the day-before
-reminder and the booking reminder still held or pending about the child, blanks the child's name in
-every notice about them (sent ones too) and drops the child from the guardians' memberships copy;
-another child's notices and membership stay as they were."""
+reminder and the booking reminder still held or pending about the child, and the invitation mails
+(and reminders) about the child not sent yet, blanks the child's name in every notice and invitation
+mail about them (sent ones too) and drops the child from the guardians' memberships copy; another
+child's notices, mails and membership stay as they were."""
 
 import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from notifier.erasure import CANCELLED
+from notifier.events import handlers
+from shared.app import POOL
 from shared.contracts import (
     AccountChanged,
     BookingReminderDue,
     ChildErased,
     GroupChanged,
+    InvitationIssued,
     MembershipGranted,
     SchoolChanged,
     SlotBooked,
 )
+from shared.envelope import Event, envelope
 
 from .conftest import RunningNotifier
+from .test_delivery_outage import notifier_without_smtp
+from .test_mails import a_code, an_address, an_invitation
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 
@@ -109,3 +117,76 @@ async def test_an_erased_child_is_forgotten_and_its_reminders_cancelled(notifier
     assert not [r for r in kept if r["status"] == "failed"], kept
     assert [r["status"] for r in kept if r["kind"] == "day_before"] == ["held"]
 
+
+
+async def test_an_erased_childs_invitation_mails_lose_its_name_sent_or_not(notifier: RunningNotifier) -> None:
+    school_id, erased, sibling = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    sent = {}
+    for child, name, reminder in ((erased, "Noa", 0), (erased, "Noa", 1), (sibling, "Sam", 0), (None, "Lot", 0)):
+        event = an_invitation(
+            an_address(), a_code(), school_id=school_id, child_id=child, child_name=name, reminder=reminder
+        )
+        env = envelope(event, school_id, "test-erasure")
+        if child is None:
+            del env.payload["child_id"]  # as identity published it before the field existed
+        await notifier.publish_envelope(env)
+        await notifier.mail_status(env.event_id, "sent")
+        sent[(child, reminder)] = env.event_id
+    # Another school's mail from before the field existed names a child of its own.
+    other = await notifier.publish(an_invitation(an_address(), a_code(), child_name="Bo"), uuid.uuid4())
+    await notifier.mail_status(other.event_id, "sent")
+
+    await notifier.publish(ChildErased(child_id=erased, school_id=school_id), school_id)
+
+    async def name_of(mail_id: uuid.UUID) -> str:
+        return str((await notifier.mail_row(mail_id))["context"]["child_name"])
+
+    async def forgotten() -> bool:
+        return await name_of(sent[(erased, 0)]) == "" and await name_of(sent[(erased, 1)]) == ""
+
+    await notifier.eventually(forgotten, "the erased child's name gone from its invitation mails")
+    assert not await notifier.pool.fetchval("SELECT count(*) FROM mails WHERE context::text LIKE '%Noa%'")
+    assert {(await notifier.mail_row(m))["status"] for m in (sent[(erased, 0)], sent[(erased, 1)])} == {"sent"}
+    assert await name_of(sent[(sibling, 0)]) == "Sam"
+    # Sent before InvitationIssued said which child: the school's such mails are blanked too (erasure.py).
+    assert await name_of(sent[(None, 0)]) == ""
+    assert await name_of(other.event_id) == "Bo"
+
+
+async def test_an_erased_childs_unsent_invitation_is_cancelled_without_its_code() -> None:
+    # The relay is down: every invitation waits, with its code, to be sent.
+    async with notifier_without_smtp() as (app, _):
+        pool = app[POOL]
+        school_id, erased, sibling = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+        async def handle(event: Event) -> uuid.UUID:
+            env = envelope(event, school_id, "test-erasure")
+            handler = handlers.by_type[env.type]
+            async with pool.acquire() as conn, conn.transaction():
+                await handler.run(conn, env, handler.event.model_validate(env.payload))
+            return env.event_id
+
+        def invitation(child: uuid.UUID | None, name: str, reminder: int = 0) -> InvitationIssued:
+            return an_invitation(
+                an_address(), a_code(), school_id=school_id, child_id=child, child_name=name, reminder=reminder
+            )
+
+        noa = [await handle(invitation(erased, "Noa")), await handle(invitation(erased, "Noa", 1))]
+        sam = await handle(invitation(sibling, "Sam"))
+        # Published before the field existed: which child it is about is unknown, so it is sent as it is.
+        lot = await handle(invitation(None, "Lot"))
+
+        await handle(ChildErased(child_id=erased, school_id=school_id))
+
+        mails = {
+            r["mail_id"]: r
+            for r in await pool.fetch(
+                "SELECT mail_id, status, last_error, secret, context->>'child_name' AS child_name FROM mails"
+            )
+        }
+        for mail_id in noa:
+            assert (mails[mail_id]["status"], mails[mail_id]["last_error"]) == ("failed", CANCELLED)
+            assert (mails[mail_id]["secret"], mails[mail_id]["child_name"]) == (None, "")
+        for mail_id, name in ((sam, "Sam"), (lot, "Lot")):
+            assert (mails[mail_id]["status"], mails[mail_id]["child_name"]) == ("pending", name)
+            assert mails[mail_id]["secret"] is not None
