@@ -3,11 +3,15 @@ releases held pushes whose quiet hours ended and scheduled messages whose moment
 day-before reminder, a conference opening), and makes each digest reader's daily digest at the
 school's digest time.
 
-Every step takes ``now`` (an aware datetime) so tests drive the clock instead of sleeping.
+Every step takes ``now`` (an aware datetime; a naive one is refused with ValueError) so tests drive
+the clock instead of sleeping.
 
 The digest (issue 8): at or after the school's ``digest_time`` (school-local), each person with
 emails held for the digest gets one mail carrying all of them made before today's digest time,
-oldest first; posts deleted meanwhile are not in it (their held emails were cancelled). Exactly once
+oldest first; posts deleted meanwhile are not in it (their held emails were cancelled). The digest
+time is read on the school's clocks as quiet hours are (preferences.wall_clock_instant): on the day
+they skip 02:00-03:00 a digest at 02:30 goes at 03:00 summer time and takes what was made before
+then; on the day they repeat it, at the first 02:30 (the second one finds it made). Exactly once
 per person, school and local day, also across restarts and replicas: the digest's notification has
 the dedupe key ``digest:{person}:{school}:{day}`` and a fixed id (uuid5 of it), and its email is a
 delivery like any other (retried, never repeated once recorded sent).
@@ -26,6 +30,7 @@ from aiohttp import web
 from notifier import message_store
 from notifier.delivery import NOTIFY_CHANNEL
 from notifier.mails import local_zone
+from notifier.preferences import as_utc, wall_clock_instant
 from notifier.settings import Settings
 from shared.app import POOL, settings_of
 from shared.jobs import PeriodicJob
@@ -46,16 +51,16 @@ def digest_time_of(text: str | None) -> time:
 
 
 async def make_digests(conn: asyncpg.Connection, now: datetime, default_zone: str) -> int:
-    """Make the digests due at ``now``; how many were made."""
+    """Make the digests due at ``now`` (the school's local day's digest once its time has come);
+    how many were made. ValueError for a naive ``now``."""
+    now = as_utc(now, "now")
     made = 0
     for school in await message_store.schools_with_digest_due(conn):
         zone = local_zone(school["time_zone"], default_zone)
-        local = now.astimezone(zone)
-        at = digest_time_of(school["digest_time"])
-        if local.time().replace(tzinfo=None) < at:
+        day = now.astimezone(zone).date()
+        cutoff = wall_clock_instant(day, digest_time_of(school["digest_time"]), zone)
+        if now < cutoff:
             continue
-        day = local.date()
-        cutoff = datetime.combine(day, at, tzinfo=zone)
         by_person: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
         for row in await message_store.digest_items(conn, school["school_id"], cutoff):
             by_person[row["person_id"]].append(row)
@@ -87,7 +92,9 @@ def _item(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def run_schedule(conn: asyncpg.Connection, now: datetime, default_zone: str) -> tuple[int, int]:
-    """One round: (deliveries released, digests made). Wakes the sender when anything became due."""
+    """One round: (deliveries released, digests made). Wakes the sender when anything became due.
+    ValueError for a naive ``now`` (the database would read it in the machine's zone)."""
+    now = as_utc(now, "now")
     released = await message_store.release_held(conn, now)
     digests = await make_digests(conn, now, default_zone)
     if released or digests:
