@@ -147,12 +147,24 @@ class CategoryChoice(BaseModel):
 
 class QuietHoursWindow(BaseModel):
     """No push from ``starts`` to ``ends`` (HH:MM, the school's time zone; may wrap midnight): a push
-    that falls inside is held until ``ends``. Emails are not held."""
+    that falls inside is held until ``ends``. Emails are not held. ``ends`` must differ from
+    ``starts`` (422): 00:00-00:00 could mean all day or never; for no quiet hours send null, for no
+    pushes at all choose a channel without push. On a day the clocks skip or repeat an hour, a time
+    in the skipped hour means the first instant after it, a repeated time its first occurrence."""
 
     model_config = ConfigDict(extra="forbid")
 
     starts: str = Field(pattern=_CLOCK, examples=["21:00"])
     ends: str = Field(pattern=_CLOCK, examples=["07:00"])
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, problem) when the window is not one a parent can mean, else None."""
+        if self.starts == self.ends:
+            return "ends", (
+                "the same as starts: a window of no length or of a whole day is unclear; "
+                "send quiet_hours null for none, or a channel without push for no pushes at all"
+            )
+        return None
 
 
 class Preferences(BaseModel):

@@ -16,14 +16,23 @@ from aiohttp import web
 from notifier import message_store, unsubscribe
 from notifier.compose import resolve_locale, templates
 from notifier.domain import CategoryChoice, Preferences, QuietHoursWindow, UnsubscribeView
-from notifier.preferences import CATEGORIES, DEFAULT_CHOICE, Category, Choice, QuietHours, without_email
+from notifier.preferences import (
+    CATEGORIES,
+    DEFAULT_CHOICE,
+    Category,
+    Choice,
+    QuietHours,
+    one_change_at_a_time,
+)
 from shared.app import POOL
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.http import json_response, read_json
 from shared.tokens import require_caller
 
 
 async def get_preferences(request: web.Request) -> web.Response:
+    """The caller's choices; the defaults for a person who never chose (or whom the notifier does not
+    know yet: their account copy may arrive after their first visit)."""
     caller = require_caller(request)
     async with request.app[POOL].acquire() as conn:
         choices = await message_store.choices_of(conn, caller.person_id)
@@ -32,21 +41,35 @@ async def get_preferences(request: web.Request) -> web.Response:
 
 
 async def put_preferences(request: web.Request) -> web.Response:
+    """Replace the caller's choices and quiet hours (``quiet_hours`` null or left out: none). 422
+    naming ``quiet_hours.ends`` for a window that ends when it starts (see QuietHours). Taking turns
+    with a one-click unsubscribe of the same person (preferences.one_change_at_a_time)."""
     caller = require_caller(request)
     command = await read_json(request, Preferences)
     choices: dict[Category, Choice] = {
         category: Choice(getattr(command, category).channel, getattr(command, category).timing)
         for category in CATEGORIES
     }
-    window = command.quiet_hours
-    quiet = QuietHours(time.fromisoformat(window.starts), time.fromisoformat(window.ends)) if window else None
-    if quiet is not None and quiet.starts == quiet.ends:
-        quiet = None  # an empty window: no quiet hours
+    quiet = _quiet_hours(command.quiet_hours)
     async with request.app[POOL].acquire() as conn:
-        await message_store.save_preferences(conn, caller.person_id, choices, quiet)
+        async with conn.transaction():
+            await one_change_at_a_time(conn, caller.person_id)
+            await message_store.save_preferences(conn, caller.person_id, choices, quiet)
         saved = await message_store.choices_of(conn, caller.person_id)
         quiet = await message_store.quiet_hours_of(conn, caller.person_id)
     return json_response(_view(saved, quiet))
+
+
+def _quiet_hours(window: QuietHoursWindow | None) -> QuietHours | None:
+    if window is None:
+        return None
+    problem = window.problem()
+    if problem is not None:
+        raise ValidationFailed(
+            "some fields are missing or invalid",
+            [{"field": f"quiet_hours.{problem[0]}", "problem": problem[1]}],
+        )
+    return QuietHours(time.fromisoformat(window.starts), time.fromisoformat(window.ends))
 
 
 def _view(choices: dict[str, Choice], quiet: QuietHours | None) -> Preferences:
@@ -55,43 +78,36 @@ def _view(choices: dict[str, Choice], quiet: QuietHours | None) -> Preferences:
         return CategoryChoice(channel=choice.channel, timing=choice.timing)
 
     window = QuietHoursWindow(starts=f"{quiet.starts:%H:%M}", ends=f"{quiet.ends:%H:%M}") if quiet else None
-    return Preferences(posts=one("posts"), signups=one("signups"), reminders=one("reminders"), quiet_hours=window)
+    return Preferences(
+        posts=one("posts"), signups=one("signups"), reminders=one("reminders"), quiet_hours=window
+    )
 
 
-async def _read(request: web.Request) -> tuple[uuid.UUID, unsubscribe.Target, list[Category]]:
-    """The link's person, target and the categories it turns off; 404 for a link we did not make."""
+async def _read(request: web.Request) -> tuple[uuid.UUID, unsubscribe.Target]:
+    """The link's person and target; 404 for a link we did not make."""
     token = request.match_info["token"]
     async with request.app[POOL].acquire() as conn:
         key = await message_store.unsubscribe_key(conn)
-        found = unsubscribe.read_token(key, token)
-        if found is None:
-            raise NotFound("no such unsubscribe link")
-        person_id, target = found
-        if target == "digest":
-            choices = await message_store.choices_of(conn, person_id)
-            categories = [c for c in CATEGORIES if choices.get(c, DEFAULT_CHOICE).timing == "digest"]
-        else:
-            categories = [target]
-    return person_id, target, categories
+    found = unsubscribe.read_token(key, token)
+    if found is None:
+        raise NotFound("no such unsubscribe link")
+    return found
 
 
 async def show_unsubscribe(request: web.Request) -> web.Response:
-    """What the link would do; changes nothing (mail scanners follow links)."""
-    person_id, target, categories = await _read(request)
+    """What the link would do, and whether those emails are off already as the person gets them
+    (``auto`` with a device: off); changes nothing (mail scanners follow links)."""
+    person_id, target = await _read(request)
     async with request.app[POOL].acquire() as conn:
-        choices = await message_store.choices_of(conn, person_id)
-    off = all(choices.get(c, DEFAULT_CHOICE).channel in ("push", "none") for c in categories)
+        off = await unsubscribe.email_is_off(conn, person_id, target)
     return await _answer(request, person_id, UnsubscribeView(category=target, email_off=off, done=False))
 
 
 async def unsubscribe_one_click(request: web.Request) -> web.Response:
-    """Turn the emails of the link's category off (RFC 8058). Idempotent."""
-    person_id, target, categories = await _read(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        choices = await message_store.choices_of(conn, person_id)
-        for category in categories:
-            channel = choices.get(category, DEFAULT_CHOICE).channel
-            await message_store.set_channel(conn, person_id, category, without_email(channel))
+    """Turn the emails of the link's category off (RFC 8058), atomically. Idempotent."""
+    person_id, target = await _read(request)
+    async with request.app[POOL].acquire() as conn:
+        await unsubscribe.turn_email_off(conn, person_id, target)
     return await _answer(request, person_id, UnsubscribeView(category=target, email_off=True, done=True))
 
 

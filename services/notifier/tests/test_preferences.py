@@ -10,6 +10,7 @@ confirmation, move, cancellation and day-before reminder.
 """
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from identity.tokens import TokenSigner
 from notifier import message_store
 from notifier.app import spec
 from notifier.delivery_reports import report_deliveries
@@ -54,6 +57,7 @@ from shared.outbox import to_message
 from shared.testing.infra import create_database, create_vhost, delete_vhost, drop_database, free_port
 from shared.testing.pushservice import PushService
 from shared.testing.smtp import ReceivedMail, SmtpSink
+from shared.tokens import Caller
 
 from .conftest import eventually
 
@@ -70,10 +74,15 @@ class Site:
     push: PushService
     exchange: AbstractExchange
     broker: AbstractRobustConnection
+    signer: TokenSigner
 
     @property
     def pool(self) -> asyncpg.Pool:
         return self.runner.app[POOL]
+
+    def auth(self, person_id: uuid.UUID) -> dict[str, str]:
+        """The Authorization header of an access token for the person, as identity signs it."""
+        return {"Authorization": f"Bearer {self.signer.issue(Caller(person_id=person_id))}"}
 
     async def publish(self, event: Event, school_id: uuid.UUID | None = None) -> Envelope:
         env = envelope(event, school_id, f"test-{uuid.uuid4().hex[:8]}")
@@ -112,12 +121,13 @@ async def site() -> AsyncIterator[Site]:
         push = await stack.enter_async_context(PushService())
         private, public = generate_vapid_keys()
         port = free_port()
+        signer = TokenSigner(Ed25519PrivateKey.generate(), issuer="klaspost-identity", ttl_seconds=3600)
         settings = Settings.model_validate(
             {
                 "http_port": port,
                 "database_url": database_url,
                 "amqp_url": amqp_url,
-                "jwks_url": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json",
+                "jwks_json": json.dumps(signer.jwks()),
                 "smtp_host": sink.host,
                 "smtp_port": sink.port,
                 "smtp_timeout_seconds": 5,
@@ -140,7 +150,7 @@ async def site() -> AsyncIterator[Site]:
         broker = await bus.connect(amqp_url, "notifier-preference-tests")
         stack.push_async_callback(broker.close)
         exchange = await bus.declare_exchange(await bus.publisher_channel(broker), settings.exchange)
-        yield Site(settings, runner, f"http://127.0.0.1:{port}", sink, push, exchange, broker)
+        yield Site(settings, runner, f"http://127.0.0.1:{port}", sink, push, exchange, broker, signer)
 
 
 @dataclass
@@ -245,6 +255,20 @@ async def post(site: Site, klas: Klas, excerpt: str, **kw: Any) -> uuid.UUID:
     return post_id
 
 
+async def deletion_handled(site: Site, post_id: uuid.UUID) -> None:
+    """Until the post's deletion reached the notifier: nothing of it waits any more (events are
+    handled concurrently, so a digest made before that could still carry it)."""
+
+    async def handled() -> bool:
+        return not await site.pool.fetchval(
+            """SELECT count(*) FROM deliveries d JOIN notifications n USING (notification_id)
+               WHERE n.post_id = $1 AND d.status IN ('pending', 'held')""",
+            post_id,
+        )
+
+    await eventually(handled, what="the post's deletion handled")
+
+
 def pushes(site: Site, parent: Parent) -> list[Any]:
     assert parent.subscription is not None
     return [p.json() for p in site.push.pushes_for(parent.subscription)]
@@ -264,6 +288,7 @@ async def test_three_parents_get_exactly_what_they_chose_and_the_digest_once(sit
     deleted = await post(site, klas, "Dit bericht wordt verwijderd.")
     second = await post(site, klas, "De schoolreis gaat naar Artis!", title="Schoolreis")
     await site.publish(PostDeleted(post_id=deleted, group_id=klas.group_id), klas.school_id)
+    await deletion_handled(site, deleted)
     await site.settle()
 
     urls = {f"https://klaspost.test/posts/{first}", f"https://klaspost.test/posts/{second}"}
@@ -355,6 +380,7 @@ async def test_quiet_hours_hold_the_push_until_their_end_and_urgent_bypasses_the
     held_post = await post(site, klas, "Morgen later beginnen")
     deleted_post = await post(site, klas, "Dit wordt verwijderd")
     await site.publish(PostDeleted(post_id=deleted_post, group_id=klas.group_id), klas.school_id)
+    await deletion_handled(site, deleted_post)
     await site.settle()
     await eventually(lambda: _true(len(site.mails_to(parent.email)) == 2), what="the emails (not held)")
     assert pushes(site, parent) == []
