@@ -20,6 +20,7 @@ Rules:
 import math
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -49,6 +50,7 @@ def as_utc(moment: datetime, what: str = "moment") -> datetime:
     return moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)  # a fan-out asks the same few (day, clock, zone) for every parent
 def wall_clock_instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
     """The instant (aware, UTC) at which the clocks of ``zone`` first show ``clock`` on ``day``.
 
