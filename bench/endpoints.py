@@ -155,6 +155,11 @@ class RelayProcess:
     def port(self) -> int:
         return self._port.value
 
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
     def keep(self, keep: bool = True) -> None:
         self._keep.value = int(keep)
 
@@ -207,8 +212,9 @@ class PushProcess:
         _until_started(self._port, self._process, "the push service")
 
     @property
-    def host_and_port(self) -> str:
-        return f"127.0.0.1:{self._port.value}"
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
 
     def subscribe(self, application_server_key: str, count: int = 1) -> list[dict[str, Any]]:
         self._control.send((application_server_key, count))

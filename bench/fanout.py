@@ -33,7 +33,9 @@ import logging
 import os
 import re
 import secrets
+import signal
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -225,8 +227,64 @@ async def fan_out(
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuUse:
+    """CPU seconds each process (by name) used between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self._pids = pids
+        self._before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self._pids.items()}
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> None:
+        self.used = {name: used - self._before[name] for name, used in self._now().items()}
+
+    def report(self, deliveries: int) -> str:
+        return ", ".join(f"{name} {used * 1000 / deliveries:.2f}" for name, used in self.used.items())
+
+
+class Profiler:
+    """py-spy recording the notifier process(es) while running, with --profile DIR (raw stacks, for
+    flame graphs). py-spy is not in requirements.lock (the images install the lock's runtime part):
+    ``.venv/bin/pip install py-spy`` first."""
+
+    def __init__(self, directory: str | None, pids: list[int]) -> None:
+        self._directory = directory
+        self._pids = pids
+        self._processes: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        if not self._directory:
+            return
+        os.makedirs(self._directory, exist_ok=True)
+        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        for pid in self._pids:
+            out = os.path.join(self._directory, f"notifier-{pid}.txt")
+            self._processes.append(await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", out,
+                "--nonblocking", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))  # fmt: skip
+        await asyncio.sleep(1)  # py-spy attaches
+
+    async def stop(self) -> None:
+        for process in self._processes:
+            process.send_signal(signal.SIGINT)
+            await process.wait()
+
+
 async def school_wide(
-    system: Deployment, relay: RelayProcess, push: PushProcess, parents: int
+    system: Deployment, relay: RelayProcess, push: PushProcess, parents: int, cpu: CpuUse, profiler: Profiler
 ) -> dict[str, Any]:
     """One post to a group of ``parents`` parents with a Web Push device and email each: seconds
     from the post's 201 until every push and every mail arrived. The first parent comes through the
@@ -257,8 +315,12 @@ async def school_wide(
             )
     group.subscriptions += subscriptions
     pushes, mails = push.arrivals.count + parents, relay.arrivals.count + parents
+    cpu.start()
+    await profiler.start()
     accepted, _, _ = await post(system, group, "Schoolreis", "Morgen!")
     pushed, mailed = await asyncio.gather(push.arrivals.until(pushes, 300), relay.arrivals.until(mails, 300))
+    cpu.stop()
+    await profiler.stop()
     return {
         "push_s": pushed - accepted,
         "mail_s": mailed - accepted,
@@ -360,7 +422,9 @@ async def throughput(
 ) -> None:
     """--parents 1000: deliveries per second end to end, beside the raw building blocks."""
     settings = NotifierSettings.model_validate(system.settings["notifier"])
-    result = await school_wide(system, relay, push, args.parents)
+    cpu = CpuUse({**system.pids, "push service": [push.pid], "relay": [relay.pid], "bench": [os.getpid()]})
+    profiler = Profiler(args.profile, system.pids["notifier"])
+    result = await school_wide(system, relay, push, args.parents, cpu, profiler)
     print(f"(end to end measured at {load()})")
     subscriptions = result["subscriptions"]
     [webpush_ms] = await raw_webpush(settings, push.arrivals, subscriptions, 1)
@@ -390,6 +454,7 @@ async def throughput(
     )
     print(rate_line("raw: WebPushSender + one SMTP connection, one after the other", deliveries, raw_s))
     print(f"ratio end to end / raw (one after the other): {end_to_end * raw_s / deliveries:.2f}")
+    print(f"CPU ms per delivery end to end, by process: {cpu.report(deliveries)}")
     print(f"({load()})")
 
 
@@ -454,6 +519,9 @@ if __name__ == "__main__":
     parser.add_argument("--push-slots", type=int, help="DELIVERY_PUSH_CONCURRENCY (default: the setting's)")
     parser.add_argument("--smtp-connections", type=int, help="SMTP_MAX_CONNECTIONS (default: the setting's)")
     parser.add_argument("--decrypt", action="store_true", help="the push service decrypts every push")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the notifier during a school-wide post (raw files)"
+    )
     logging.disable(logging.WARNING)
     # The bench's own loop (the raw blocks run on it) is the one the services run on.
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
