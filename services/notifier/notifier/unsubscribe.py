@@ -21,7 +21,7 @@ import binascii
 import hashlib
 import hmac
 import uuid
-from typing import Literal
+from typing import Literal, get_args
 
 import asyncpg
 
@@ -110,7 +110,7 @@ async def turn_email_off(conn: asyncpg.Connection, person_id: uuid.UUID, target:
     those emails that wait (for the digest, for their moment): each category's channel becomes
     ``without_email`` of its channel as it is when the statement runs, in one statement (a category
     never set is inserted with the default's). Idempotent. The categories turned off."""
-    mapping = {channel: without_email(channel) for channel in ("auto", "push", "email", "both", "none")}
+    mapping = {channel: without_email(channel) for channel in get_args(Channel)}
     async with conn.transaction():
         await one_change_at_a_time(conn, person_id)
         if target == "digest":
