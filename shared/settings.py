@@ -11,7 +11,9 @@ class ServiceSettings(BaseSettings):
     service runs in its own process or container with its own environment.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # An empty variable is an unset one: docker-compose.yml passes every optional setting as
+    # ${NAME:-}, and what the operator left out keeps its default.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)

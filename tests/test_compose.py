@@ -129,7 +129,9 @@ def environment(compose: dict[str, Any], service: str) -> dict[str, str]:
 
 def settings_of(compose: dict[str, Any], service: str) -> ServiceSettings:
     _, settings_class = OURS[service]
-    fields = {key.lower(): value for key, value in environment(compose, service).items()}
+    # An empty variable is an unset one (ServiceSettings.env_ignore_empty): compose passes the
+    # optional settings as ${NAME:-}.
+    fields = {key.lower(): value for key, value in environment(compose, service).items() if value != ""}
     return settings_class.model_validate(fields)
 
 
