@@ -8,6 +8,7 @@ between was overwritten with a channel made from the old one.
 """
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -161,3 +162,38 @@ async def test_clicks_and_settings_changes_at_once_all_succeed_and_end_without_e
         for url in links:  # the clicks again, after every change
             assert await click(url) == 200
     assert await channels(site, parent.person_id) == {"posts": "none", "signups": "none", "reminders": "none"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{", 400, None),
+        (b"null", 422, "(body)"),
+        (b"[]", 422, "(body)"),
+        (settings({"starts": "21:00"}), 422, "quiet_hours.ends"),
+        (settings({"starts": "24:00", "ends": "07:00"}), 422, "quiet_hours.starts"),
+        (settings({"starts": "7:00", "ends": "21:00"}), 422, "quiet_hours.starts"),
+        (settings({"starts": "21:00", "ends": "07:00:00"}), 422, "quiet_hours.ends"),
+        (settings({"starts": "21:00", "ends": "07:00", "zone": "UTC"}), 422, "quiet_hours.zone"),
+        ({**settings(None), "posts": {"channel": "fax"}}, 422, "posts.channel"),
+        ({**settings(None), "posts": {"channel": "email", "timing": "weekly"}}, 422, "posts.timing"),
+        ({k: v for k, v in settings(None).items() if k != "signups"}, 422, "signups"),
+        ({**settings(None), "posts": None}, 422, "posts"),
+        ({**settings(None), "posts": {"channel": "email\u0000"}}, 422, "posts.channel"),
+    ],
+)
+async def test_a_wrong_settings_body_is_refused_naming_what_is_wrong(
+    site: Site, body: bytes | dict[str, Any], status: int, field: str | None
+) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {**site.auth(uuid.uuid4()), "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(site.base_url) as http:
+        async with http.put("/preferences", data=data, headers=headers) as answer:
+            assert answer.status == status, await answer.text()
+            error = (await answer.json())["error"]
+        if field is not None:
+            assert field in [detail["field"] for detail in error["details"]], error
+        async with http.put(
+            "/preferences", data=b"{}", headers={**headers, "Content-Type": "text/plain"}
+        ) as answer:
+            assert answer.status == 415
