@@ -33,6 +33,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init.sh"
+OFFLINE_COMPOSE = ROOT / "deploy" / "offline" / "compose.yml"
 
 OURS: dict[str, tuple[Callable[[], ServiceSpec], type[ServiceSettings]]] = {
     "identity": (identity_spec, IdentitySettings),
@@ -260,7 +261,8 @@ def test_services_start_after_what_they_need(compose: dict[str, Any]) -> None:
         if name != "identity":
             # They verify access tokens with identity's published keys.
             assert needs["identity"]["condition"] == "service_healthy"
-    assert services["media"]["depends_on"]["s3-buckets"]["condition"] == "service_completed_successfully"
+    # Media creates its buckets at start-up; it needs the store up, not a one-shot before it.
+    assert services["media"]["depends_on"]["s3"]["condition"] == "service_healthy"
 
 
 def test_services_are_pointed_at_servers_that_the_compose_file_runs(compose: dict[str, Any]) -> None:
@@ -310,17 +312,11 @@ def test_services_log_in_to_the_broker_and_storage_with_their_credentials(compos
             broker["RABBITMQ_DEFAULT_USER"],
             broker["RABBITMQ_DEFAULT_PASS"],
         )
-    media, store, buckets = (environment(compose, name) for name in ("media", "s3", "s3-buckets"))
+    media, store = (environment(compose, name) for name in ("media", "s3"))
     assert (media["S3_ACCESS_KEY"], media["S3_SECRET_KEY"]) == (
         store["AWS_ACCESS_KEY_ID"],
         store["AWS_SECRET_ACCESS_KEY"],
     )
-    assert (buckets["AWS_ACCESS_KEY_ID"], buckets["AWS_SECRET_ACCESS_KEY"]) == (
-        store["AWS_ACCESS_KEY_ID"],
-        store["AWS_SECRET_ACCESS_KEY"],
-    )
-    assert set(buckets["BUCKETS"].split()) == {media["S3_BUCKET_ORIGINALS"], media["S3_BUCKET_VARIANTS"]}
-    assert host_and_port(buckets["S3_ENDPOINT_URL"]) == host_and_port(media["S3_ENDPOINT_URL"])
 
 
 def test_photo_links_are_signed_for_the_port_that_s3_publishes(compose: dict[str, Any]) -> None:
@@ -369,3 +365,17 @@ def test_service_code_imports_no_package_that_the_image_drops() -> None:
             for module in modules:
                 owners = {canonicalize_name(d) for d in distributions.get(module.split(".")[0], [])}
                 assert not owners & dropped, f"{path.relative_to(ROOT)} imports {module}"
+
+
+def test_the_offline_override_builds_stand_ins_for_services_of_the_compose_file(raw: dict[str, Any]) -> None:
+    """deploy/offline/compose.yml (scripts/docker) swaps images and adds build args; it adds no service
+    and leaves the operator's settings alone."""
+    override = yaml.safe_load(OFFLINE_COMPOSE.read_text().replace("!reset ", ""))
+    for name, service in override["services"].items():
+        assert name in raw["services"], f"{name} is not in docker-compose.yml"
+        assert "environment" not in service, f"{name}: settings belong in docker-compose.yml"
+        build = service["build"]
+        if name in OURS:
+            assert set(build) == {"args"}
+        else:
+            assert (ROOT / build["context"] / build["dockerfile"]).is_file()
