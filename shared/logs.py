@@ -38,8 +38,8 @@ _SECRETS = re.compile(
     + r""")\\?["']?\s*[:=]\s*\\?["']?)[^"'\\\s,;&})\]]+"""
     # A link's code or token (the invitation link carries the code in its fragment).
     + r"""|(?P<link>[#?&](?:code|token)=)[^&\s"'<>\\]+"""
-    # What a pydantic error says was sent (its repr may be cut in the middle, a field's name with it).
-    # (pprint may break the error over several string literals: up to the next input_type).
+    # What a pydantic error says was sent, up to its input_type (its repr may be cut in the middle,
+    # a field's name with it; pprint may break the error over several string literals).
     + r"""|(?P<input>input_value=).*?(?=,? ?['"\s]*input_type=)""",
     re.DOTALL,
 )
