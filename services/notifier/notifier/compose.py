@@ -8,13 +8,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import contentmanager, policy, quoprimime
+from email import contentmanager, policy
 from email.errors import HeaderParseError
-from email.header import Header
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import Policy
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import idna
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from notifier import headers
 from shared.contracts import Locale
 
 DEFAULT_LOCALE: Locale = "nl"
@@ -50,9 +50,17 @@ def clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+# A run of whitespace holding a line break, tab or other control: one space in a one-line text.
+_BREAKS = re.compile(
+    r" *[\t\n\x0b\x0c\r\x1c-\x1f\x85\u2028\u2029][\t\n\x0b\x0c\r\x1c-\x1f\x85\u2028\u2029 ]*"
+)
+
+
 def one_line(text: str) -> str:
-    """Headers and notification titles must not contain line breaks (header injection, ugly titles)."""
-    return " ".join(clean(text).split())
+    """text on one line, without whitespace at its ends: headers and notification titles must not
+    contain line breaks (header injection, ugly titles). Spaces inside stay as they were typed (two
+    spaces are two), as do no-break and other spaces that do not break a line."""
+    return _BREAKS.sub(" ", clean(text)).strip()
 
 
 def recipient(name: str, address: str) -> Address:
@@ -96,12 +104,9 @@ def message_id(kind: str, key: uuid.UUID | str, mail_from: str) -> str:
 
 
 class _EncodedText(UnstructuredHeader, BaseHeader):
-    """Free text (Subject) folded as RFC 2047 encoded-words that carry their own spaces.
-
-    Python 3.11's folder splits non-ASCII text into encoded-words with the space between them left
-    outside; decoders drop whitespace between adjacent encoded-words (RFC 2047 6.2), so two words were
-    glued together and a space doubled at the fold. Here the whole value goes into encoded-words.
-    """
+    """Free text (Subject, and any header without a structure of its own) written by
+    notifier.headers: encoded-words that carry their own spaces, at most 75 characters each, so that
+    it reads back exactly as it was set (the email package's folder glued words, issue 8 case 5)."""
 
     @classmethod
     def parse(cls, value: str, kwds: dict[str, Any]) -> None:
@@ -112,39 +117,26 @@ class _EncodedText(UnstructuredHeader, BaseHeader):
         kwds["decoded"] = value
 
     def fold(self, *, policy: Policy) -> str:
-        text = str(self)
-        room = (policy.max_line_length or 78) - len(self.name) - 2
-        if _plain(text) and all(len(word) <= room for word in text.split()):
-            # Folded here, only at spaces: the email package's folder moved a value that did not fit
-            # whole onto a line of its own ("Subject:\r\n Nieuw ..."), read back with a leading space.
-            return _fold_words(f"{self.name}:", text.split(" "), policy)
-        return f"{self.name}: {_encoded_words(text, self.name, policy)}{policy.linesep}"
+        return headers.unstructured(
+            self.name, str(self), policy.linesep, policy.max_line_length or headers.MAX_LINE
+        )
 
 
 class _EncodedAddresses(AddressHeader, BaseHeader):  # type: ignore[misc]  # stubs: init differs
-    """Addresses (From, To) whose non-ASCII display names decode to what was meant.
-
-    The email package's own folding has the same fault as in a Subject, and its parser keeps the
-    space between two encoded-words in a name where RFC 2047 drops it. So no two encoded-words
-    stand side by side here: each run of words that needs encoding is one encoded-word, and folds
-    fall only at spaces beside a plain word.
-    """
+    """Addresses (From, To) whose display names read back exactly (notifier.headers: atoms,
+    quoted-strings and encoded-words of at most 75 characters). Groups and addresses that are not
+    ASCII (SMTPUTF8) are left to the email package."""
 
     def fold(self, *, policy: Policy) -> str:
         groups = self.groups
-        addresses = [a for group in groups for a in group.addresses]
+        mailboxes = [(a.display_name, a.addr_spec) for group in groups for a in group.addresses]
         if any(group.display_name is not None for group in groups) or any(
-            not a.addr_spec.isascii() for a in addresses
+            not addr_spec.isascii() for _, addr_spec in mailboxes
         ):
             return super().fold(policy=policy)
-        entries = []
-        for address in addresses:
-            if _plain(address.display_name):
-                entries.append([formataddr((address.display_name, address.addr_spec))])
-            else:
-                entries.append([*_phrase_words(address.display_name), f"<{address.addr_spec}>"])
-        words = [word for entry in entries for word in _with_commas(entry, entry is entries[-1])]
-        return _fold_words(f"{self.name}:", words, policy)
+        return headers.addresses(
+            self.name, mailboxes, policy.linesep, policy.max_line_length or headers.MAX_LINE
+        )
 
 
 def _plain(text: str) -> bool:
@@ -153,63 +145,19 @@ def _plain(text: str) -> bool:
     return text.isascii() and "=?" not in text
 
 
-def _phrase_words(name: str) -> list[str]:
-    """name as plain atoms and encoded-words (RFC 2047 5(3): only [-!*+/A-Za-z0-9] and _ inside)."""
-    words: list[str] = []
-    run: list[str] = []
-    for word in name.split(" "):
-        if _ATOM.fullmatch(word):
-            if run:
-                words.append(quoprimime.header_encode(" ".join(run).encode(), "utf-8"))
-                run = []
-            words.append(word)
-        else:
-            run.append(word)
-    if run:
-        words.append(quoprimime.header_encode(" ".join(run).encode(), "utf-8"))
-    return words
-
-
-def _with_commas(entry: list[str], last: bool) -> list[str]:
-    return entry if last else [*entry[:-1], entry[-1] + ","]
-
-
-def _fold_words(start: str, words: list[str], policy: Policy) -> str:
-    limit = policy.max_line_length or 78
-    lines = [start]
-    for word in words:
-        if len(lines[-1]) + 1 + len(word) > limit and lines[-1] != start:
-            lines.append("")
-        lines[-1] += " " + word
-    return policy.linesep.join(lines) + policy.linesep
-
-
-_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=^_`{|}~-]+")  # atext (RFC 5322 3.2.3) without ?: no =?..?=
-
-
-def _encoded_words(text: str, name: str, policy: Policy) -> str:
-    # The legacy Header splits at character boundaries and keeps every space inside the words.
-    encoded = Header(text, "utf-8", header_name=name).encode(
-        linesep=policy.linesep, maxlinelen=policy.max_line_length or 78
-    )
-    return str(encoded)
-
-
 class _UrlList(UnstructuredHeader, BaseHeader):
     """A header of ``<URL>`` entries (List-Unsubscribe, RFC 2369): never encoded, folded only after
-    a comma. The default folder would turn a URL longer than a line into encoded-words, which mail
-    programs do not decode there, so the link would be lost."""
+    a comma (notifier.headers.url_list). The default folder would turn a URL longer than a line into
+    encoded-words, which mail programs do not decode there, so the link would be lost."""
 
     def fold(self, *, policy: Policy) -> str:
-        return self.fold_value(self.name, str(self), policy)
-
-    @staticmethod
-    def fold_value(name: str, value: str, policy: Policy) -> str:
-        entries = [entry.strip() for entry in value.split(",")]
-        return _fold_words(f"{name}:", [e + "," for e in entries[:-1]] + entries[-1:], policy)
+        return headers.url_list(
+            self.name, str(self), policy.linesep, policy.max_line_length or headers.MAX_LINE
+        )
 
 
-_headers = HeaderRegistry()
+# Any header not named here (X-Klaspost-*, Auto-Submitted, ...) is free text written as _EncodedText.
+_headers = HeaderRegistry(default_class=_EncodedText)
 for _name in ("subject",):
     _headers.map_to_type(_name, _EncodedText)
 for _name in ("list-unsubscribe",):
@@ -308,19 +256,21 @@ def _folded(name: str, value: str) -> str:
 
 def _header(name: str, value: str) -> str:
     line = f"{name}: {value}"
-    if name.lower() == "list-unsubscribe" and _plain(value):
-        return _UrlList.fold_value(name, value, _SMTP)
-    if _plain(value) and len(line) <= (_SMTP.max_line_length or 78) and value == " ".join(value.split()):
+    if (
+        _plain(value)
+        and len(line) <= headers.MAX_LINE
+        and value.isprintable()
+        and value == " ".join(value.split())
+    ):
         return line + _CRLF
+    if name.lower() == "list-unsubscribe" and _plain(value):
+        return headers.url_list(name, value)
     return _folded(name, value)
 
 
 def _to_header(to: Address) -> str:
-    """To, the way _EncodedAddresses folds one plain address; anything else by the email package."""
-    if _plain(to.display_name) and to.addr_spec.isascii():
-        return _fold_words("To:", [formataddr((to.display_name, to.addr_spec))], _SMTP)
-    # The Address itself, as build_email sets it: a name read back from text would be decoded.
-    return str(_SMTP.fold("To", _SMTP.header_factory("To", to)))
+    """To, as _EncodedAddresses folds it (an ASCII address; outgoing_email checks)."""
+    return headers.addresses("To", [(to.display_name, to.addr_spec)])
 
 
 def _part(text: str, subtype: str) -> tuple[str, str]:
