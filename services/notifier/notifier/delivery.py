@@ -43,6 +43,9 @@ NOTIFY_CHANNEL = "notifier_deliveries"
 # then serves a class's whole fan-out instead of one round trip per freed slot; only the sends in
 # flight (the slots) can have reached a server unrecorded, so a crash repeats no more than before.
 PREFETCH = 4
+# A provider whose claim came back short has nothing more due: asked again after this long at the
+# earliest while the drain goes on (a new fan-out also sends a NOTIFY, which starts another drain).
+RECLAIM_SECONDS = 0.05
 # Started first within a claim: a push is what a parent sees at once; an email a moment later is not
 # noticed, and building one costs far more CPU than a push.
 _FIRST = {"webpush": 0, "fcm": 0, "apns": 0, "smtp": 1}
@@ -187,20 +190,41 @@ class Deliverer:
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
         handled = 0
-        running: dict[asyncio.Task[None], str] = {}  # each claimed row's task (queued or sending), its provider
+        running: dict[
+            asyncio.Task[None], str
+        ] = {}  # each claimed row's task (queued or sending), its provider
         heartbeat = asyncio.create_task(self._heartbeat(), name="notifier-deliveries-heartbeat")
+        # Providers whose last claim found fewer due rows than it had room for (and "mails", the
+        # one-off mails that share the SMTP slots): asked again only after RECLAIM_SECONDS, not at
+        # every finished send (FCM and APNs, often without a single device, were asked each time).
+        exhausted: set[str] = set()
+        exhausted_at = 0.0
         try:
             while True:
                 held = Counter(running.values())
+                if loop.time() - exhausted_at >= RECLAIM_SECONDS:
+                    exhausted.clear()
                 # Claim when some provider would soon have a slot with nothing to send.
-                short = any(held[provider] < limit for provider, limit in self._limits.items())
+                short = {
+                    provider: limit * PREFETCH - held[provider]
+                    for provider, limit in self._limits.items()
+                    if held[provider] < limit and provider not in exhausted
+                }
                 if short and not self._stopping:
-                    room = {provider: limit * PREFETCH - held[provider] for provider, limit in self._limits.items()}
+                    room = {provider: short.get(provider, 0) for provider in self._limits}
                     started = loop.time()
                     async with self._pool.acquire() as conn:
                         deliveries = await store.claim_deliveries(conn, room, self._lease)
-                        room["smtp"] -= sum(1 for row in deliveries if row["provider"] == "smtp")
-                        mails = await store.claim_mails(conn, room["smtp"], self._lease) if room["smtp"] > 0 else []
+                        got = Counter(row["provider"] for row in deliveries)
+                        mail_room = room["smtp"] - got["smtp"] if "mails" not in exhausted else 0
+                        mails = await store.claim_mails(conn, mail_room, self._lease) if mail_room > 0 else []
+                    got["smtp"] += len(mails)
+                    came_short = {provider for provider, wanted in short.items() if got[provider] < wanted}
+                    if mail_room > len(mails):
+                        came_short.add("mails")
+                    if came_short:
+                        exhausted |= came_short
+                        exhausted_at = started
                     attempts = [self._delivery(row) for row in deliveries]
                     attempts += [self._mail(row) for row in mails]
                     attempts.sort(key=lambda attempt: _FIRST[attempt.provider])
