@@ -231,10 +231,11 @@ class OutgoingMail:
     Building a mail with the email package costs ~2-5 ms of CPU (every header is parsed by its header
     registry, then folded again when written); a post to a class sends the same Subject, From and
     parts' shape to every parent. Here the headers shared by a post's mails in one language are
-    folded once (lru_cache), the per-reader headers (To, Date, Message-ID, List-Unsubscribe) are
-    written directly where they are plain ASCII that fits a line (else folded by the email package),
-    and the parts are encoded by the email package's own text encoder. tests/test_mail_bytes.py
-    checks that both ways give the same headers, folding and contents.
+    folded once (lru_cache), the per-reader headers are written directly (To by notifier.headers;
+    Date, Message-ID, List-Unsubscribe as they are where they are plain ASCII that fits a line, else
+    folded as the email package would with MAIL_POLICY's header classes), and the parts are encoded
+    by the email package's own text encoder. tests/test_mail_bytes.py checks that both ways give the
+    same headers, folding and contents.
     """
 
     sender: str
@@ -248,8 +249,9 @@ _SMTP = policy.SMTP.clone(header_factory=_headers)
 
 @lru_cache(maxsize=256)
 def _folded(name: str, value: str) -> str:
-    """One header as the email package writes it for SMTP (CRLF, folded, RFC 2047 where needed).
-    Cached: the headers a post's mails share (From, Subject) are folded once per post and language."""
+    """One header as the email package writes it for SMTP with MAIL_POLICY's header classes (CRLF;
+    free text and addresses by notifier.headers). Cached: the headers a post's mails share (From,
+    Subject) are folded once per post and language."""
     header = _SMTP.header_factory(name, value)
     return str(_SMTP.fold(name, header))
 
