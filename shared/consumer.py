@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from shared.bus import QueueNames, declare_exchange, declare_service_queues
 from shared.envelope import Envelope, Event
-from shared.logs import correlation_id
+from shared.logs import correlation_id, withhold_secrets
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class Consumer:
             event = handler.event.model_validate(env.payload)
         except (ValidationError, KeyError, ValueError) as exc:
             # Cannot succeed on retry: park at once, with the reason, for an operator to look at.
-            await self._park(message, f"unreadable event: {exc}")
+            await self._park(message, f"unreadable event: {error_text(exc)}")
             return
         key = (env.event_id, f"{self.names.service}:{env.type}")
         self._waiting.append(Delivery(message, env, handler, event, key, received))
@@ -308,7 +308,7 @@ class Consumer:
                 extra={"event_type": env.type, "event_id": str(env.event_id), "error": repr(error)},
                 exc_info=error,
             )
-            await self._retry_or_park(delivery.message, repr(error))
+            await self._retry_or_park(delivery.message, error_text(error))
 
     async def _retry_or_park(self, message: AbstractIncomingMessage, error: str) -> None:
         attempt = attempts_of(message)
@@ -399,12 +399,30 @@ def persistent_copy(
     )
 
 
+def error_text(error: BaseException) -> str:
+    """What an operator is told of a failed or unreadable event (the ``x-klaspost-last-error`` header,
+    the parking log line): never what the event carried. A pydantic error names each field, its problem
+    and its type, without the input (``errors(include_input=False)``; its ``str`` prints the input,
+    and the input of an unreadable invitation is the access code, of a reset the token, of broken JSON
+    the whole body). Any other error as its ``repr``, with the value of a secret it names withheld
+    (shared.logs.withhold_secrets): a handler's exception may quote an event it was given."""
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or '(whole)'}: {e['msg']} [type={e['type']}]"
+            for e in error.errors(include_url=False, include_input=False, include_context=False)
+        )
+        return f"{error.error_count()} validation error(s) for {error.title}: {problems}"
+    return withhold_secrets(repr(error))
+
+
 def attempts_of(message: AbstractIncomingMessage) -> int:
     value = message.headers.get(ATTEMPT_HEADER, 0)
     return value if isinstance(value, int) else 0
 
 
 def parked_summary(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """What ``deadletters list`` shows of a parked message: never its body. Its error is shown with
+    secrets withheld, also that of a message parked before error_text kept inputs out of the header."""
     headers = message.headers
     try:
         env = json.loads(message.body)
@@ -415,6 +433,12 @@ def parked_summary(message: AbstractIncomingMessage) -> dict[str, Any]:
         "type": env.get("type", message.type),
         "routing_key": headers.get("x-klaspost-routing-key"),
         "attempts": headers.get(ATTEMPT_HEADER),
-        "error": headers.get("x-klaspost-last-error"),
+        "error": _withheld(headers.get("x-klaspost-last-error")),
         "occurred_at": env.get("occurred_at"),
     }
+
+
+def _withheld(error: object) -> object:
+    if isinstance(error, bytes):
+        error = error.decode("utf-8", "replace")
+    return withhold_secrets(error) if isinstance(error, str) else error
