@@ -124,15 +124,14 @@ class _EncodedText(UnstructuredHeader, BaseHeader):
 
 class _EncodedAddresses(AddressHeader, BaseHeader):  # type: ignore[misc]  # stubs: init differs
     """Addresses (From, To) whose display names read back exactly (notifier.headers: atoms,
-    quoted-strings and encoded-words of at most 75 characters). Groups and addresses that are not
-    ASCII (SMTPUTF8) are left to the email package."""
+    quoted-strings and encoded-words of at most 75 characters). An address with a UTF-8 local part
+    goes out as it is (RFC 6532, only over SMTPUTF8: the mailer checks); the email package's folder
+    lost such a display name. Groups (never sent) are left to the email package."""
 
     def fold(self, *, policy: Policy) -> str:
         groups = self.groups
         mailboxes = [(a.display_name, a.addr_spec) for group in groups for a in group.addresses]
-        if any(group.display_name is not None for group in groups) or any(
-            not addr_spec.isascii() for _, addr_spec in mailboxes
-        ):
+        if any(group.display_name is not None for group in groups):
             return super().fold(policy=policy)
         return headers.addresses(
             self.name, mailboxes, policy.linesep, policy.max_line_length or headers.MAX_LINE

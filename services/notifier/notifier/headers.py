@@ -70,7 +70,8 @@ def addresses(
     name: str, mailboxes: Sequence[tuple[str, str]], linesep: str = "\r\n", max_line: int = MAX_LINE
 ) -> str:
     """``name: Display Name <addr>, ...`` folded, ending in ``linesep``. ``mailboxes`` are
-    (display name, ASCII addr-spec) pairs; an empty display name gives the bare address.
+    (display name, addr-spec) pairs; an empty display name gives the bare address. The addr-spec is
+    written as it is: ASCII, or UTF-8 for a mail sent with SMTPUTF8 (RFC 6532 3.2).
     """
     items: list[Item] = []
     for index, (display, addr_spec) in enumerate(mailboxes):

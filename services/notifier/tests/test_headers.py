@@ -19,7 +19,7 @@ import base64
 import random
 import re
 import uuid
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
@@ -88,16 +88,27 @@ NAMED_CASES = [
 def header_values(raw: bytes) -> dict[str, str]:
     """Each header of a mail, unfolded (CRLF removed, the space after it kept, RFC 5322 2.2.3),
     without the whitespace after the colon."""
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")  # UTF-8 only in an SMTPUTF8 address
     return {
         match.group(1): match.group(2).replace("\r\n", "").lstrip(" \t")
         for match in re.finditer(r"^([\w-]+):(.*?)\r\n(?![ \t])", head + "\r\n", re.M | re.S)
     }
 
 
+def parse(raw: bytes) -> EmailMessage:
+    """The mail as policy.default reads it; UTF-8 headers (SMTPUTF8, RFC 6532) decoded as such."""
+    parsed = (
+        message_from_bytes(raw, policy=policy.default)
+        if raw.isascii()
+        else message_from_string(raw.decode("utf-8"), policy=policy.default)
+    )
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
 def read_text(raw: bytes, name: str) -> tuple[str, str]:
     """(policy.default's value, decode_header/make_header's value) of a free-text header."""
-    parsed = message_from_bytes(raw, policy=policy.default)
+    parsed = parse(raw)
     return str(parsed[name]), str(make_header(decode_header(header_values(raw)[name])))
 
 
@@ -146,7 +157,7 @@ def read_mailbox(raw: bytes, name: str) -> tuple[str, str, str, bool]:
     """(display name by policy.default + RFC 2047 6.2, by parseaddr + decode_header/make_header,
     the address, whether policy.default's own ``display_name`` is to be trusted: no two adjacent
     encoded-words, no space followed by other whitespace inside one)."""
-    header = message_from_bytes(raw, policy=policy.default)[name]
+    header = parse(raw)[name]
     [address] = header.addresses
     phrase, addr_spec = parseaddr(header_values(raw)[name])
     assert addr_spec == address.addr_spec
@@ -291,7 +302,7 @@ def test_the_case_5_name_is_folded_at_spaces_and_read_back_by_python_too() -> No
 
 def test_several_addresses_are_separated_by_commas() -> None:
     raw = _raw(headers.addresses("To", [("Bös, Jan", "a@x.nl"), ("", "b@x.nl"), ("Ann (mam)", "c@x.nl")]))
-    parsed = message_from_bytes(raw, policy=policy.default)["To"]
+    parsed = parse(raw)["To"]
     assert [(a.display_name, a.addr_spec) for a in parsed.addresses] == [
         ("Bös, Jan", "a@x.nl"), ("", "b@x.nl"), ("Ann (mam)", "c@x.nl"),
     ]  # fmt: skip
@@ -421,6 +432,19 @@ def test_a_digest_reads_back_for_any_reader_name() -> None:
         )  # fmt: skip
         for raw in both_ways(parts):
             assert_reads_back(raw, "Klaspost: 2 new posts", one_line(name), "ouder@ouders.nl")
+
+
+@pytest.mark.parametrize("name", NAMED_CASES)
+def test_a_mail_to_an_address_that_needs_smtputf8_reads_back_exactly(name: str) -> None:
+    parts = new_post_parts(
+        "nl", name, "jän@ouders.nl", name[:80], "x", "https://k.nl/p", uuid.uuid4(), MAIL_FROM
+    )
+    raw = flatten_message(parts.message(), utf8=True)  # as aiosmtplib sends it, over SMTPUTF8
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert_well_formed(raw.replace("jän".encode(), b"jan"))  # the address is the only UTF-8
+    assert read_text(raw, "Subject") == (f"Nieuw bericht in {one_line(name[:80])}",) * 2
+    assert read_mailbox(raw, "To")[:3] == (one_line(name), one_line(name), "jän@ouders.nl")
 
 
 def test_a_plain_ascii_subject_stays_readable_text() -> None:
