@@ -447,6 +447,17 @@ def test_a_mail_to_an_address_that_needs_smtputf8_reads_back_exactly(name: str) 
     assert read_mailbox(raw, "To")[:3] == (one_line(name), one_line(name), "jän@ouders.nl")
 
 
+def test_a_sender_name_with_accents_and_specials_reads_back_exactly() -> None:
+    school = "Basisschool 't Zonnetje \u2013 Zoë (Ameland), groep 1/2"
+    mail_from = f'"{school}" <noreply@klaspost.nl>'  # as an operator writes it in MAIL_FROM
+    parts = new_post_parts(
+        "nl", "Jan", "jan@ouders.nl", "Groep 3", "x", "https://k.nl/p", uuid.uuid4(), mail_from
+    )
+    for raw in both_ways(parts):
+        assert_well_formed(raw)
+        assert read_mailbox(raw, "From")[:3] == (school, school, "noreply@klaspost.nl")
+
+
 def test_a_plain_ascii_subject_stays_readable_text() -> None:
     msg = new_post_email(
         "nl", "Jan", "jan@ouders.nl", "Groep 3B", "x", "https://k.nl/p", uuid.uuid4(), MAIL_FROM
