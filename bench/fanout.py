@@ -198,13 +198,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-STAGES = ("notification stored", "first push marked sent", "last push marked sent")
+STAGES = ("notification stored", "first push claimed", "first push marked sent", "last push marked sent")
 
 
 async def fan_out(
     system: Deployment, group: Class, relay: RelayProcess, push: PushProcess, posts: int, gap: float
 ) -> dict[str, list[float]]:
     parents = len(group.parents)
+    lease = NotifierSettings.model_validate(system.settings["notifier"]).delivery_lease_seconds
     figures: dict[str, list[float]] = {"push": [], "email": [], **{stage: [] for stage in STAGES}}
     for n in range(1, posts + 1):
         pushes, mails = push.arrivals.count + parents, relay.arrivals.count + parents
@@ -215,13 +216,15 @@ async def fan_out(
         # Where the time went, by the notifier's own clock (the database's, same machine).
         row = await system.pools["notifier"].fetchrow(
             """SELECT extract(epoch FROM n.created_at) AS created,
+                      extract(epoch FROM min(d.next_attempt_at) FILTER (WHERE d.channel = 'push')) - $2 AS claimed,
                       extract(epoch FROM min(d.sent_at) FILTER (WHERE d.channel = 'push')) AS first_push,
                       extract(epoch FROM max(d.sent_at) FILTER (WHERE d.channel = 'push')) AS last_push
                FROM notifications n JOIN deliveries d USING (notification_id)
                WHERE n.post_id = $1 GROUP BY n.created_at""",
             post_id,
+            lease,  # a claim sets next_attempt_at to its transaction's start plus the lease
         )
-        for stage, column in zip(STAGES, ("created", "first_push", "last_push"), strict=True):
+        for stage, column in zip(STAGES, ("created", "claimed", "first_push", "last_push"), strict=True):
             figures[stage].append((float(row[column]) - wall) * 1000)
         await asyncio.sleep(gap)
     return figures
@@ -463,7 +466,10 @@ async def class_fan_out(
 ) -> None:
     settings = NotifierSettings.model_validate(system.settings["notifier"])
     group = await make_class(system, relay, push, args.parents)
+    profiler = Profiler(args.profile, system.pids["notifier"])
+    await profiler.start()
     result = await fan_out(system, group, relay, push, args.posts, args.gap)
+    await profiler.stop()
     print(f"(end to end measured until {load()})")
     webpush = await raw_webpush(settings, push.arrivals, group.subscriptions, 20)
     posts = await raw_posts(settings, push.arrivals, group.subscriptions, 20)
@@ -520,7 +526,7 @@ if __name__ == "__main__":
     parser.add_argument("--smtp-connections", type=int, help="SMTP_MAX_CONNECTIONS (default: the setting's)")
     parser.add_argument("--decrypt", action="store_true", help="the push service decrypts every push")
     parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy the notifier during a school-wide post (raw files)"
+        "--profile", metavar="DIR", help="py-spy the notifier while it fans out (raw files)"
     )
     logging.disable(logging.WARNING)
     # The bench's own loop (the raw blocks run on it) is the one the services run on.
