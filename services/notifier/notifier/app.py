@@ -14,7 +14,7 @@ from notifier.domain import (
     UnsubscribeView,
     VapidKey,
 )
-from notifier.events import handlers
+from notifier.events import default_zone, handlers
 from notifier.resources import delivery
 from notifier.schedule import schedule
 from shared.app import ServiceSpec
@@ -98,6 +98,6 @@ def spec() -> ServiceSpec:
         routes=routes,
         handlers=handlers,
         migrations=Path(__file__).parent / "migrations",
-        contexts=[delivery, delivery_reports, schedule],
+        contexts=[default_zone, delivery, delivery_reports, schedule],
         metrics=delivery_metrics,
     )

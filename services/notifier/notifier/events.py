@@ -4,16 +4,20 @@ one-off mails (invitations, password links) identity asks for, and turn posts' s
 events into notices (conference bookings, reminders, promotions) by each person's preferences."""
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
 from notifier import erasure, message_store, store
 from notifier.delivery import NOTIFY_CHANNEL
 from notifier.mails import MailKind
 from notifier.notices import CATEGORY
-from notifier.preferences import DEFAULT_CHOICE, Choice
+from notifier.preferences import DEFAULT_CHOICE, Choice, wall_clock_instant
+from notifier.settings import Settings
+from shared.app import settings_of
 from shared.consumer import Handlers
 from shared.contracts import (
     AccountChanged,
@@ -52,11 +56,21 @@ keep_membership_copy(handlers, with_children=True, after=_membership_changed)
 DAY_BEFORE_AT = time(9, 0)
 
 
+async def default_zone(app: web.Application) -> AsyncIterator[None]:
+    """App context: the handlers read a school the copy does not know yet in the deployment's
+    DEFAULT_TIME_ZONE, the zone the schedule and the mails read it in (one setting, not two)."""
+    message_store.use_default_zone(settings_of(app, Settings).default_time_zone)
+    yield
+
+
 @handlers.on(AccountChanged)
 async def account_changed(conn: asyncpg.Connection, _env: Envelope, event: AccountChanged) -> None:
     await store.upsert_person(
         conn, event.person_id, event.email, event.display_name, event.locale, event.revision
     )
+    # Messages fanned out before the account reached the copy are owed to the person (message_store).
+    if await message_store.deliver_awaited(conn, event.person_id, datetime.now(UTC)):
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 @handlers.on(SchoolChanged)
@@ -101,12 +115,14 @@ async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDele
     # A deleted post disappears everywhere: what was not sent yet of it is not sent (a delivery a
     # sender holds at this very moment may still go out).
     await store.cancel_post_deliveries(conn, event.post_id)
+    await message_store.forget_awaited(conn, post_id=event.post_id)
 
 
 @handlers.on(ChildErased)
 async def child_erased(conn: asyncpg.Connection, _env: Envelope, event: ChildErased) -> None:
     # The child's name leaves every notice about them; what was still to be sent of those is not sent.
     await erasure.forget_child(conn, event.child_id, event.school_id)
+    await message_store.forget_awaited(conn, child_id=event.child_id)
 
 
 @handlers.on(InvitationIssued)
@@ -174,7 +190,9 @@ async def conference_opened(conn: asyncpg.Connection, env: Envelope, event: Conf
         "closes_at": _iso(event.closes_at),
     }
     key = f"conference_opened:{event.schedule_id}"
-    await _notice(conn, env, "conference_opened", event.school_id, event.guardian_ids, context, key, send_at=send_at)
+    await _notice(
+        conn, env, "conference_opened", event.school_id, event.guardian_ids, context, key, send_at=send_at
+    )
 
 
 @handlers.on(SlotBooked)
@@ -192,7 +210,9 @@ async def slot_booked(conn: asyncpg.Connection, env: Envelope, event: SlotBooked
 @handlers.on(SlotMoved)
 async def slot_moved(conn: asyncpg.Connection, env: Envelope, event: SlotMoved) -> None:
     context = _booking_context(event) | {"previous_starts_at": _iso(event.previous_starts_at)}
-    await _notice(conn, env, "slot_moved", event.school_id, event.guardian_ids, context, f"slot_moved:{env.event_id}")
+    await _notice(
+        conn, env, "slot_moved", event.school_id, event.guardian_ids, context, f"slot_moved:{env.event_id}"
+    )
     # The reminder of the old time is replaced by one for the new time.
     await message_store.cancel_notifications(
         conn, f"day_before:{event.booking_id}:", "cancelled: the booking moved"
@@ -244,7 +264,14 @@ async def signup_promoted(conn: asyncpg.Connection, env: Envelope, event: Signup
     }
     key = f"signup_promoted:{event.signup_id}"
     await _notice(
-        conn, env, "signup_promoted", event.school_id, [event.person_id], context, key, group_id=event.group_id
+        conn,
+        env,
+        "signup_promoted",
+        event.school_id,
+        [event.person_id],
+        context,
+        key,
+        group_id=event.group_id,
     )
 
 
@@ -266,12 +293,14 @@ async def _day_before(
     conn: asyncpg.Connection, env: Envelope, event: SlotBooked | SlotMoved, context: dict[str, Any]
 ) -> None:
     """Hold the reminder until DAY_BEFORE_AT the day before the slot (school-local); at once when
-    that moment passed but the day of the slot has not begun; none when the slot is today or past."""
+    that moment passed but the day of the slot has not begun; none when the slot is today or past.
+    Both moments are the first instants the school's clocks show those times (wall_clock_instant: a
+    time skipped by daylight saving is the first instant after the gap, a repeated one its first
+    occurrence; a school whose day begins at 01:00 when the clocks skip midnight begins it then)."""
     zone = await message_store.school_zone(conn, event.school_id, message_store.DEFAULT_ZONE)
-    starts = _utc(event.starts_at).astimezone(zone)
-    day_before = starts.date() - timedelta(days=1)
-    remind_at = datetime.combine(day_before, DAY_BEFORE_AT, tzinfo=zone)
-    slot_day_begins = datetime.combine(starts.date(), time(0, 0), tzinfo=zone)
+    slot_day = _utc(event.starts_at).astimezone(zone).date()
+    remind_at = wall_clock_instant(slot_day - timedelta(days=1), DAY_BEFORE_AT, zone)
+    slot_day_begins = wall_clock_instant(slot_day, time(0, 0), zone)
     if datetime.now(UTC) >= slot_day_begins:
         return
     if await message_store.notification_exists(conn, f"slot_cancelled:{event.booking_id}"):

@@ -1,10 +1,19 @@
 """SQL of what is sent to whom and when: preferences and quiet hours, notifications of every message
-kind with their deliveries planned by preferences.py, held deliveries and their release, digests."""
+kind with their deliveries planned by preferences.py, held deliveries and their release, digests.
 
+Recipients whose account the copy does not have yet (identity's AccountChanged is handled after the
+membership or the message that names them: several replicas and concurrent batches consume one queue,
+and a failed handler's event comes back after a delay) are not skipped: their deliveries are owed
+(``awaiting_account``) and made by their preferences when the account arrives (``deliver_awaited``).
+Not made at once without it: a delivery is sent to the copy's address in the copy's language, and one
+that cannot be sent yet would stay first in line for its provider."""
+
+import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, time
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -17,12 +26,29 @@ from notifier.preferences import (
     Planned,
     QuietHours,
     Recipient,
+    as_utc,
+    channels_for,
     plan,
 )
+from notifier.settings import Settings
 
-# The zone of a school the copy does not know yet (the Settings' default_time_zone, which event
-# handlers have no access to; schools are normally known before their first post).
-DEFAULT_ZONE = "Europe/Amsterdam"
+log = logging.getLogger(__name__)
+
+# The zone of a school the copy does not know yet: the deployment's DEFAULT_TIME_ZONE, the one the
+# schedule and the mails use for such a school too. Event handlers cannot reach the app's settings, so
+# the app sets it at start-up (use_default_zone); until then the setting's default.
+DEFAULT_ZONE: str = Settings.model_fields["default_time_zone"].default
+
+# Messages owed to a person whose account arrives later than this after the message are not sent:
+# the day's news is stale by then (the delivery of a message that failed is given up on in hours too).
+AWAIT_ACCOUNT_FOR = timedelta(hours=24)
+
+
+def use_default_zone(name: str) -> None:
+    """Make ``name`` (Settings.default_time_zone, an IANA name) the zone of every school this process
+    does not know yet."""
+    global DEFAULT_ZONE  # one deployment setting, set once at start-up
+    DEFAULT_ZONE = name
 
 
 async def set_digest_time(
@@ -39,7 +65,9 @@ async def set_digest_time(
 
 async def choices_of(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, Choice]:
     """The categories the person set (others have the default)."""
-    rows = await conn.fetch("SELECT category, channel, timing FROM preferences WHERE person_id = $1", person_id)
+    rows = await conn.fetch(
+        "SELECT category, channel, timing FROM preferences WHERE person_id = $1", person_id
+    )
     return {row["category"]: Choice(row["channel"], row["timing"]) for row in rows}
 
 
@@ -53,14 +81,23 @@ async def save_preferences(
     person_id: uuid.UUID,
     choices: dict[Category, Choice],
     quiet: QuietHours | None,
+    *,
+    now: datetime | None = None,
 ) -> None:
-    """Replace the person's choices (every category given) and quiet hours (None: none). What waits
+    """Replace the person's choices (every category given) and quiet hours (None: none), in one
+    transaction (the caller's when it has one, after preferences.one_change_at_a_time). What waits
     (for the digest, the end of quiet hours) on a channel a category no longer has is dropped, and
-    what waits for its moment too unless the person would then not hear of it at all (see drop_held)."""
+    what waits for its moment too unless the person would then not hear of it at all (see
+    drop_held). Which channels a category has is read as the plan and the unsubscribe page read it
+    (preferences.channels_for: ``auto`` is push only for a person with a device, email only
+    without). The pushes still held are then planned again by the new quiet hours
+    (replan_held_pushes) as of ``now`` (the clock's by default)."""
     async with conn.transaction():
-        silent = [c for c, choice in choices.items() if choice.channel == "none"]
-        push_only = [c for c, choice in choices.items() if choice.channel == "push"]
-        email_only = [c for c, choice in choices.items() if choice.channel == "email"]
+        has_device = await has_a_device(conn, person_id)
+        kept = {category: channels_for(c.channel, has_device) for category, c in choices.items()}
+        silent = [c for c, (email, push) in kept.items() if not email and not push]
+        push_only = [c for c, (email, push) in kept.items() if push and not email]
+        email_only = [c for c, (email, push) in kept.items() if email and not push]
         await drop_held(conn, person_id, silent, "email")
         await drop_held(conn, person_id, silent, "push")
         await drop_held(conn, person_id, push_only, "email", keep_alone=True)
@@ -81,10 +118,55 @@ async def save_preferences(
                 quiet.starts,
                 quiet.ends,
             )
+        await replan_held_pushes(conn, person_id, quiet, now or datetime.now(UTC))
 
 
-# Channels that never mean email (``auto`` does, without a device).
-_NO_EMAIL = ("push", "none")
+async def has_a_device(conn: asyncpg.Connection, person_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM devices WHERE person_id = $1)", person_id))
+
+
+async def replan_held_pushes(
+    conn: asyncpg.Connection, person_id: uuid.UUID, quiet: QuietHours | None, now: datetime
+) -> int:
+    """Plan the person's held pushes again by ``quiet`` (their quiet hours now), as preferences.plan
+    plans a new one: held until the end of the quiet period that the push's moment (its ``due_at``, or
+    ``now`` when that passed or it has none) falls in, in its school's zone; else held until its moment
+    when that is later; else due now. A parent who shortens or drops their quiet hours gets what was
+    held at once, not at the old end; one who adds them has a scheduled push held past them. A push
+    held for quiet hours before deliveries kept ``due_at`` (migration 007) counts as for the moment it
+    was made. How many changed. ValueError for a naive ``now``."""
+    now = as_utc(now, "now")
+    rows = await conn.fetch(
+        """SELECT d.delivery_id, d.hold_reason, d.hold_until, d.due_at, s.time_zone
+           FROM deliveries d JOIN notifications n USING (notification_id)
+           LEFT JOIN schools s ON s.school_id = n.school_id
+           WHERE d.person_id = $1 AND d.channel = 'push' AND d.status = 'held'
+             AND d.hold_reason IN ('quiet_hours', 'scheduled')
+           FOR UPDATE OF d""",
+        person_id,
+    )
+    changes: list[tuple[uuid.UUID, str, str, datetime]] = []
+    for row in rows:
+        # A scheduled push is held until its moment: that is its moment also without due_at.
+        moment_of = row["due_at"] or (row["hold_until"] if row["hold_reason"] == "scheduled" else None)
+        due = moment_of if moment_of is not None and moment_of > now else None
+        moment = due or now
+        zone = local_zone(row["time_zone"], DEFAULT_ZONE)
+        quiet_end = quiet.end_after(moment, zone) if quiet is not None else None
+        if quiet_end is not None:
+            change = (row["delivery_id"], "held", "quiet_hours", quiet_end)
+        elif due is not None:
+            change = (row["delivery_id"], "held", "scheduled", due)
+        else:  # due now, as release_held makes it (hold_until: when it became due)
+            change = (row["delivery_id"], "pending", row["hold_reason"], now)
+        if change[1:] != ("held", row["hold_reason"], row["hold_until"]):
+            changes.append(change)
+    await conn.executemany(
+        """UPDATE deliveries SET status = $2, hold_reason = $3, hold_until = $4, next_attempt_at = now()
+           WHERE delivery_id = $1 AND status = 'held'""",
+        changes,
+    )
+    return len(changes)
 
 
 async def drop_held(
@@ -138,31 +220,15 @@ async def drop_held_of_group(conn: asyncpg.Connection, group_id: uuid.UUID, pers
     return int(result.split()[-1])
 
 
-async def set_channel(
-    conn: asyncpg.Connection, person_id: uuid.UUID, category: Category, channel: str
-) -> None:
-    """Set one category's channel, keeping its timing (the default one when never set). Without
-    email now, its emails that wait (for the digest, for their moment) are dropped."""
-    if channel in _NO_EMAIL:
-        await drop_held(conn, person_id, [category])
-    await conn.execute(
-        """INSERT INTO preferences (person_id, category, channel, timing) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (person_id, category) DO UPDATE SET channel = EXCLUDED.channel, updated_at = now()""",
-        person_id,
-        category,
-        channel,
-        DEFAULT_CHOICE.timing,
-    )
-
-
 async def recipients(
     conn: asyncpg.Connection,
     person_ids: Sequence[uuid.UUID],
     category: Category,
     default: Choice = DEFAULT_CHOICE,
 ) -> list[Recipient]:
-    """Each known person (the account copy has them) with their choice for category (``default``
-    when they never set it), devices and quiet hours, in one query."""
+    """Each known person (the account copy has them; fan_out owes the others their deliveries until it
+    does) with their choice for category (``default`` when they never set it), devices and quiet
+    hours, in one query."""
     rows = await conn.fetch(
         """SELECT p.person_id, pr.channel, pr.timing, q.starts, q.ends,
                   coalesce((SELECT array_agg(d.device_id ORDER BY d.created_at) FROM devices d
@@ -206,7 +272,7 @@ async def families_with_several_children(
     return {row["person_id"] for row in rows}
 
 
-async def school_zone(conn: asyncpg.Connection, school_id: uuid.UUID | None, default: str) -> Any:
+async def school_zone(conn: asyncpg.Connection, school_id: uuid.UUID | None, default: str) -> ZoneInfo:
     """The school's ZoneInfo (the default zone when the school is not known yet)."""
     name = (
         await conn.fetchval("SELECT time_zone FROM schools WHERE school_id = $1", school_id)
@@ -250,17 +316,24 @@ async def create_notification(
     return bool(created)
 
 
-async def add_deliveries(conn: asyncpg.Connection, notification_id: uuid.UUID, planned: list[Planned]) -> int:
+async def add_deliveries(
+    conn: asyncpg.Connection,
+    notification_id: uuid.UUID,
+    planned: list[Planned],
+    due_at: dict[uuid.UUID, datetime] | None = None,
+) -> int:
     """Insert the planned deliveries of a notification (one email per person, one push per device:
-    a repeat is ignored); how many are new."""
+    a repeat is ignored); how many are new. ``due_at``: per person, the later moment the message is
+    for (replan_held_pushes plans a held push again from it)."""
     if not planned:
         return 0
+    due = due_at or {}
     result = await conn.execute(
         """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel, device_id, status,
-                                   hold_reason, hold_until)
-           SELECT gen_random_uuid(), $1, p, c, d, s, r, u
-           FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[])
-                AS t(p, c, d, s, r, u)
+                                   hold_reason, hold_until, due_at)
+           SELECT gen_random_uuid(), $1, p, c, d, s, r, u, w
+           FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[],
+                       $8::timestamptz[]) AS t(p, c, d, s, r, u, w)
            ON CONFLICT DO NOTHING""",
         notification_id,
         [p.person_id for p in planned],
@@ -269,6 +342,7 @@ async def add_deliveries(conn: asyncpg.Connection, notification_id: uuid.UUID, p
         [p.status for p in planned],
         [p.hold_reason for p in planned],
         [p.hold_until for p in planned],
+        [due.get(p.person_id) for p in planned],
     )
     return int(result.split()[-1])
 
@@ -288,18 +362,118 @@ async def fan_out(
 ) -> int:
     """Plan and insert the deliveries of a notification to person_ids by their preferences
     (``default`` for who never chose). ``send_at``: per person, the moment the message is for (held
-    until then)."""
+    until then). Those whose account the copy does not have yet are owed theirs (await_account).
+    How many deliveries were made."""
+    now = as_utc(now, "now")
     zone = await school_zone(conn, school_id, default_zone)
+    moments = send_at or {}
     planned: list[Planned] = []
-    for recipient in await recipients(conn, person_ids, category, default):
-        moment = (send_at or {}).get(recipient.person_id)
+    due_at: dict[uuid.UUID, datetime] = {}
+    known = await recipients(conn, person_ids, category, default)
+    for recipient in known:
+        moment = moments.get(recipient.person_id)
         planned += plan(recipient, now=now, zone=zone, urgent=urgent, send_at=moment)
-    return await add_deliveries(conn, notification_id, planned)
+        if moment is not None and as_utc(moment, "send_at") > now:
+            due_at[recipient.person_id] = moment
+    unknown = set(person_ids) - {r.person_id for r in known}
+    if unknown:
+        await await_account(conn, notification_id, sorted(unknown), moments, default)
+    return await add_deliveries(conn, notification_id, planned, due_at)
+
+
+async def await_account(
+    conn: asyncpg.Connection,
+    notification_id: uuid.UUID,
+    person_ids: Sequence[uuid.UUID],
+    send_at: dict[uuid.UUID, datetime],
+    default: Choice,
+) -> None:
+    """Owe the notification's deliveries to people whose account the copy does not have yet: made by
+    deliver_awaited when it arrives. Logged, so that an account that never comes shows."""
+    await conn.execute(
+        """INSERT INTO awaiting_account (notification_id, person_id, send_at, default_channel, default_timing)
+           SELECT $1, p, s, $4, $5 FROM unnest($2::uuid[], $3::timestamptz[]) AS t(p, s)
+           ON CONFLICT DO NOTHING""",
+        notification_id,
+        list(person_ids),
+        [send_at.get(p) for p in person_ids],
+        default.channel,
+        default.timing,
+    )
+    log.warning(
+        "recipients without an account copy yet: their deliveries wait for it",
+        extra={"notification_id": str(notification_id), "people": len(person_ids)},
+    )
+
+
+async def deliver_awaited(conn: asyncpg.Connection, person_id: uuid.UUID, now: datetime) -> int:
+    """Make the deliveries owed to a person whose account just arrived (await_account), by their
+    preferences as they are now, each message for the moment it was for: only of messages still meant
+    for them (a group's message while they are in the group; a cancelled reminder, a deleted post or a
+    notice about an erased child is no longer owed, see forget_awaited) and made at most
+    AWAIT_ACCOUNT_FOR ago (older ones are dropped and logged). How many deliveries were made."""
+    now = as_utc(now, "now")
+    rows = await conn.fetch(
+        """DELETE FROM awaiting_account a USING notifications n
+           WHERE a.person_id = $1 AND n.notification_id = a.notification_id
+           RETURNING a.notification_id, a.send_at, a.default_channel, a.default_timing, n.kind, n.school_id,
+                     n.group_id, n.urgent, n.created_at,
+                     n.group_id IS NULL OR EXISTS (SELECT 1 FROM memberships m WHERE m.group_id = n.group_id
+                                                     AND m.person_id = a.person_id AND m.active) AS member""",
+        person_id,
+    )
+    made = 0
+    stale = 0
+    for row in rows:
+        if not row["member"]:
+            continue
+        if row["created_at"] < now - AWAIT_ACCOUNT_FOR:
+            stale += 1
+            continue
+        made += await fan_out(
+            conn,
+            row["notification_id"],
+            [person_id],
+            CATEGORY[row["kind"]],
+            school_id=row["school_id"],
+            default_zone=DEFAULT_ZONE,
+            now=now,
+            urgent=row["urgent"],
+            send_at={person_id: row["send_at"]} if row["send_at"] is not None else None,
+            default=Choice(row["default_channel"], row["default_timing"]),
+        )
+    if stale:
+        log.warning(
+            "account arrived too late for messages owed to it: not sent",
+            extra={"person_id": str(person_id), "messages": stale},
+        )
+    return made
+
+
+async def forget_awaited(
+    conn: asyncpg.Connection,
+    *,
+    post_id: uuid.UUID | None = None,
+    dedupe_prefix: str | None = None,
+    child_id: uuid.UUID | None = None,
+) -> int:
+    """No longer owe the messages of a deleted post, of notifications whose dedupe_key starts with
+    ``dedupe_prefix`` (a moved or cancelled booking's reminder) or that name an erased child. How many."""
+    result = await conn.execute(
+        """DELETE FROM awaiting_account a USING notifications n
+           WHERE n.notification_id = a.notification_id
+             AND (n.post_id = $1 OR n.dedupe_key LIKE $2 || '%' OR n.context->>'child_id' = $3::text)""",
+        post_id,
+        dedupe_prefix,
+        str(child_id) if child_id is not None else None,
+    )
+    return int(result.split()[-1])
 
 
 async def cancel_notifications(conn: asyncpg.Connection, dedupe_prefix: str, reason: str) -> int:
     """Cancel what is not sent yet of the notifications whose dedupe_key starts with dedupe_prefix
-    (a moved or cancelled booking's day-before reminder). How many deliveries."""
+    (a moved or cancelled booking's day-before reminder), and what is owed of them. How many deliveries."""
+    await forget_awaited(conn, dedupe_prefix=dedupe_prefix)
     result = await conn.execute(
         """UPDATE deliveries d SET status = 'failed', last_error = $2
            FROM notifications n
@@ -348,7 +522,9 @@ async def schools_with_digest_due(conn: asyncpg.Connection) -> list[asyncpg.Reco
     return rows
 
 
-async def digest_items(conn: asyncpg.Connection, school_id: uuid.UUID, before: datetime) -> list[asyncpg.Record]:
+async def digest_items(
+    conn: asyncpg.Connection, school_id: uuid.UUID, before: datetime
+) -> list[asyncpg.Record]:
     """The emails of the school waiting for a digest, made before ``before``, oldest first, with what
     the digest says of each."""
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -405,9 +581,3 @@ async def create_digest(
 async def unsubscribe_key(conn: asyncpg.Connection) -> bytes:
     key: bytes = await conn.fetchval("SELECT key FROM unsubscribe_keys WHERE key_id = 1")
     return key
-
-
-def quiet_from_strings(starts: str | None, ends: str | None) -> QuietHours | None:
-    if not starts or not ends:
-        return None
-    return QuietHours(time.fromisoformat(starts), time.fromisoformat(ends))
