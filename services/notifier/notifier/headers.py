@@ -10,21 +10,25 @@ CJK characters or emoji, against 75 in RFC 2047 2 and lines of at most 998 in RF
 The rules kept here:
 
 - an encoded-word is at most 75 characters, and a line that holds one at most 76 (RFC 2047 2);
-  other lines at most 78 where there is whitespace to fold at (RFC 5322 2.1.1, 2.2.3); words are
-  split between characters, never inside one character's UTF-8 bytes (RFC 2047 5 (3)), and where
-  it can be helped not inside a character cluster (an accent, an emoji sequence);
+  other lines at most 78 (RFC 5322 2.1.1, 2.2.3): in free text a word longer than a line is
+  encoded so that it can be folded, in a display name it stays whole (at most 998); words are
+  split between characters, never inside one character's UTF-8 bytes (RFC 2047 5 (3)), at a space
+  or else outside a character cluster (an accent, an emoji sequence) where one is near;
 - decoders ignore whitespace between two encoded-words (RFC 2047 6.2), so a run of words that need
   encoding becomes encoded-words that carry the spaces inside them; whitespace beside plain text
   stays as written;
 - in a display name (a phrase, RFC 5322 3.2.5) an encoded-word holds only ``[A-Za-z0-9!*+/-]``
-  and ``=XX``/``_`` (RFC 2047 5 (3)); plain words that are not atoms (``"``, ``\\``, ``(``, ``,``,
-  ``:``, ``;``, ``<``, ``.``) go into a quoted-string (RFC 5322 3.2.4); nothing that looks like an
-  encoded-word (``=?``) is left unencoded, since mail programs would decode it into other text.
+  and ``=XX``/``_`` (RFC 2047 5 (3)); an all-ASCII name that is not all atoms (``"``, ``\\``,
+  ``(``, ``,``, ``:``, ``;``, ``<``, ``.``, two spaces) is one quoted-string (RFC 5322 3.2.4);
+  in a name with non-ASCII text such words are encoded, since Gmail has shown only the quoted part
+  of a name that mixes the two (jstedfast/MimeKit issue 170); nothing that looks like an encoded-word (``=?``) is left unencoded,
+  since mail programs would decode it into other text.
 
 One limit of Python 3.11's reader (not of mail programs): in a display name it keeps a space
-between two encoded-words and collapses spaces inside one (CPython gh-128110, fixed upstream). A
-run of non-ASCII words is therefore one encoded-word where it fits, and ASCII words stay atoms or
-quoted-strings between them, so only a run longer than one encoded-word is read differently there.
+between two encoded-words (CPython gh-128110, fixed upstream) and collapses a space and the
+whitespace after it inside one. A run of words to encode is therefore one encoded-word where it fits
+(on a line of its own if need be), and atoms stay plain between runs, so only a run longer than
+one encoded-word, or spaces typed twice beside non-ASCII text, read differently there.
 """
 
 import base64
