@@ -5,8 +5,9 @@ The README's walkthrough against the published ports, timed step by step: every 
 group, a teacher and a child with a parent's address; the teacher sets her password from the welcome
 mail, the parent redeems the access code from the invitation mail; the teacher posts a photo; the
 parent reads the feed, downloads the photo's variant through its presigned S3 link (without its
-metadata), and gets the post's mail. Mails are read from the mail catcher's API: Mailpit's
-(/api/v1/messages) or maildev's (/api/email, /email in maildev 2), whichever answers.
+metadata), and gets the post's mail, which the notifier's delivery report for operators counts. Mails
+are read from the mail catcher's API: Mailpit's (/api/v1/messages) or maildev's (/api/email, /email
+in maildev 2), whichever answers.
 
 Usage: python scripts/docker_smoke.py OPERATOR_API_KEY [--host 127.0.0.1] [--mail-port 8025]
 Exits 1 at the first step that fails, saying which and what it got.
@@ -269,6 +270,19 @@ def run(stack: Stack) -> None:
 
     stack.mailed(parent_email, r"(herfst)")
     step("the post's mail reached the parent")
+
+    def emailed() -> dict[str, Any] | None:
+        report: dict[str, Any] = stack.call(
+            "GET",
+            "notifier",
+            f"/reports/posts/{post['post_id']}",
+            expect=200,
+            headers={"X-Operator-Key": stack.operator_key},
+        )
+        return report if report["delivered"]["email"] >= 1 else None
+
+    report = wait_for("email counted in the operator's delivery report", emailed)
+    step(f"operator's delivery report: {report['delivered']} delivered, {report['failed']} failed")
     subjects = sorted(
         subject
         for to, subject, _ in stack.mails()
