@@ -88,11 +88,13 @@ async def deployed(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     replicas: Mapping[str, int] | None = None,
     smtp: tuple[str, int] | None = None,
+    logs: Path | None = None,
 ) -> AsyncIterator[Deployment]:
     """The four services, each in its own process(es). ``settings``: per service, settings on top of
     the bench's; ``replicas``: processes per service (default 1; each its own HTTP port, the same
     database and queues, as replicas behind a load balancer); ``smtp``: the relay the notifier sends
-    to (default: a strict SmtpSink on a thread of this process)."""
+    to (default: a strict SmtpSink on a thread of this process); ``logs``: a folder for each process's
+    log lines (default /dev/null)."""
     async with contextlib.AsyncExitStack() as stack:
         amqp_url = await create_vhost()
         stack.push_async_callback(delete_vhost, amqp_url)
@@ -144,7 +146,8 @@ async def deployed(
             system.pids[name] = []
             for replica in range((replicas or {}).get(name, 1)):
                 port = ports[name] if replica == 0 else free_port()
-                process = await start_service(name, {**given[name], "http_port": port}, stack)
+                log = logs / f"{name}-{replica}.log" if logs else None
+                process = await start_service(name, {**given[name], "http_port": port}, stack, log)
                 system.pids[name].append(process.pid)
         for name in SERVICES:
             system.pools[name] = await create_pool(databases[name], size=2)
@@ -154,15 +157,16 @@ async def deployed(
 
 
 async def start_service(
-    name: str, settings: dict[str, Any], stack: contextlib.AsyncExitStack
+    name: str, settings: dict[str, Any], stack: contextlib.AsyncExitStack, log: Path | None = None
 ) -> asyncio.subprocess.Process:
     """One process of the service, ready (its /readyz answers 200); stopped when the stack closes.
     One after the other: identity first, whose keys the others fetch. A start can fail when the
     shared PostgreSQL has no connection to spare (other test runs): it is tried again."""
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "BENCH_SETTINGS": json.dumps(settings)}
+    out = stack.enter_context(log.open("ab")) if log else asyncio.subprocess.DEVNULL
     for attempt in range(10):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SERVICE_MAIN, name, env=env, stdout=asyncio.subprocess.DEVNULL
+            sys.executable, "-c", SERVICE_MAIN, name, env=env, stdout=out
         )
         stack.push_async_callback(stop_process, process)
         if await until_ready(f"http://127.0.0.1:{settings['http_port']}/readyz", process):

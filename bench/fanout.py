@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -497,7 +498,11 @@ async def main(args: argparse.Namespace) -> None:
     relay, push = RelayProcess(), PushProcess(decrypt=args.decrypt)
     relay.start()
     push.start()
-    notifier: dict[str, Any] = {"smtp_port": relay.port, "push_allowed_hosts": ["127.0.0.1"]}
+    notifier: dict[str, Any] = {
+        "smtp_port": relay.port,
+        "push_allowed_hosts": ["127.0.0.1"],
+        "log_level": args.log_level,
+    }
     for option, setting in (("email_slots", "delivery_email_concurrency"), ("push_slots", "delivery_push_concurrency"),
                             ("smtp_connections", "smtp_max_connections")):  # fmt: skip
         if getattr(args, option) is not None:
@@ -507,6 +512,7 @@ async def main(args: argparse.Namespace) -> None:
             settings={"notifier": notifier},
             replicas={"notifier": args.notifiers},
             smtp=(relay.host, relay.port),
+            logs=Path(args.logs) if args.logs else None,
         ) as system:
             measure: Callable[..., Any] = throughput if args.parents >= 100 else class_fan_out
             await measure(system, relay, push, args)
@@ -524,10 +530,12 @@ if __name__ == "__main__":
     parser.add_argument("--email-slots", type=int, help="DELIVERY_EMAIL_CONCURRENCY (default: the setting's)")
     parser.add_argument("--push-slots", type=int, help="DELIVERY_PUSH_CONCURRENCY (default: the setting's)")
     parser.add_argument("--smtp-connections", type=int, help="SMTP_MAX_CONNECTIONS (default: the setting's)")
-    parser.add_argument("--decrypt", action="store_true", help="the push service decrypts every push")
     parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy the notifier while it fans out (raw files)"
+        "--logs", metavar="DIR", help="each service process's log lines there (default: /dev/null)"
     )
+    parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
+    parser.add_argument("--decrypt", action="store_true", help="the push service decrypts every push")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the notifier while it fans out (raw files)")
     logging.disable(logging.WARNING)
     # The bench's own loop (the raw blocks run on it) is the one the services run on.
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
