@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from shared.consumer import error_text
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,9 @@ async def run_once(
             async with conn.transaction():
                 await job(conn)
         except Exception as exc:
-            await conn.execute("UPDATE job_runs SET last_error = $2 WHERE name = $1", name, repr(exc))
+            # Without what the job was given: a job that makes events (invitation reminders) may fail
+            # validating one that carries an access code.
+            await conn.execute("UPDATE job_runs SET last_error = $2 WHERE name = $1", name, error_text(exc))
             log.exception("job failed", extra={"job": name})
         else:
             await conn.execute(

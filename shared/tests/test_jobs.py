@@ -1,8 +1,10 @@
 """Periodic jobs run once across replicas and record how each run ended."""
 
 import asyncio
+import secrets
 
 import asyncpg
+from pydantic import BaseModel, Field
 
 from shared.housekeeping import trim_outbox_and_inbox
 from shared.jobs import run_once
@@ -66,3 +68,24 @@ async def test_housekeeping_removes_only_old_sent_events_and_old_inbox_rows(
             r["handler"]
             for r in await conn.fetch("SELECT handler FROM inbox WHERE handler IN ('old', 'new')")
         } == {"new"}
+
+
+async def test_a_job_failing_on_an_event_it_makes_records_no_secret_of_it(
+    database: tuple[str, asyncpg.Pool],
+) -> None:
+    """A job that makes events with secrets (identity's invitation reminders) and fails validating
+    one: job_runs.last_error says which field was wrong, not what it held (pydantic's repr does)."""
+    _, pool = database
+    code = secrets.token_urlsafe(12)
+
+    class Reminder(BaseModel):
+        access_code: str
+        email: str = Field(pattern="@")
+
+    async def job(_conn: asyncpg.Connection) -> None:
+        Reminder.model_validate({"access_code": code, "email": "geen adres"})
+
+    assert await run_once(pool, "reminders", job)
+    error = await pool.fetchval("SELECT last_error FROM job_runs WHERE name = 'reminders'")
+    assert code not in error
+    assert "email: String should match pattern" in error
