@@ -1,10 +1,11 @@
 """Notifier's HTTP handlers: a parent's devices (Web Push, FCM, APNs)."""
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
+from yarl import URL
 
 from notifier import device_limits, store
 from notifier.domain import DeviceList, DeviceView, RegisterDevice, VapidKey, endpoint_problem
@@ -30,18 +31,13 @@ def _view(row: asyncpg.Record) -> DeviceView:
 
 
 def _canonical_endpoint(endpoint: str) -> str:
-    """The one spelling of a push resource's URL (one ``endpoint_problem`` accepted): scheme and host
-    in lower case, no default port, no fragment (never sent). Two spellings of one resource are one
-    device: ``HTTPS://FCM.googleapis.com:443/…#x`` registered another person's browser anew, past the
-    409 for an endpoint registered to someone else (RFC 3986 6.2.2-6.2.3). Raises ValueError for a
-    port out of range."""
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or port == {"https": 443, "http": 80}.get(parts.scheme) else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    """The one spelling of a push resource's URL (one ``endpoint_problem`` accepted): the URL the
+    sender's HTTP client (aiohttp, by yarl) sends to, without the fragment (never sent). yarl writes
+    scheme and host in lower case, no default port, no dot-segments and no percent-encoded unreserved
+    character (RFC 3986 6.2.2). Two spellings of one resource are one device: ``HTTPS://FCM...:443/…#x``
+    or ``…/fcm/x/../send/…`` registered another person's browser anew, past the 409 for an endpoint
+    registered to someone else. Raises ValueError for a port out of range."""
+    return str(URL(endpoint).with_fragment(None))
 
 
 async def vapid_key(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
 """Notifier's rules and the shapes its API speaks."""
 
+import base64
 import fnmatch
 import re
 import uuid
@@ -7,7 +8,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.fields import Matches
 
@@ -17,10 +19,42 @@ CLAIM_SECONDS = 6.0
 
 
 class SubscriptionKeys(BaseModel):
+    """The browser's keys (RFC 8291 3.2): ``p256dh`` its P-256 public key as an uncompressed point,
+    ``auth`` a 16-byte secret, both base64url. Keys that cannot encrypt a push are refused here: once
+    registered, every push to them would fail while the browser believed itself subscribed."""
+
     model_config = ConfigDict(extra="ignore")
 
     p256dh: str = Field(min_length=80, max_length=100, pattern=r"^[A-Za-z0-9_-]+=*$")
     auth: str = Field(min_length=16, max_length=32, pattern=r"^[A-Za-z0-9_-]+=*$")
+
+    @field_validator("p256dh")
+    @classmethod
+    def _a_point_on_p256(cls, value: str) -> str:
+        try:
+            raw = _b64url_decode(value)
+            if len(raw) != 65 or raw[0] != 4:
+                raise ValueError("not an uncompressed point")
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        except ValueError as exc:
+            raise ValueError("not a P-256 public key (65 bytes, an uncompressed point on the curve)") from exc
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _sixteen_bytes(cls, value: str) -> str:
+        try:
+            length = len(_b64url_decode(value))
+        except ValueError:  # binascii.Error: a length base64 cannot have
+            length = -1
+        if length != 16:
+            raise ValueError("the auth secret is 16 bytes (RFC 8291 3.2)")
+        return value
+
+
+def _b64url_decode(text: str) -> bytes:
+    stripped = text.rstrip("=")
+    return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
 
 
 # RFC 3986 characters only; the authority is a host name (no user info, no IP literal) and a port.

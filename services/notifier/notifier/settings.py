@@ -1,9 +1,12 @@
 """Notifier's settings: mail and push delivery."""
 
 import ipaddress
+from email.errors import HeaderParseError
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from typing import Self
 from urllib.parse import urlsplit
 
+import idna
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from notifier.domain import CLAIM_SECONDS
@@ -104,6 +107,11 @@ class Settings(ServiceSettings):
         "*.notify.windows.com",
     ]
 
+    @field_validator("mail_from")
+    @classmethod
+    def _one_sender(cls, value: str) -> str:
+        return sender_mailbox(value)
+
     @model_validator(mode="after")
     def _one_kind_of_smtp_tls(self) -> Self:
         """STARTTLS upgrades a plain connection; implicit TLS has none to upgrade."""
@@ -152,6 +160,38 @@ class Settings(ServiceSettings):
             if problem:
                 raise ValueError(f"VAPID_SUBJECT {problem}")
         return self
+
+
+_ADDRESS_HEADERS = HeaderRegistry()
+
+
+def sender_mailbox(mail_from: str) -> str:
+    """MAIL_FROM as it goes into every mail: one mailbox (RFC 5322 3.6.2: one From address), with an
+    international domain in its A-label form (``bäckerij.nl`` as ``xn--bckerij-r2a.nl``, RFC 5890),
+    so that a relay without SMTPUTF8 takes the mails (issue 8 case 7); else as written.
+
+    Raises ValueError for anything else: no address, no domain, two addresses (an unquoted comma in
+    the name), or a UTF-8 local part (every mail would need SMTPUTF8).
+    """
+    try:
+        header = _ADDRESS_HEADERS("from", mail_from)
+        addresses = header.addresses if isinstance(header, AddressHeader) else ()
+        if len(addresses) != 1:
+            raise ValueError(f"{len(addresses)} addresses")
+        [sender] = addresses
+        if not sender.username.isascii():
+            raise ValueError("a local part that is not ASCII needs SMTPUTF8 for every mail")
+        if header.defects or not sender.username or not sender.domain:
+            raise ValueError("not one complete address")
+        if sender.domain.isascii():
+            return mail_from
+        domain = idna.encode(sender.domain, uts46=True).decode("ascii")
+        return str(Address(display_name=sender.display_name, username=sender.username, domain=domain))
+    except (ValueError, HeaderParseError) as exc:
+        raise ValueError(
+            f"MAIL_FROM must be one mailbox such as 'Klaspost <noreply@uwschool.nl>' (quote a name "
+            f"with a comma): {mail_from!r}: {exc}"
+        ) from exc
 
 
 # RFC 2606 and RFC 6761/6762 names that never reach anyone.

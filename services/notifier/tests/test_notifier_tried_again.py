@@ -1,0 +1,161 @@
+"""The notifier tried again as a new user and an operator would (issue 8), after the header,
+preference, unsubscribe and device changes: each fault found, as a test.
+
+Mails are read back as a mail program reads them: the bytes the mailer sends, parsed with the email
+package's default policy.
+"""
+
+import base64
+import os
+import uuid
+from email import message_from_bytes, policy
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from notifier.compose import OutgoingMail, outgoing_email
+from notifier.messages import new_post_parts
+from notifier.settings import Settings
+
+from .test_preferences import Site, site
+
+__all__ = ["site"]  # the fixture, shared with test_preferences
+
+IDN_DOMAIN = "bäckerij-müller.nl"
+IDN_ASCII = "xn--bckerij-mller-bfb28a.nl"
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings.model_validate({"database_url": "postgresql://x/y", "amqp_url": "amqp://x/", **values})
+
+
+def test_a_sender_on_an_international_domain_goes_out_in_its_ascii_form() -> None:
+    # MAIL_FROM on an IDN went out as UTF-8 (From, envelope, Message-ID): every mail then needed
+    # SMTPUTF8, and a relay without it refused them all (issue 8 case 7 asks for the xn-- form).
+    settings = _settings(mail_from=f"Bakkerij Müller <noreply@{IDN_DOMAIN}>")
+    parts = new_post_parts(
+        "nl",
+        "Zoë",
+        "ouder@ouders.nl",
+        "Groep 5",
+        "x",
+        "https://klaspost.nl/p",
+        uuid.uuid4(),
+        settings.mail_from,
+    )
+    mail = outgoing_email(parts)
+    assert isinstance(mail, OutgoingMail)
+    assert mail.sender == f"noreply@{IDN_ASCII}"
+    parsed = message_from_bytes(mail.data, policy=policy.default)
+    [sender] = parsed["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Bakkerij Müller", f"noreply@{IDN_ASCII}")
+    assert str(parsed["Message-ID"]).endswith(f"@{IDN_ASCII}>")
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        "Klaspost",  # no address: the envelope sender was "Klaspost", the Message-ID @Klaspost
+        "Klaspost <noreply>",  # no domain
+        "Klaspost <>",
+        "Basisschool De Regenboog, Utrecht <noreply@klaspost.nl>",  # the comma makes two mailboxes
+        "Klaspost <noreply@klaspost.nl>, Beheer <beheer@klaspost.nl>",
+        "Klaspost <zoë@klaspost.nl>",  # a UTF-8 local part: every mail would need SMTPUTF8
+    ],
+)
+def test_a_sender_that_is_not_one_mailbox_is_refused_at_start_up(mail_from: str) -> None:
+    with pytest.raises(ValidationError, match="MAIL_FROM must be one mailbox"):
+        _settings(mail_from=mail_from)
+
+
+@pytest.mark.parametrize(
+    "mail_from",
+    [
+        "Klaspost <noreply@klaspost.nl>",
+        "noreply@klaspost.nl",
+        '"Basisschool De Regenboog, Utrecht" <noreply@klaspost.nl>',
+        "OBS 't Schrijverke <noreply@klaspost.nl>",
+        "学校 <noreply@klaspost.nl>",
+    ],
+)
+def test_a_sender_of_one_mailbox_is_taken_as_written(mail_from: str) -> None:
+    assert _settings(mail_from=mail_from).mail_from == mail_from
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+async def _register(site: Site, person: uuid.UUID, body: dict[str, Any]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{site.base_url}/devices", json=body, headers=site.auth(person)) as response,
+    ):
+        return response.status, await response.json()
+
+
+def _keys() -> dict[str, str]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    )
+    return {"p256dh": _b64url(point), "auth": _b64url(os.urandom(16))}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://fcm.googleapis.com/fcm/x/../send/{token}",  # dot-segments, removed when sent
+        "https://fcm.googleapis.com/fcm/./send/{token}",
+        "https://fcm.googleapis.com/fcm/send/%{hex}{rest}",  # an unreserved character percent-encoded
+        "https://fcm.googleapis.com/fcm/send/{token}?",  # an empty query, dropped when sent
+    ],
+)
+async def test_another_accounts_endpoint_in_a_spelling_the_sender_normalises_is_refused(
+    site: Site, spelling: str
+) -> None:
+    # aiohttp (yarl) sends to the normalised URL, so these reach the owner's push resource; they were
+    # new devices of the stranger, past case 8's 409 (RFC 3986 6.2.2.2-6.2.2.3).
+    owner, stranger = uuid.uuid4(), uuid.uuid4()
+    token = "c" + uuid.uuid4().hex
+    endpoint = f"https://fcm.googleapis.com/fcm/send/{token}"
+    status, body = await _register(site, owner, {"subscription": {"endpoint": endpoint, "keys": _keys()}})
+    assert status == 201, body
+    variant = spelling.format(token=token, hex=f"{ord(token[0]):02X}", rest=token[1:])
+    status, body = await _register(site, stranger, {"subscription": {"endpoint": variant, "keys": _keys()}})
+    assert status == 409, (variant, status, body)
+    async with site.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM devices WHERE person_id = $1", stranger) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "keys"),
+    [
+        (
+            "subscription.keys.p256dh",
+            {"p256dh": _b64url(b"\x04" + bytes(64)), "auth": _b64url(os.urandom(16))},
+        ),
+        (
+            "subscription.keys.p256dh",
+            {"p256dh": _b64url(b"\x05" + os.urandom(64)), "auth": _b64url(os.urandom(16))},
+        ),
+        ("subscription.keys.auth", {"p256dh": "", "auth": _b64url(os.urandom(12))}),
+    ],
+)
+async def test_a_subscription_whose_keys_can_never_be_used_is_refused_at_registration(
+    site: Site, field: str, keys: dict[str, str]
+) -> None:
+    # Accepted with 201, then every push to it failed ("invalid subscription keys"): the browser
+    # believed it was registered and its parent got nothing, without a word.
+    if not keys["p256dh"]:
+        keys = {**_keys(), "auth": keys["auth"]}
+    endpoint = f"https://fcm.googleapis.com/fcm/send/c{uuid.uuid4().hex}"
+    status, body = await _register(site, uuid.uuid4(), {"subscription": {"endpoint": endpoint, "keys": keys}})
+    assert status == 422, body
+    assert [problem["field"] for problem in body["error"]["details"]] == [field], body
