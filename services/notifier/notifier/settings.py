@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import idna
 from pydantic import Field, SecretStr, field_validator, model_validator
+from yarl import URL
 
 from notifier.domain import CLAIM_SECONDS
 from shared.settings import ServiceSettings
@@ -111,6 +112,14 @@ class Settings(ServiceSettings):
     @classmethod
     def _one_sender(cls, value: str) -> str:
         return sender_mailbox(value)
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _ascii_url(cls, value: str) -> str:
+        """In ASCII as yarl writes it (an international host as its A-label, RFC 5891; other text
+        percent-encoded, RFC 3986 3.3): the unsubscribe links go into List-Unsubscribe as they are
+        (RFC 2369, never encoded), and a mail whose headers are not ASCII could not be sent at all."""
+        return str(URL(value))
 
     @model_validator(mode="after")
     def _one_kind_of_smtp_tls(self) -> Self:

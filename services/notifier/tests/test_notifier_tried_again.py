@@ -9,6 +9,7 @@ import asyncio
 import base64
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from notifier import unsubscribe
 from notifier.compose import OutgoingMail, outgoing_email
 from notifier.messages import new_post_parts
 from notifier.settings import Settings
@@ -87,6 +89,38 @@ def test_a_sender_that_is_not_one_mailbox_is_refused_at_start_up(mail_from: str)
 )
 def test_a_sender_of_one_mailbox_is_taken_as_written(mail_from: str) -> None:
     assert _settings(mail_from=mail_from).mail_from == mail_from
+
+
+@pytest.mark.parametrize(
+    ("url", "link_base"),
+    [
+        (f"https://meldingen.{IDN_DOMAIN}/api", f"https://meldingen.{IDN_ASCII}/api"),
+        ("https://klaspost.nl/meldingen/ü", "https://klaspost.nl/meldingen/%C3%BC"),
+    ],
+)
+def test_an_unsubscribe_link_on_an_international_public_url_goes_out_in_ascii(
+    url: str, link_base: str
+) -> None:
+    # PUBLIC_API_URL on an IDN went into List-Unsubscribe as it was (that header is never encoded):
+    # the mail could not be written as ASCII, so no mail with an unsubscribe link could be sent.
+    settings = _settings(public_api_url=url)
+    person = uuid.uuid4()
+    unsubscribe_headers = unsubscribe.headers(settings.public_api_url, b"k" * 32, person, "posts")
+    parts = new_post_parts(
+        "nl",
+        "Zoë",
+        "ouder@ouders.nl",
+        "Groep 5",
+        "x",
+        "https://klaspost.nl/p",
+        uuid.uuid4(),
+        settings.mail_from,
+    )
+    mail = outgoing_email(replace(parts, headers={**parts.headers, **unsubscribe_headers}))
+    assert isinstance(mail, OutgoingMail)
+    parsed = message_from_bytes(mail.data, policy=policy.default)
+    token = unsubscribe.make_token(b"k" * 32, person, "posts")
+    assert str(parsed["List-Unsubscribe"]) == f"<{link_base}/unsubscribe/{token}>"
 
 
 def _b64url(data: bytes) -> str:
