@@ -5,6 +5,7 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from typing import Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -112,6 +113,19 @@ class Settings(ServiceSettings):
     @classmethod
     def _one_sender(cls, value: str) -> str:
         return sender_mailbox(value)
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _a_known_zone(cls, value: str) -> str:
+        """An IANA name the zone database knows: a misspelt one (``Europe/Amsterdm``) was read as UTC
+        everywhere it was used (dates in mails, quiet hours, digest times)."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"DEFAULT_TIME_ZONE is not a known time zone (an IANA name such as Europe/Amsterdam): {value!r}"
+            ) from exc
+        return value
 
     @field_validator("public_api_url")
     @classmethod

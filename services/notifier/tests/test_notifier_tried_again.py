@@ -93,6 +93,14 @@ def test_a_sender_of_one_mailbox_is_taken_as_written(mail_from: str) -> None:
     assert _settings(mail_from=mail_from).mail_from == mail_from
 
 
+@pytest.mark.parametrize("zone", ["Europe/Amsterdm", "CET+1", "", "../../etc/passwd"])
+def test_a_default_time_zone_that_is_no_zone_is_refused_at_start_up(zone: str) -> None:
+    # It was taken, and every use fell back to UTC without a word (mails.local_zone): dates in mails,
+    # quiet hours and digest times of schools whose zone the notifier does not know yet an hour off.
+    with pytest.raises(ValidationError, match="DEFAULT_TIME_ZONE is not a known time zone"):
+        _settings(default_time_zone=zone)
+
+
 @pytest.mark.parametrize(
     ("url", "link_base"),
     [
