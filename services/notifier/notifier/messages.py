@@ -93,7 +93,7 @@ def new_post_push(
     """The Web Push payload the service worker shows; its JSON stays within MAX_PUSH_PAYLOAD_BYTES."""
     lang = resolve_locale(locale)
     require_web_url(post_url)
-    group = _truncate(one_line(group_name), _MAX_GROUP_NAME_CHARS)
+    group = truncate(one_line(group_name), _MAX_GROUP_NAME_CHARS)
     # The same tag makes a re-sent notification replace the shown one instead of doubling it.
     payload = {
         "title": _NEW_POST_TITLE[lang].format(group=group),
@@ -104,7 +104,7 @@ def new_post_push(
     room = MAX_PUSH_PAYLOAD_BYTES - push_payload_size(payload)
     if room < 0:
         raise ValueError("push payload is too large even without the excerpt (post_url too long?)")
-    payload["body"] = _fit_json_bytes(one_line(excerpt), room)
+    payload["body"] = fit_json_bytes(one_line(excerpt), room)
     return payload
 
 
@@ -117,13 +117,14 @@ def push_payload_size(payload: Mapping[str, Any]) -> int:
     return len(encode_push_payload(payload))
 
 
-def _truncate(text: str, max_chars: int) -> str:
+def truncate(text: str, max_chars: int) -> str:
+    """text in at most max_chars characters: cut between clusters (see _cut), ending in an ellipsis."""
     if len(text) <= max_chars:
         return text
     return _cut(text, max_chars - 1) + _ELLIPSIS
 
 
-def _fit_json_bytes(text: str, budget: int) -> str:
+def fit_json_bytes(text: str, budget: int) -> str:
     """The longest prefix of text whose JSON string form fits in budget bytes, ending in an ellipsis
     when cut. Counting the escaped form matters: a quote or control character takes 2-6 bytes."""
 
@@ -161,5 +162,18 @@ def _continues_cluster(text: str, i: int) -> bool:
         unicodedata.combining(char) != 0
         or char in _JOINERS
         or "\U0001f3fb" <= char <= "\U0001f3ff"  # skin tone modifier
+        or "\U000e0020" <= char <= "\U000e007f"  # tag characters (subdivision flags)
         or (i > 0 and text[i - 1] == _ZWJ)
+        or (_regional_indicator(char) and _regional_indicators_before(text, i) % 2 == 1)  # a flag's second half
     )
+
+
+def _regional_indicator(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _regional_indicators_before(text: str, i: int) -> int:
+    count = 0
+    while i - count > 0 and _regional_indicator(text[i - count - 1]):
+        count += 1
+    return count

@@ -27,7 +27,14 @@ from notifier.compose import (
     resolve_locale,
 )
 from notifier.mails import format_moment
-from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_parts, new_post_push, push_payload_size
+from notifier.messages import (
+    MAX_PUSH_PAYLOAD_BYTES,
+    fit_json_bytes,
+    new_post_parts,
+    new_post_push,
+    push_payload_size,
+    truncate,
+)
 from notifier.preferences import Category
 from shared.contracts import Locale
 
@@ -187,14 +194,19 @@ def notice_parts(
     )
 
 
+_MAX_PUSH_TITLE_CHARS = 120
+
+
 def notice_push(
     kind: str, notification_id: uuid.UUID, locale: str, context: Mapping[str, Any], zone: ZoneInfo, base_url: str
 ) -> dict[str, str]:
     """The push payload of a notice kind (title, body, url, tag), within MAX_PUSH_PAYLOAD_BYTES."""
     words = render(kind, locale, context, zone, base_url)
-    payload = {"title": words.subject[:120], "body": "", "url": words.url, "tag": f"{kind}-{notification_id}"}
+    # Cut between characters as a reader sees them (never inside an emoji or a flag), with an ellipsis.
+    title = truncate(words.subject, _MAX_PUSH_TITLE_CHARS)
+    payload = {"title": title, "body": "", "url": words.url, "tag": f"{kind}-{notification_id}"}
     room = MAX_PUSH_PAYLOAD_BYTES - push_payload_size(payload)
-    payload["body"] = words.summary[: max(room // 4, 0)]
+    payload["body"] = fit_json_bytes(words.summary, max(room, 0))
     return payload
 
 

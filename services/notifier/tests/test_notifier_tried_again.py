@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -20,7 +21,8 @@ from pydantic import ValidationError
 
 from notifier import unsubscribe
 from notifier.compose import OutgoingMail, outgoing_email
-from notifier.messages import new_post_parts
+from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_parts, push_payload_size
+from notifier.notices import notice_push
 from notifier.settings import Settings
 from shared.bus import QueueNames
 from shared.contracts import AccountChanged, ChildErased, SlotBooked
@@ -131,6 +133,38 @@ def test_an_unsubscribe_link_on_an_international_public_url_goes_out_in_ascii(
     parsed = message_from_bytes(mail.data, policy=policy.default)
     token = unsubscribe.make_token(b"k" * 32, person, "posts")
     assert str(parsed["List-Unsubscribe"]) == f"<{link_base}/unsubscribe/{token}>"
+
+
+_FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+
+
+@pytest.mark.parametrize(
+    ("title", "location"),
+    [
+        ("Kamp " + _FAMILY * 40, "Lokaal 3"),
+        ("Oudergesprek", "Lokaal 3 " + "\U0001f1f3\U0001f1f1" * 300),  # flags: two code points each
+    ],
+)
+def test_a_notice_push_is_cut_between_characters_as_a_reader_sees_them(title: str, location: str) -> None:
+    # The title was cut at 120 code points and the body at a quarter of the room left, anywhere:
+    # a family emoji ended in a lone zero-width joiner, a flag in half a flag, with no ellipsis.
+    context = {
+        "title": title, "child_name": "Zoë", "child_id": str(uuid.uuid4()), "booking_id": str(uuid.uuid4()),
+        "schedule_id": str(uuid.uuid4()), "starts_at": "2026-12-14T15:00:00+00:00",
+        "ends_at": "2026-12-14T15:10:00+00:00", "location": location, "teacher_names": ["Juf Anne"],
+    }  # fmt: skip
+    payload = notice_push(
+        "slot_booked", uuid.uuid4(), "nl", context, ZoneInfo("Europe/Amsterdam"), "https://a.nl"
+    )
+    for text in (payload["title"], payload["body"]):
+        if text.endswith("…"):
+            kept = text[:-1].rstrip()
+            assert kept.endswith((_FAMILY, "Kamp", "\U0001f1f3\U0001f1f1", "3")), repr(text[-12:])
+            assert (len(kept) - len(kept.rstrip("\U0001f1f3\U0001f1f1"))) % 2 == 0, repr(text[-12:])
+        else:
+            assert text in (title, location) or text.startswith("Bevestiging:"), repr(text)
+    assert payload["title"].endswith("…") == (len(title) > 50)
+    assert push_payload_size(payload) <= MAX_PUSH_PAYLOAD_BYTES
 
 
 def _b64url(data: bytes) -> str:
