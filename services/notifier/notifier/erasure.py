@@ -3,8 +3,8 @@
 What it kept of a child: the child's id in the guardians' memberships copy (``memberships.children``,
 the families counted for early conference booking), the child's name in the context of the
 conference notices about them (slot booked, moved, cancelled, the day-before reminder, the booking
-reminder), and the child's given name in the invitation mails and their reminders (``mails``) to the
-child's guardians. Notices are found by the child's id in their context (or, for the booking
+reminder) and in the digests' copies of those notices, and the child's given name in the
+invitation mails and their reminders (``mails``) to the child's guardians. Notices are found by the child's id in their context (or, for the booking
 reminder, in its dedupe key), mails by the child's id in theirs (InvitationIssued.child_id). What of
 them is not sent yet (pending, or held until the day before) is cancelled (a mail's access code
 goes with it), and the name is blanked in every one of them, sent ones too. A message a sender holds
@@ -64,11 +64,30 @@ async def forget_child(conn: asyncpg.Connection, child_id: uuid.UUID, school_id:
                WHERE notification_id = ANY($1::uuid[])""",
             ids,
         )
+    await _forget_in_digests(conn, child_id, school_id)
     mails = await _forget_in_mails(conn, child_id, school_id)
     await conn.execute(
         "UPDATE memberships SET children = array_remove(children, $1) WHERE $1 = ANY(children)", child_id
     )
     return Forgotten(int(cancelled.split()[-1]), len(ids), *mails)
+
+
+async def _forget_in_digests(conn: asyncpg.Connection, child_id: uuid.UUID, school_id: uuid.UUID) -> None:
+    """A digest carries a copy of each notice's context (schedule.make_digests) and is written from
+    that copy: the child's name leaves the copies of the notices about the child too."""
+    await conn.execute(
+        """UPDATE notifications n
+           SET context = jsonb_set(n.context, '{items}', (
+               SELECT jsonb_agg(CASE WHEN item->'context'->>'child_id' = $1
+                                     THEN jsonb_set(item, '{context,child_name}', '""') ELSE item END
+                                ORDER BY position)
+               FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(item, position)))
+           WHERE n.school_id = $2 AND n.kind = 'digest'
+             AND n.context->'items' @> jsonb_build_array(
+                   jsonb_build_object('context', jsonb_build_object('child_id', $1::text)))""",
+        str(child_id),
+        school_id,
+    )
 
 
 async def _forget_in_mails(

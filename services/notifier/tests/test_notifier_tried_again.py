@@ -30,7 +30,7 @@ from shared.envelope import envelope
 
 from .conftest import RunningNotifier, eventually
 from .test_mails import a_code, an_address, an_invitation
-from .test_preferences import Site, site
+from .test_preferences import ZONE, Site, a_class, choose, site
 
 __all__ = ["site"]  # the fixture, shared with test_preferences
 
@@ -322,3 +322,45 @@ async def test_a_parked_invitation_keeps_no_access_code_in_the_broker(notifier: 
     finally:
         await channel.close()
     assert not [body for body in bodies if code.encode() in body]
+
+
+async def test_a_childs_erasure_reaches_the_digest_that_carries_a_notice_about_them(site: Site) -> None:
+    # make_digests copies each notice's context (child_name too) into the digest's own context, and
+    # the digest renders from that copy; forget_child blanked only the notices themselves, so the
+    # digest kept the erased child's name (and sent it, were it not sent yet).
+    now = datetime.now(UTC)
+    digest_at = (now + timedelta(minutes=20)).astimezone(ZONE)
+    klas = await a_class(site, 1, devices=False, digest_time=f"{digest_at:%H:%M}")
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    child_id = uuid.uuid4()
+    starts = now + timedelta(days=5)
+    await site.publish(
+        SlotBooked(
+            booking_id=uuid.uuid4(), schedule_id=uuid.uuid4(), school_id=klas.school_id, group_id=klas.group_id,
+            child_id=child_id, child_name="Noa-Vergeten", title="10-minutengesprek", teacher_names=["Juf Anne"],
+            location="Lokaal 3", guardian_ids=[parent.person_id], starts_at=starts,
+            ends_at=starts + timedelta(minutes=10), booked_by=parent.person_id,
+        ),
+        klas.school_id,
+    )  # fmt: skip
+
+    async def held() -> bool:
+        return bool(
+            await site.pool.fetchval(
+                "SELECT count(*) FROM deliveries WHERE person_id = $1 AND hold_reason = 'digest'",
+                parent.person_id,
+            )
+        )
+
+    await eventually(held, what="the booking's confirmation held for the digest")
+    assert (await site.schedule(now + timedelta(minutes=40)))[1] == 1
+    await site.publish(ChildErased(child_id=child_id, school_id=klas.school_id), klas.school_id)
+
+    async def forgotten() -> bool:
+        return not await site.pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE school_id = $1 AND context::text LIKE '%Noa-Vergeten%'",
+            klas.school_id,
+        )
+
+    await eventually(forgotten, within=5, what="the erased child's name gone from every stored notification")
