@@ -25,12 +25,12 @@ from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_parts, push_paylo
 from notifier.notices import notice_push
 from notifier.settings import Settings
 from shared.bus import QueueNames
-from shared.contracts import AccountChanged, ChildErased, SlotBooked
+from shared.contracts import AccountChanged, ChildErased, PostDeleted, SlotBooked
 from shared.envelope import envelope
 
 from .conftest import RunningNotifier, eventually
 from .test_mails import a_code, an_address, an_invitation
-from .test_preferences import ZONE, Site, a_class, choose, site
+from .test_preferences import ZONE, Site, a_class, choose, post, site
 
 __all__ = ["site"]  # the fixture, shared with test_preferences
 
@@ -364,3 +364,28 @@ async def test_a_childs_erasure_reaches_the_digest_that_carries_a_notice_about_t
         )
 
     await eventually(forgotten, within=5, what="the erased child's name gone from every stored notification")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store.cancel_post_deliveries forgets the excerpt in the post's notifications only; the digest "
+    "made before the deletion keeps its own copy (items[].excerpt, title) and is written from it, so a "
+    "digest not sent yet (relay down) still carries the deleted post. store.py is another helper's",
+)
+async def test_a_deleted_post_leaves_the_digest_that_carries_it(site: Site) -> None:
+    now = datetime.now(UTC)
+    digest_at = (now + timedelta(minutes=20)).astimezone(ZONE)
+    klas = await a_class(site, 1, devices=False, digest_time=f"{digest_at:%H:%M}")
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    post_id = await post(site, klas, "Geheim-uitje-naar-de-Efteling", title="Uitje")
+    assert (await site.schedule(now + timedelta(minutes=40)))[1] == 1
+    await site.publish(PostDeleted(post_id=post_id, group_id=klas.group_id), klas.school_id)
+
+    async def forgotten() -> bool:
+        return not await site.pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE school_id = $1 AND context::text LIKE '%Efteling%'",
+            klas.school_id,
+        )
+
+    await eventually(forgotten, within=5, what="the deleted post's words gone from every stored notification")
