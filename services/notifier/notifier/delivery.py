@@ -8,6 +8,7 @@ marks the mail sent or failed, and it never reaches a log line or a stored error
 
 import asyncio
 import contextlib
+import functools
 import logging
 import traceback
 import uuid
@@ -76,6 +77,8 @@ class _Attempt:
     # retry in seconds) -> the status afterwards ('failed', 'pending', None: no longer pending).
     record: Callable[[asyncpg.Connection, DeliveryFailed, str, bool, float], Awaitable[str | None]]
     secret: str | None = None
+    # CPU work before the send that reaches no server, done while it waits for a slot (pushes).
+    prepare: Callable[[], None] | None = None
 
     def redact(self, text: str) -> str:
         """text without the secret, as given or as it appears in a link."""
@@ -325,6 +328,17 @@ class Deliverer:
                 forget_device=row["device_id"] if exc.gone else None,
             )
 
+        # A push's payload, encryption and signature are CPU work that reaches no server: done while
+        # it waits for a send slot (prepare), so a slot holds only the network part. What preparing
+        # raised is raised again by send(), under the slot, and recorded like any failed send.
+        prepared: list[Callable[[], Awaitable[object]]] = []
+
+        def prepare() -> None:
+            try:
+                prepared.append(self._push_sender(row))
+            except Exception as exc:
+                prepared.append(functools.partial(_raise, exc))
+
         return _Attempt(
             key=("deliveries", delivery_id),
             channel=row["channel"],
@@ -332,8 +346,9 @@ class Deliverer:
             names={"delivery_id": str(delivery_id), "channel": row["channel"], "provider": row["provider"]},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
-            send=lambda: self._send_delivery(row),
+            send=lambda: self._send_delivery(row, prepared[0] if prepared else None),
             record=record,
+            prepare=prepare if row["channel"] == "push" else None,
         )
 
     def _mail(self, row: asyncpg.Record) -> _Attempt:
@@ -358,12 +373,13 @@ class Deliverer:
             secret=row["secret"],
         )
 
-    async def _send_delivery(self, row: asyncpg.Record) -> None:
+    async def _send_delivery(self, row: asyncpg.Record, push: Callable[[], Awaitable[object]] | None) -> None:
+        """The delivery's email, or its push (``push``: as prepared before its slot; else prepared now)."""
         try:
             if row["channel"] == "email":
                 await self._mailer.send(await self._delivery_email(row))
             else:
-                await self._send_push(row)
+                await (push or self._push_sender(row))()
         except ValueError as exc:
             # An address or URL that cannot be put in a message: no retry will change that.
             raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
@@ -409,10 +425,11 @@ class Deliverer:
             self._settings.mail_from,
         )
 
-    async def _send_push(self, row: asyncpg.Record) -> None:
-        """One push to the delivery's device, by its kind. Every repeat of a delivery carries the same
-        idempotency key: the notification ``tag`` (post-<post id>) the apps show one notification
-        for, also as FCM's collapse key and APNs' apns-collapse-id, and the Web Push Topic."""
+    def _push_sender(self, row: asyncpg.Record) -> Callable[[], Awaitable[object]]:
+        """The send of one push to the delivery's device, by its kind, with what it needs made now.
+        Every repeat of a delivery carries the same idempotency key: the notification ``tag``
+        (post-<post id>) the apps show one notification for, also as FCM's collapse key and APNs'
+        apns-collapse-id, and the Web Push Topic."""
         device = row["device"]
         if device is None:
             raise DeliveryFailed(True, "the device was removed", gone=True)
@@ -423,19 +440,18 @@ class Deliverer:
         if kind == "fcm":
             if self._fcm is None:
                 raise DeliveryFailed(False, "FCM is not configured (FCM_CREDENTIALS)")
-            await self._fcm.send(device["token"], payload, payload["tag"])
-        elif kind == "apns":
+            return functools.partial(self._fcm.send, device["token"], payload, payload["tag"])
+        if kind == "apns":
             if self._apns is None:
                 raise DeliveryFailed(False, "APNs is not configured (APNS_KEY...)")
-            await self._apns.send(device["token"], payload, payload["tag"])
-        else:
-            if self._push is None:
-                raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
-            subscription = {
-                "endpoint": device["endpoint"],
-                "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
-            }
-            await self._push.send(subscription, payload, topic=topic)
+            return functools.partial(self._apns.send, device["token"], payload, payload["tag"])
+        if self._push is None:
+            raise DeliveryFailed(False, "Web Push is not configured (VAPID keys)")
+        subscription = {
+            "endpoint": device["endpoint"],
+            "keys": {"p256dh": device["p256dh"], "auth": device["auth"]},
+        }
+        return functools.partial(self._push.post, self._push.prepare(subscription, payload, topic=topic))
 
     def _push_moves(self) -> None:
         self._push_moved_at = asyncio.get_running_loop().time()
@@ -454,7 +470,7 @@ class Deliverer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._push_moved.wait(), min(deadline - now, PUSH_MOVING_SECONDS))
 
-    async def _acquire(self, provider: str) -> None:
+    async def _acquire(self, provider: str, prepare: Callable[[], None] | None = None) -> None:
         """The provider's send slot: pushes counted from now until done (``_run`` counts them out once
         sent), emails only once the pushes queued before them are done."""
         if provider not in PUSH_PROVIDERS:
@@ -463,6 +479,8 @@ class Deliverer:
             return
         self._push_tickets += 1
         try:
+            if prepare is not None:
+                prepare()
             await self._slots[provider].acquire()
         except BaseException:
             self._push_done += 1  # cancelled while queued
@@ -471,7 +489,7 @@ class Deliverer:
 
     async def _run(self, attempt: _Attempt) -> None:
         try:
-            await self._acquire(attempt.provider)
+            await self._acquire(attempt.provider, attempt.prepare)
         except asyncio.CancelledError:
             # Cancelled while queued: at a stop it stays held (release() hands it back); otherwise
             # (the drain failed) it is let go, so no heartbeat renews it and its lease runs out.
@@ -542,6 +560,10 @@ class Deliverer:
     def _keep_trying(self, channel: str) -> float | None:
         """Seconds a failing email keeps being tried since it was due; None: attempts alone decide."""
         return self._settings.delivery_email_retry_hours * 3600 if channel == "email" else None
+
+
+async def _raise(exc: Exception) -> None:
+    raise exc
 
 
 @dataclass(frozen=True)

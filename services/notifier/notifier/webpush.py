@@ -10,6 +10,7 @@ import asyncio
 import base64
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -25,7 +26,13 @@ from notifier.messages import encode_push_payload
 from notifier.settings import Settings
 from notifier.vapid import VapidTokens, generate_vapid_keys, public_key_of
 
-__all__ = ["MAX_PLAINTEXT_BYTES", "WebPushSender", "generate_vapid_keys", "retry_after_seconds"]
+__all__ = [
+    "MAX_PLAINTEXT_BYTES",
+    "PreparedPush",
+    "WebPushSender",
+    "generate_vapid_keys",
+    "retry_after_seconds",
+]
 
 # 4096 bytes on the wire minus aes128gcm's header (86), padding delimiter (1) and tag (16).
 MAX_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
@@ -79,8 +86,14 @@ class WebPushSender:
     ) -> None:
         """Deliver payload (as JSON) to one browser subscription ``{"endpoint", "keys": {"p256dh",
         "auth"}}``. A topic makes the push service replace an undelivered message with the same topic."""
-        if self._session is None:
-            raise RuntimeError("WebPushSender.start() was not called")
+        await self.post(self.prepare(subscription, payload, topic))
+
+    def prepare(
+        self, subscription: Mapping[str, Any], payload: Mapping[str, Any], topic: str | None = None
+    ) -> "PreparedPush":
+        """The push encrypted and signed, ready to post: all of a send's CPU work, none of its network.
+        Raises DeliveryFailed (permanent) for a payload too large or keys that cannot be used, and
+        ValueError for a topic no push service takes (a programming error)."""
         data = encode_push_payload(payload)
         if len(data) > MAX_PLAINTEXT_BYTES:
             raise DeliveryFailed(True, f"payload of {len(data)} bytes exceeds {MAX_PLAINTEXT_BYTES}")
@@ -98,10 +111,20 @@ class WebPushSender:
             # Undecodable p256dh/auth or a point not on the curve: this subscription can never work.
             raise DeliveryFailed(True, f"invalid subscription keys: {exc}") from exc
         headers["Authorization"] = self._tokens.authorization(origin)
+        return PreparedPush(endpoint, origin, headers, body)
+
+    async def post(self, push: "PreparedPush") -> None:
+        """POST a prepared push to its push service. Raises DeliveryFailed: temporary when the service
+        is unreachable, times out, or answers 408, 429 (with its Retry-After) or 5xx; permanent
+        otherwise, ``gone`` for 404 and 410 (the subscription no longer exists)."""
+        if self._session is None:
+            raise RuntimeError("WebPushSender.start() was not called")
         try:
             async with (
-                self._slot(origin),
-                self._session.post(endpoint, data=body, headers=headers, timeout=self._timeout) as response,
+                self._slot(push.origin),
+                self._session.post(
+                    push.endpoint, data=push.body, headers=push.headers, timeout=self._timeout
+                ) as response,
             ):
                 if response.status > 202:
                     text = await response.text(errors="replace")
@@ -115,6 +138,14 @@ class WebPushSender:
         if origin not in self._per_host:
             self._per_host[origin] = asyncio.Semaphore(self._settings.push_connections_per_host)
         return self._per_host[origin]
+
+
+@dataclass(frozen=True)
+class PreparedPush:
+    endpoint: str
+    origin: str  # the push service (scheme://host[:port]): its own limit of sends at once
+    headers: dict[str, str]
+    body: bytes
 
 
 def _encrypt(keys: Any, data: bytes) -> bytes:
