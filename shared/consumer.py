@@ -13,6 +13,18 @@ Not savepoints per handler: they cost two more round trips per event, and failur
 Batches form on their own: a message that arrives while no batch runs is handled at once (no added
 latency at low load); what arrives while one runs waits and goes together. A committed batch is
 acked with one ``multiple`` ack when no older message is still pending (``Unacked``).
+
+A parked copy keeps no secret (issue 8: an access code or reset token only in the message that needs
+it). The retry copies keep the body as it came (they must be handled as they were, and wait only
+seconds), but the parking queue keeps a message until an operator acts. So the parked copy of an
+event has the value of each of its type's ``secret_fields`` (and of any field named like a secret,
+shared.logs.SECRET_FIELDS, in case its type is unknown) blanked to ``""``, and the
+``x-klaspost-withheld`` header names them (``payload.access_code``). A body that is not a JSON
+object with a payload object is parked without its body (header ``body``): where a secret sits in it
+cannot be told, and it could never be handled anyway (the same bytes are unreadable again); the
+message id, routing key, type and error stay for the operator. Replayed (``python -m
+shared.deadletters replay``), such an event reaches its handler without its secret: the notifier then
+mails nothing and says how to issue a new code or link in identity.
 """
 
 import asyncio
@@ -33,13 +45,14 @@ from aio_pika.exceptions import ChannelInvalidStateError
 from pydantic import ValidationError
 
 from shared.bus import QueueNames, declare_exchange, declare_service_queues
-from shared.envelope import Envelope, Event
-from shared.logs import correlation_id, withhold_secrets
+from shared.envelope import Envelope, Event, event_model
+from shared.logs import SECRET_FIELDS, correlation_id, withhold_secrets
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 ATTEMPT_HEADER = "x-klaspost-attempt"
+WITHHELD_HEADER = "x-klaspost-withheld"  # what a parked copy's body does not carry (module docstring)
 InboxKey = tuple[uuid.UUID, str]  # the inbox's primary key: (event_id, "service:event type")
 
 
@@ -320,20 +333,22 @@ class Consumer:
         self.outcomes["retried"] += 1
 
     async def _park(self, message: AbstractIncomingMessage, error: str) -> None:
-        await self._republish(message, self.names.parked, attempts_of(message), error)
+        await self._republish(message, self.names.parked, attempts_of(message), error, parked=True)
         await self._ack(message)
         self.outcomes["parked"] += 1
         log.error("event parked", extra={"message_id": message.message_id, "error": error})
 
     async def _republish(
-        self, message: AbstractIncomingMessage, queue: str, attempt: int, error: str
+        self, message: AbstractIncomingMessage, queue: str, attempt: int, error: str, parked: bool = False
     ) -> None:
         assert self._channel is not None
-        copy = persistent_copy(
-            message,
-            {ATTEMPT_HEADER: attempt, "x-klaspost-last-error": error[:1000]},
-            {"x-klaspost-routing-key": message.routing_key},
-        )
+        headers: dict[str, Any] = {ATTEMPT_HEADER: attempt, "x-klaspost-last-error": error[:1000]}
+        body = message.body
+        if parked:
+            body, withheld = without_secrets(message.body)
+            if withheld:
+                headers[WITHHELD_HEADER] = ",".join(withheld)
+        copy = persistent_copy(message, headers, {"x-klaspost-routing-key": message.routing_key}, body=body)
         # Confirmed before the original is acked: if this fails the original is redelivered instead.
         await self._channel.default_exchange.publish(copy, routing_key=queue, timeout=self._publish_timeout)
 
@@ -384,12 +399,16 @@ def tag_of(message: AbstractIncomingMessage) -> int:
 
 
 def persistent_copy(
-    message: AbstractIncomingMessage, headers: dict[str, Any], defaults: dict[str, Any] | None = None
+    message: AbstractIncomingMessage,
+    headers: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+    body: bytes | None = None,
 ) -> aio_pika.Message:
-    """The same event as a new persistent message, with ``headers`` set and ``defaults`` where unset."""
+    """The same event as a new persistent message, with ``headers`` set and ``defaults`` where unset;
+    with ``body`` instead of the message's own if given."""
     merged = {**(defaults or {}), **dict(message.headers), **headers}
     return aio_pika.Message(
-        body=message.body,
+        body=message.body if body is None else body,
         headers=merged,
         content_type=message.content_type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -397,6 +416,37 @@ def persistent_copy(
         type=message.type,
         correlation_id=message.correlation_id,
     )
+
+
+def without_secrets(body: bytes) -> tuple[bytes, list[str]]:
+    """A parked copy's body and what it withholds (module docstring): the envelope with the value of
+    each secret field of its payload blanked and their paths (``payload.access_code``); ``b""`` and
+    ``["body"]`` for a body that is not a JSON object with a payload object; the body as it is and
+    ``[]`` when it carries no secret."""
+    try:
+        env = json.loads(body)
+    except ValueError:  # UnicodeDecodeError too
+        return b"", ["body"]
+    if not isinstance(env, dict) or not isinstance(env.get("payload"), dict):
+        return b"", ["body"]
+    secret = SECRET_FIELDS | _secret_fields_of(env)
+    payload: dict[str, Any] = env["payload"]
+    withheld = sorted(name for name, value in payload.items() if name in secret and value not in ("", None))
+    if not withheld:
+        return body, []
+    env["payload"] = payload | dict.fromkeys(withheld, "")
+    return json.dumps(env, ensure_ascii=False).encode(), [f"payload.{name}" for name in withheld]
+
+
+def _secret_fields_of(env: dict[str, Any]) -> frozenset[str]:
+    """The secret fields of the envelope's registered type; none for a type not known here."""
+    type_, version = env.get("type"), env.get("version")
+    if not isinstance(type_, str) or not isinstance(version, int):
+        return frozenset()
+    try:
+        return event_model(type_, version).secret_fields
+    except LookupError:
+        return frozenset()
 
 
 def error_text(error: BaseException) -> str:
@@ -434,6 +484,7 @@ def parked_summary(message: AbstractIncomingMessage) -> dict[str, Any]:
         "routing_key": headers.get("x-klaspost-routing-key"),
         "attempts": headers.get(ATTEMPT_HEADER),
         "error": _withheld(headers.get("x-klaspost-last-error")),
+        "withheld": headers.get(WITHHELD_HEADER),
         "occurred_at": env.get("occurred_at"),
     }
 

@@ -15,6 +15,21 @@ which: such a mail not sent yet is sent as it is (it is a guardian's way in; the
 before the upgrade, so they go within seconds, or within DELIVERY_EMAIL_RETRY_HOURS while the relay is
 down). Once sent or given up on nothing reads its context, so on any ChildErased of its school the
 name in it is blanked: a name forgotten too many rather than the erased one kept.
+
+After the erasure: the erasure is recorded (``erased_children``, migration 009: the id, school and
+when; no name), and an event naming the child that is handled later (handled at the same time in
+another batch, retried after a failure, or published by posts before it dropped the child's
+bookings) makes nothing that names the child: events.py asks ``is_erased`` before it queues an
+invitation mail (none is queued; a failed row without code or name says so) or a notice (none is
+made: posts ends the child's bookings and sign-ups with the erasure, so there is nothing left to
+confirm or remind of), and a membership granted again through the child does not bring the child's
+id back. The check and the erasure take turns on one advisory lock per child, held to the end of
+their transactions: the erasure exclusively, the checks shared (they do not wait for each other).
+So a check either runs after the erasure committed and sees its record (READ COMMITTED: each
+statement sees what committed before it began), or the erasure waits until the check's transaction
+committed and then finds, cancels and blanks what it made. Two batches that hold one child's check
+and wait for another's erasure in opposite order deadlock; PostgreSQL ends one of them and the
+consumer handles its event again after the retry delay.
 """
 
 import uuid
@@ -27,6 +42,9 @@ CHILD_KINDS = ("slot_booked", "slot_moved", "slot_cancelled", "day_before", "boo
 # The mails whose context names a child.
 CHILD_MAIL_KINDS = ("invitation", "invitation_reminder")
 CANCELLED = "cancelled: the child's data was erased"
+# The advisory lock of a child's erasure and the checks against it (the second key of
+# hashtextextended keeps it apart from the notifier's other advisory locks on a uuid).
+_LOCK = "SELECT {}(hashtextextended('child-erasure:' || $1::uuid::text, 0))"
 
 
 @dataclass(frozen=True)
@@ -38,8 +56,15 @@ class Forgotten:
 
 
 async def forget_child(conn: asyncpg.Connection, child_id: uuid.UUID, school_id: uuid.UUID) -> Forgotten:
-    """Cancel what is not sent yet of the notices and mails about the child, drop the child's name
-    from all of them and the child from the memberships copy."""
+    """Record the erasure, cancel what is not sent yet of the notices and mails about the child, drop
+    the child's name from all of them and the child from the memberships copy."""
+    await conn.execute(_LOCK.format("pg_advisory_xact_lock"), child_id)
+    await conn.execute(
+        """INSERT INTO erased_children (child_id, school_id) VALUES ($1, $2)
+           ON CONFLICT (child_id) DO NOTHING""",
+        child_id,
+        school_id,
+    )
     about = await conn.fetch(
         """SELECT notification_id FROM notifications
            WHERE school_id = $2 AND kind = ANY($3::text[])
@@ -114,3 +139,38 @@ async def _forget_in_mails(
         list(CHILD_MAIL_KINDS),
     )
     return int(cancelled.split()[-1]), int(blanked.split()[-1])
+
+
+async def is_erased(conn: asyncpg.Connection, child_id: uuid.UUID) -> bool:
+    """Whether the child was erased. Takes the child's lock shared until the transaction ends, so an
+    erasure handled at the same time waits and then finds what this transaction made (module
+    docstring): call it before making anything that names the child, in the same transaction."""
+    await conn.execute(_LOCK.format("pg_advisory_xact_lock_shared"), child_id)
+    return bool(await conn.fetchval("SELECT true FROM erased_children WHERE child_id = $1", child_id))
+
+
+async def refuse_mail(conn: asyncpg.Connection, mail_id: uuid.UUID) -> None:
+    """A mail about an erased child, recorded without code or name (failed): says why."""
+    await conn.execute(
+        "UPDATE mails SET last_error = $2 WHERE mail_id = $1 AND status = 'failed'", mail_id, CANCELLED
+    )
+
+
+async def drop_erased_children(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    """A membership granted through a child erased before (events out of order) keeps the
+    membership but not the child's id."""
+    children: list[uuid.UUID] = (
+        await conn.fetchval(
+            "SELECT children FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, person_id
+        )
+        or []
+    )
+    erased = [child for child in children if await is_erased(conn, child)]
+    if erased:
+        await conn.execute(
+            """UPDATE memberships SET children = ARRAY(SELECT unnest(children) EXCEPT SELECT unnest($3::uuid[]))
+               WHERE group_id = $1 AND person_id = $2""",
+            group_id,
+            person_id,
+            erased,
+        )

@@ -3,6 +3,7 @@ and memberships, turn a published post into deliveries to every parent of the gr
 one-off mails (invitations, password links) identity asks for, and turn posts' sign-up and policy
 events into notices (conference bookings, reminders, promotions) by each person's preferences."""
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
@@ -40,8 +41,17 @@ from shared.contracts import (
 from shared.envelope import Envelope
 from shared.membership_copy import keep_membership_copy, role_in
 
+log = logging.getLogger(__name__)
+
+# What an operator does when an invitation or reset comes without its secret (a parked event
+# replayed: shared/consumer.py withholds secrets from parked copies). README, "Parked events".
+NEW_INVITATION = "send a new access code in identity: POST /guardianships/{guardianship_id}/invitation"
+NEW_RESET = "ask identity for a new link: POST /auth/password-reset with the account's email address"
+
 
 async def _membership_changed(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    # A grant through a child erased before it was handled does not bring the child's id back.
+    await erasure.drop_erased_children(conn, group_id, person_id)
     # Out of the group (as the copy says now: events come out of order): what is held for them of
     # its messages is not sent.
     if await role_in(conn, group_id, person_id) is None:
@@ -105,16 +115,18 @@ async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPub
 
 
 @handlers.on(PostUpdated)
-async def post_updated(conn: asyncpg.Connection, _env: Envelope, event: PostUpdated) -> None:
-    # Nobody is notified again; what is still to be sent says what the post says now.
+async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdated) -> None:
+    # Nobody is notified again; what is still to be sent says what the post says now, digests too.
     await store.update_excerpt(conn, event.post_id, event.excerpt)
+    await message_store.follow_post_edit(conn, event.post_id, env.school_id, event.title, event.excerpt)
 
 
 @handlers.on(PostDeleted)
-async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
+async def post_deleted(conn: asyncpg.Connection, env: Envelope, event: PostDeleted) -> None:
     # A deleted post disappears everywhere: what was not sent yet of it is not sent (a delivery a
-    # sender holds at this very moment may still go out).
+    # sender holds at this very moment may still go out), and no digest carries it any more.
     await store.cancel_post_deliveries(conn, event.post_id)
+    await message_store.forget_post(conn, event.post_id, env.school_id)
     await message_store.forget_awaited(conn, post_id=event.post_id)
 
 
@@ -139,6 +151,18 @@ async def invitation_issued(conn: asyncpg.Connection, env: Envelope, event: Invi
     if event.child_id is not None:
         context["child_id"] = str(event.child_id)
     kind: MailKind = "invitation_reminder" if event.reminder else "invitation"
+    if event.child_id is not None and await erasure.is_erased(conn, event.child_id):
+        # Erased before this was handled: no mail, and the row keeps neither code nor name.
+        await _queue_mail(conn, env, kind, event.email, event.locale, context | {"child_name": ""}, "",
+                          event.school_id, None)  # fmt: skip
+        await erasure.refuse_mail(conn, env.event_id)
+        return
+    if not event.access_code:
+        log.warning(
+            "invitation without its access code, not mailed (a parked event replayed?): %s",
+            NEW_INVITATION,
+            extra={"invitation_id": str(event.invitation_id), "school_id": str(event.school_id)},
+        )
     await _queue_mail(
         conn, env, kind, event.email, event.locale, context, event.access_code, event.school_id, None
     )
@@ -150,6 +174,12 @@ async def password_reset_requested(
 ) -> None:
     context = {"school_name": event.school_name, "expires_at": _utc(event.expires_at).isoformat()}
     kind: MailKind = "welcome" if event.purpose == "welcome" else "password_reset"
+    if not event.reset_token:
+        log.warning(
+            "password link without its token, not mailed (a parked event replayed?): %s",
+            NEW_RESET,
+            extra={"request_id": str(event.request_id), "person_id": str(event.person_id)},
+        )
     await _queue_mail(
         conn, env, kind, event.email, event.locale, context, event.reset_token, env.school_id, event.person_id
     )
@@ -214,17 +244,17 @@ async def slot_moved(conn: asyncpg.Connection, env: Envelope, event: SlotMoved) 
         conn, env, "slot_moved", event.school_id, event.guardian_ids, context, f"slot_moved:{env.event_id}"
     )
     # The reminder of the old time is replaced by one for the new time.
-    await message_store.cancel_notifications(
-        conn, f"day_before:{event.booking_id}:", "cancelled: the booking moved"
-    )
+    moved = "cancelled: the booking moved"
+    await message_store.cancel_notifications(conn, f"day_before:{event.booking_id}:", moved)
+    await message_store.drop_reminder_from_digests(conn, event.booking_id, event.school_id, moved)
     await _day_before(conn, env, event, context)
 
 
 @handlers.on(SlotCancelled)
 async def slot_cancelled(conn: asyncpg.Connection, env: Envelope, event: SlotCancelled) -> None:
-    await message_store.cancel_notifications(
-        conn, f"day_before:{event.booking_id}:", "cancelled: the booking was cancelled"
-    )
+    cancelled = "cancelled: the booking was cancelled"
+    await message_store.cancel_notifications(conn, f"day_before:{event.booking_id}:", cancelled)
+    await message_store.drop_reminder_from_digests(conn, event.booking_id, event.school_id, cancelled)
     context = {
         "schedule_id": str(event.schedule_id),
         "booking_id": str(event.booking_id),
@@ -324,7 +354,12 @@ async def _notice(
     default: Choice = DEFAULT_CHOICE,
 ) -> None:
     """One notification of kind with its deliveries to person_ids by their preferences; nothing when
-    a notification with dedupe_key exists (the event, or its twin, was handled before)."""
+    a notification with dedupe_key exists (the event, or its twin, was handled before), or when it
+    names a child erased before (erasure.py: posts ended the child's bookings and sign-ups with the
+    erasure, so there is nothing left to confirm or remind a parent of)."""
+    if "child_id" in context and await erasure.is_erased(conn, uuid.UUID(context["child_id"])):
+        log.info("no notice about an erased child", extra={"kind": kind, "event_id": str(env.event_id)})
+        return
     notification_id = uuid.uuid4()
     created = await message_store.create_notification(
         conn,

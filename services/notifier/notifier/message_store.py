@@ -581,3 +581,102 @@ async def create_digest(
 async def unsubscribe_key(conn: asyncpg.Connection) -> bytes:
     key: bytes = await conn.fetchval("SELECT key FROM unsubscribe_keys WHERE key_id = 1")
     return key
+
+
+# A digest is written from its own copy of each message it carries (schedule.make_digests: kind,
+# group, title, excerpt, post id and the notice's context), made at the digest time; these keep the
+# copies in step with what happens to the messages after that.
+DIGEST_POST_DELETED = "cancelled: the post was deleted"
+
+
+async def forget_post(conn: asyncpg.Connection, post_id: uuid.UUID, school_id: uuid.UUID | None) -> int:
+    """A deleted post disappears everywhere: its title leaves its own notifications (the excerpt goes
+    in store.cancel_post_deliveries) and the post leaves every digest, sent or not; a digest not sent
+    yet that carried nothing else is not sent. How many digests it left."""
+    await conn.execute(
+        """UPDATE notifications SET context = context || '{"title": ""}'::jsonb
+           WHERE post_id = $1 AND context->>'title' <> ''""",
+        post_id,
+    )
+    return await _drop_from_digests(
+        conn, {"post_id": str(post_id)}, school_id, DIGEST_POST_DELETED, unsent_only=False
+    )
+
+
+async def follow_post_edit(
+    conn: asyncpg.Connection, post_id: uuid.UUID, school_id: uuid.UUID | None, title: str, excerpt: str
+) -> None:
+    """An edited post: its notifications' title (the excerpt: store.update_excerpt) and the copies in
+    digests not sent yet say what the post says now (nobody is notified again)."""
+    await conn.execute(
+        """UPDATE notifications SET context = context || jsonb_build_object('title', $2::text)
+           WHERE post_id = $1 AND context ? 'title' AND context->>'title' <> $2""",
+        post_id,
+        title,
+    )
+    await conn.execute(
+        """UPDATE notifications n
+           SET context = jsonb_set(n.context, '{items}', (
+               SELECT jsonb_agg(CASE WHEN item->>'post_id' = $1
+                                     THEN item || jsonb_build_object(
+                                         'title', $3::text, 'excerpt', $4::text,
+                                         'context', COALESCE(item->'context', '{}'::jsonb)
+                                                    || jsonb_build_object('title', $3::text))
+                                     ELSE item END
+                                ORDER BY position)
+               FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(item, position)))
+           FROM deliveries d
+           WHERE d.delivery_id = n.notification_id AND d.status IN ('pending', 'held')
+             AND n.kind = 'digest' AND ($2::uuid IS NULL OR n.school_id = $2)
+             AND n.context->'items' @> jsonb_build_array(jsonb_build_object('post_id', $1::text))""",
+        str(post_id),
+        school_id,
+        title,
+        excerpt,
+    )
+
+
+async def drop_reminder_from_digests(
+    conn: asyncpg.Connection, booking_id: uuid.UUID, school_id: uuid.UUID, reason: str
+) -> int:
+    """A moved or cancelled booking's day-before reminder leaves the digests not sent yet (a digest
+    must not remind of a slot that is no longer there); one that carried nothing else is not sent.
+    How many digests it left."""
+    item = {"kind": "day_before", "context": {"booking_id": str(booking_id)}}
+    return await _drop_from_digests(conn, item, school_id, reason, unsent_only=True)
+
+
+async def _drop_from_digests(
+    conn: asyncpg.Connection,
+    item: dict[str, Any],
+    school_id: uuid.UUID | None,
+    reason: str,
+    *,
+    unsent_only: bool,
+) -> int:
+    """Remove the items that contain ``item`` (jsonb containment) from the digests of the school (all,
+    or only those not sent yet); cancel, with ``reason``, a digest not sent yet that is left empty."""
+    rows = await conn.fetch(
+        """UPDATE notifications n
+           SET context = jsonb_set(n.context, '{items}', COALESCE((
+               SELECT jsonb_agg(entry ORDER BY position)
+               FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(entry, position)
+               WHERE NOT entry @> $1::jsonb), '[]'::jsonb))
+           WHERE n.kind = 'digest' AND ($2::uuid IS NULL OR n.school_id = $2)
+             AND n.context->'items' @> jsonb_build_array($1::jsonb)
+             AND (NOT $3 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = n.notification_id
+                                    AND d.status IN ('pending', 'held')))
+           RETURNING n.notification_id, jsonb_array_length(n.context->'items') = 0 AS empty""",
+        item,
+        school_id,
+        unsent_only,
+    )
+    empty = [row["notification_id"] for row in rows if row["empty"]]
+    if empty:
+        await conn.execute(
+            """UPDATE deliveries SET status = 'failed', last_error = $2
+               WHERE delivery_id = ANY($1::uuid[]) AND status IN ('pending', 'held')""",
+            empty,
+            reason,
+        )
+    return len(rows)
