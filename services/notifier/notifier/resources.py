@@ -38,6 +38,13 @@ def warn_about_local_urls(settings: Settings) -> list[str]:
                 "public https URL",
                 extra={"setting": name, "url": url},
             )
+    problem = settings.mail_from_problem()
+    if problem:  # as VAPID_SUBJECT's domain (issue 8 case 6), warned about only with a real relay
+        problems.append(f"MAIL_FROM {problem}")
+        log.warning(
+            f"MAIL_FROM {problem}: parents will get no mail; set it to a mailbox on your own domain",
+            extra={"setting": "MAIL_FROM"},
+        )
     return problems
 
 

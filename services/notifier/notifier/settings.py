@@ -175,6 +175,24 @@ class Settings(ServiceSettings):
             return "iPhone push (APNs) is not configured on this server"
         return None
 
+    def mail_from_problem(self) -> str | None:
+        """Why MAIL_FROM cannot be the sender of mails through SMTP_HOST, or None: a local or reserved
+        domain (the default's ``klaspost.local``; RFC 2606, RFC 6761/6762), as VAPID_SUBJECT's
+        (issue 8 case 6), when SMTP_HOST is a real relay. Relays and the receiving servers refuse or
+        bounce mail from a domain nobody can look up (no MX or A record for bounces, no SPF or DMARC
+        to pass), so parents get nothing. Through a relay on this machine or network (the test sink,
+        compose's Mailpit) it is no problem: those keep every mail."""
+        relay = f"[{self.smtp_host}]" if ":" in self.smtp_host else self.smtp_host  # an IPv6 address
+        if public_url_problem(f"smtp://{relay}") is not None:
+            return None  # a local catcher, not a relay to the internet
+        domain = Address(addr_spec=_addr_spec(self.mail_from)).domain.lower().rstrip(".")
+        if _is_ip(domain) or "." not in domain or _reserved(domain):
+            return (
+                f"names a local or reserved domain ({domain}) that a mail relay ({self.smtp_host}) and "
+                f"the parents' mail servers refuse: {self.mail_from!r}"
+            )
+        return None
+
     @model_validator(mode="after")
     def _vapid_subject_reaches_someone(self) -> Self:
         """With Web Push configured, VAPID_SUBJECT must be set and name a real contact."""
@@ -241,7 +259,7 @@ def vapid_subject_problem(subject: str | None) -> str | None:
         return f"names no host: {subject!r}"
     if _is_ip(host) or "." not in host:
         return f"must name a domain on the internet, not {host!r}: {subject!r}"
-    if host in _RESERVED_DOMAINS or host.endswith(_RESERVED_SUFFIXES) or host.endswith(".example.com"):
+    if _reserved(host):
         return f"names a reserved domain ({host}) that push services refuse: {subject!r}"
     return None
 
@@ -263,6 +281,17 @@ def public_url_problem(url: str) -> str | None:
     if host.endswith(".example.com"):
         return f"names a reserved domain ({host}): {url!r}"
     return None
+
+
+def _reserved(host: str) -> bool:
+    return host in _RESERVED_DOMAINS or host.endswith(_RESERVED_SUFFIXES) or host.endswith(".example.com")
+
+
+def _addr_spec(mail_from: str) -> str:
+    """The address of a MAIL_FROM that sender_mailbox took (``noreply@klaspost.nl``)."""
+    header = _ADDRESS_HEADERS("from", mail_from)
+    assert isinstance(header, AddressHeader)
+    return header.addresses[0].addr_spec
 
 
 def _is_ip(host: str) -> bool:

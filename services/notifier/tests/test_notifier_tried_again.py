@@ -7,6 +7,8 @@ package's default policy.
 
 import asyncio
 import base64
+import json
+import logging
 import os
 import uuid
 from dataclasses import replace
@@ -21,11 +23,23 @@ from pydantic import ValidationError
 
 from notifier import unsubscribe
 from notifier.compose import OutgoingMail, outgoing_email
+from notifier.events import handlers
 from notifier.messages import MAX_PUSH_PAYLOAD_BYTES, new_post_parts, push_payload_size
 from notifier.notices import notice_push
+from notifier.resources import warn_about_local_urls
+from notifier.schedule import run_schedule
 from notifier.settings import Settings
 from shared.bus import QueueNames
-from shared.contracts import AccountChanged, ChildErased, PostDeleted, SlotBooked
+from shared.contracts import (
+    AccountChanged,
+    ChildErased,
+    MembershipGranted,
+    PasswordResetRequested,
+    PostDeleted,
+    PostUpdated,
+    SlotBooked,
+)
+from shared.deadletters import replay
 from shared.envelope import envelope
 
 from .conftest import RunningNotifier, eventually
@@ -376,3 +390,188 @@ async def test_a_deleted_post_leaves_the_digest_that_carries_it(site: Site) -> N
         )
 
     await eventually(forgotten, within=5, what="the deleted post's words gone from every stored notification")
+
+
+async def test_a_parked_invitation_replayed_is_not_mailed_and_says_how_to_send_a_new_code(
+    notifier: RunningNotifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Parked after its handler failed every time (a refusal in the table, as a full disk would be),
+    # its copy in the broker has no code; replayed once the cause is gone, it comes without its code:
+    # no mail without a code, and the operator is told which endpoint sends a new one.
+    code, address = a_code(), an_address()
+    constraint = f"refuse_{uuid.uuid4().hex[:8]}"
+    await notifier.pool.execute(
+        f"ALTER TABLE mails ADD CONSTRAINT {constraint} CHECK (to_email <> '{address}')"
+    )
+    try:
+        env = await notifier.publish(an_invitation(address, code), None)
+        channel = await notifier.broker.channel()
+        queue = await channel.declare_queue(QueueNames("notifier").parked, passive=True)
+        parked: list[tuple[bytes, dict[str, Any]]] = []
+
+        async def arrived() -> bool:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is not None:
+                parked.append((message.body, dict(message.headers)))
+                await message.nack(requeue=True)
+            return any(str(env.event_id).encode() in body for body, _ in parked)
+
+        try:
+            await eventually(arrived, within=15, what="the invitation parked after its retries")
+        finally:
+            await channel.close()
+    finally:
+        await notifier.pool.execute(f"ALTER TABLE mails DROP CONSTRAINT {constraint}")
+    [(body, headers)] = [(b, h) for b, h in parked if str(env.event_id).encode() in b]
+    assert code.encode() not in body
+    assert headers["x-klaspost-withheld"] == "payload.access_code"
+    assert json.loads(body)["payload"]["email"] == address  # the rest is kept for the replay
+
+    caplog.set_level(logging.WARNING, logger="notifier.events")
+    assert await replay(notifier.settings.amqp_url, "notifier", {str(env.event_id)}) == 1
+    row = await notifier.mail_status(env.event_id, "failed")
+    assert (row["secret"], row["last_error"]) == (None, "the event carried no code or token")
+    assert notifier.mails_to(address) == []
+    assert any(
+        "POST /guardianships/{guardianship_id}/invitation" in r.getMessage() for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+
+
+async def test_a_password_link_without_its_token_is_not_mailed_and_says_how_to_ask_again(
+    notifier: RunningNotifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = an_address()
+    caplog.set_level(logging.WARNING, logger="notifier.events")
+    reset = PasswordResetRequested(
+        request_id=uuid.uuid4(), person_id=uuid.uuid4(), email=address, expires_at=datetime.now(UTC) + timedelta(hours=1)
+    )  # fmt: skip
+    env = envelope(reset, None, "test-replayed-reset")
+    await notifier.handle_directly(env)  # as a replayed parked copy: reset_token blanked
+    row = await notifier.mail_status(env.event_id, "failed")
+    assert row["secret"] is None
+    assert any("POST /auth/password-reset" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_invitation_and_its_childs_erasure_handled_at_once_never_leave_the_name(
+    notifier: RunningNotifier,
+) -> None:
+    # Each in its own transaction, started together many times: whichever takes the child's lock
+    # first, the row keeps neither name nor code: refused (the erasure came first), cancelled (it
+    # came after) or sent in between (the sender took it before the erasure was handled).
+    school_id = uuid.uuid4()
+    for _ in range(20):
+        child_id = uuid.uuid4()
+        invitation = envelope(
+            an_invitation(an_address(), a_code(), school_id=school_id, child_id=child_id, child_name="Noa"),
+            school_id,
+        )
+        erased = envelope(ChildErased(child_id=child_id, school_id=school_id), school_id)
+        await asyncio.gather(notifier.handle_directly(invitation), notifier.handle_directly(erased))
+        row = await notifier.mail_row(invitation.event_id)
+        assert (row["secret"], row["context"]["child_name"]) == (None, ""), dict(row)
+        assert row["status"] in ("failed", "sent"), dict(row)
+
+
+async def test_a_membership_granted_through_an_erased_child_does_not_keep_the_child(
+    notifier: RunningNotifier,
+) -> None:
+    school_id, group_id, guardian, child_id, sibling = (uuid.uuid4() for _ in range(5))
+    await notifier.handle_directly(envelope(ChildErased(child_id=child_id, school_id=school_id), school_id))
+    granted = MembershipGranted(
+        group_id=group_id, person_id=guardian, role="guardian", revision=1, children=[child_id, sibling]
+    )
+    await notifier.handle_directly(envelope(granted, school_id))
+    children = await notifier.pool.fetchval(
+        "SELECT children FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, guardian
+    )
+    assert children == [sibling]
+
+
+async def _in_one_transaction(site: Site, *steps: Any) -> None:
+    """Make the digests due and handle events in one transaction: the sender cannot take the digest
+    in between, so it is one not sent yet, as with the relay down."""
+    async with site.pool.acquire() as conn, conn.transaction():
+        await run_schedule(conn, datetime.now(UTC) + timedelta(minutes=40), "Europe/Amsterdam")
+        for env in steps:
+            handler = handlers.by_type[env.type]
+            await handler.run(conn, env, handler.event.model_validate(env.payload))
+
+
+async def test_a_digest_not_sent_yet_left_with_nothing_by_a_deletion_is_not_sent(site: Site) -> None:
+    now = datetime.now(UTC)
+    klas = await a_class(
+        site, 1, devices=False, digest_time=f"{(now + timedelta(minutes=20)).astimezone(ZONE):%H:%M}"
+    )
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    post_id = await post(site, klas, "Morgen naar de Efteling", title="Uitje")
+    await _in_one_transaction(
+        site, envelope(PostDeleted(post_id=post_id, group_id=klas.group_id), klas.school_id)
+    )
+    [digest] = await site.pool.fetch(
+        """SELECT d.status, d.last_error, n.context FROM deliveries d JOIN notifications n USING (notification_id)
+           WHERE n.kind = 'digest' AND d.person_id = $1""",
+        parent.person_id,
+    )
+    assert (digest["status"], digest["last_error"]) == ("failed", "cancelled: the post was deleted")
+    assert digest["context"]["items"] == []
+    await site.settle()
+    assert site.mails_to(parent.email) == []
+
+
+async def test_a_post_edited_after_the_digest_was_made_is_sent_as_it_reads_now(site: Site) -> None:
+    now = datetime.now(UTC)
+    klas = await a_class(
+        site, 1, devices=False, digest_time=f"{(now + timedelta(minutes=20)).astimezone(ZONE):%H:%M}"
+    )
+    [parent] = klas.parents
+    await choose(site, parent, "email", "digest")
+    post_id = await post(site, klas, "Gymles op dinsdag", title="Gym")
+    edit = PostUpdated(
+        post_id=post_id, group_id=klas.group_id, author_id=uuid.uuid4(), editor_id=uuid.uuid4(),
+        excerpt="Gymles op donderdag", title="Gym verzet", published=True,
+    )  # fmt: skip
+    await _in_one_transaction(site, envelope(edit, klas.school_id))
+    mail = await _mail_to(site, parent.email)
+    assert "Gymles op donderdag" in mail.text
+    assert "Gym verzet" in mail.text
+    assert "dinsdag" not in mail.text
+
+
+async def _mail_to(site: Site, address: str) -> Any:
+    async def arrived() -> bool:
+        return bool(site.mails_to(address))
+
+    await eventually(arrived, what=f"a mail to {address}")
+    [mail] = site.mails_to(address)
+    return mail
+
+
+@pytest.mark.parametrize(
+    ("smtp_host", "mail_from", "warned"),
+    [
+        ("smtp.sendgrid.net", None, True),  # the default, klaspost.local, through a real relay
+        ("smtp.sendgrid.net", "Klaspost <noreply@localhost>", True),
+        ("93.184.216.34", "Klaspost <noreply@school.test>", True),
+        ("smtp.sendgrid.net", "Klaspost <noreply@deregenboog.nl>", False),
+        ("127.0.0.1", None, False),  # the test sink: keeps every mail
+        ("mailpit", None, False),  # compose's catcher
+    ],
+)
+def test_a_sender_on_a_reserved_domain_is_named_at_start_up_when_mail_goes_to_a_real_relay(
+    smtp_host: str, mail_from: str | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PUBLIC_API_URL and PUBLIC_BASE_URL left local were named; MAIL_FROM left at its default
+    # (klaspost.local, a domain relays and receiving servers refuse) was not, and no mail arrived.
+    values = {
+        "smtp_host": smtp_host,
+        "public_api_url": "https://api.klaspost.nl",
+        "public_base_url": "https://klaspost.nl",
+    }
+    settings = _settings(**values, **({"mail_from": mail_from} if mail_from else {}))
+    with caplog.at_level(logging.WARNING, logger="notifier.resources"):
+        problems = warn_about_local_urls(settings)
+    assert [p.startswith("MAIL_FROM names a local or reserved domain") for p in problems] == (
+        [True] if warned else []
+    )
+    assert any("MAIL_FROM" in r.getMessage() for r in caplog.records) == warned
