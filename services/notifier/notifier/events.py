@@ -45,7 +45,10 @@ log = logging.getLogger(__name__)
 
 # What an operator does when an invitation or reset comes without its secret (a parked event
 # replayed: shared/consumer.py withholds secrets from parked copies). README, "Parked events".
-NEW_INVITATION = "send a new access code in identity: POST /guardianships/{guardianship_id}/invitation"
+NEW_INVITATION = (
+    "send a new access code in identity: POST /guardianships/{guardianship_id}/invitation (a school "
+    "admin; the guardianship is identity's access_codes row whose code_id is the invitation_id)"
+)
 NEW_RESET = "ask identity for a new link: POST /auth/password-reset with the account's email address"
 
 
