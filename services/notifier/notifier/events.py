@@ -118,18 +118,18 @@ async def post_published(conn: asyncpg.Connection, env: Envelope, event: PostPub
 
 
 @handlers.on(PostUpdated)
-async def post_updated(conn: asyncpg.Connection, env: Envelope, event: PostUpdated) -> None:
+async def post_updated(conn: asyncpg.Connection, _env: Envelope, event: PostUpdated) -> None:
     # Nobody is notified again; what is still to be sent says what the post says now, digests too.
     await store.update_excerpt(conn, event.post_id, event.excerpt)
-    await message_store.follow_post_edit(conn, event.post_id, env.school_id, event.title, event.excerpt)
+    await message_store.follow_post_edit(conn, event.post_id, event.title, event.excerpt)
 
 
 @handlers.on(PostDeleted)
-async def post_deleted(conn: asyncpg.Connection, env: Envelope, event: PostDeleted) -> None:
+async def post_deleted(conn: asyncpg.Connection, _env: Envelope, event: PostDeleted) -> None:
     # A deleted post disappears everywhere: what was not sent yet of it is not sent (a delivery a
     # sender holds at this very moment may still go out), and no digest carries it any more.
     await store.cancel_post_deliveries(conn, event.post_id)
-    await message_store.forget_post(conn, event.post_id, env.school_id)
+    await message_store.forget_post(conn, event.post_id)
     await message_store.forget_awaited(conn, post_id=event.post_id)
 
 

@@ -585,52 +585,59 @@ async def unsubscribe_key(conn: asyncpg.Connection) -> bytes:
 
 # A digest is written from its own copy of each message it carries (schedule.make_digests: kind,
 # group, title, excerpt, post id and the notice's context), made at the digest time; these keep the
-# copies in step with what happens to the messages after that.
+# copies in step with what happens to the messages after that. A message can only be in the digests
+# of its school made after it: those are found by the index of migration 009. Made after, but not
+# stamped after for sure: created_at is when a transaction began, and the schedule's may have begun
+# before the message's and read it once committed; an hour's margin covers any such transaction.
 DIGEST_POST_DELETED = "cancelled: the post was deleted"
 
 
-async def forget_post(conn: asyncpg.Connection, post_id: uuid.UUID, school_id: uuid.UUID | None) -> int:
-    """A deleted post disappears everywhere: its title leaves its own notifications (the excerpt goes
+async def forget_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> int:
+    """A deleted post disappears everywhere: its title leaves its own notification (the excerpt goes
     in store.cancel_post_deliveries) and the post leaves every digest, sent or not; a digest not sent
     yet that carried nothing else is not sent. How many digests it left."""
-    await conn.execute(
+    made = await conn.fetchrow(
         """UPDATE notifications SET context = context || '{"title": ""}'::jsonb
-           WHERE post_id = $1 AND context->>'title' <> ''""",
+           WHERE post_id = $1 RETURNING school_id, created_at""",
         post_id,
     )
+    if made is None or made["school_id"] is None:
+        return 0  # never reached the notifier (or before schools were known: then no digest has it)
+    item = {"post_id": str(post_id)}
     return await _drop_from_digests(
-        conn, {"post_id": str(post_id)}, school_id, DIGEST_POST_DELETED, unsent_only=False
+        conn, item, made["school_id"], made["created_at"], DIGEST_POST_DELETED, unsent_only=False
     )
 
 
-async def follow_post_edit(
-    conn: asyncpg.Connection, post_id: uuid.UUID, school_id: uuid.UUID | None, title: str, excerpt: str
-) -> None:
-    """An edited post: its notifications' title (the excerpt: store.update_excerpt) and the copies in
+async def follow_post_edit(conn: asyncpg.Connection, post_id: uuid.UUID, title: str, excerpt: str) -> None:
+    """An edited post: its notification's title (the excerpt: store.update_excerpt) and its copies in
     digests not sent yet say what the post says now (nobody is notified again)."""
-    await conn.execute(
+    made = await conn.fetchrow(
         """UPDATE notifications SET context = context || jsonb_build_object('title', $2::text)
-           WHERE post_id = $1 AND context ? 'title' AND context->>'title' <> $2""",
+           WHERE post_id = $1 RETURNING school_id, created_at""",
         post_id,
         title,
     )
+    if made is None or made["school_id"] is None:
+        return
     await conn.execute(
         """UPDATE notifications n
            SET context = jsonb_set(n.context, '{items}', (
-               SELECT jsonb_agg(CASE WHEN item->>'post_id' = $1
-                                     THEN item || jsonb_build_object(
-                                         'title', $3::text, 'excerpt', $4::text,
-                                         'context', COALESCE(item->'context', '{}'::jsonb)
-                                                    || jsonb_build_object('title', $3::text))
-                                     ELSE item END
+               SELECT jsonb_agg(CASE WHEN entry->>'post_id' = $1
+                                     THEN entry || jsonb_build_object(
+                                         'title', $4::text, 'excerpt', $5::text,
+                                         'context', COALESCE(entry->'context', '{}'::jsonb)
+                                                    || jsonb_build_object('title', $4::text))
+                                     ELSE entry END
                                 ORDER BY position)
-               FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(item, position)))
+               FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(entry, position)))
            FROM deliveries d
-           WHERE d.delivery_id = n.notification_id AND d.status IN ('pending', 'held')
-             AND n.kind = 'digest' AND ($2::uuid IS NULL OR n.school_id = $2)
-             AND n.context->'items' @> jsonb_build_array(jsonb_build_object('post_id', $1::text))""",
+           WHERE n.kind = 'digest' AND n.school_id = $2 AND n.created_at >= $3::timestamptz - interval '1 hour'
+             AND n.context->'items' @> jsonb_build_array(jsonb_build_object('post_id', $1::text))
+             AND d.delivery_id = n.notification_id AND d.status IN ('pending', 'held')""",
         str(post_id),
-        school_id,
+        made["school_id"],
+        made["created_at"],
         title,
         excerpt,
     )
@@ -639,36 +646,45 @@ async def follow_post_edit(
 async def drop_reminder_from_digests(
     conn: asyncpg.Connection, booking_id: uuid.UUID, school_id: uuid.UUID, reason: str
 ) -> int:
-    """A moved or cancelled booking's day-before reminder leaves the digests not sent yet (a digest
+    """A moved or cancelled booking's day-before reminders leave the digests not sent yet (a digest
     must not remind of a slot that is no longer there); one that carried nothing else is not sent.
-    How many digests it left."""
+    How many digests they left."""
+    since = await conn.fetchval(
+        "SELECT min(created_at) FROM notifications WHERE dedupe_key LIKE 'day_before:' || $1 || ':%'",
+        str(booking_id),
+    )
+    if since is None:
+        return 0
     item = {"kind": "day_before", "context": {"booking_id": str(booking_id)}}
-    return await _drop_from_digests(conn, item, school_id, reason, unsent_only=True)
+    return await _drop_from_digests(conn, item, school_id, since, reason, unsent_only=True)
 
 
 async def _drop_from_digests(
     conn: asyncpg.Connection,
     item: dict[str, Any],
-    school_id: uuid.UUID | None,
+    school_id: uuid.UUID,
+    since: datetime,
     reason: str,
     *,
     unsent_only: bool,
 ) -> int:
-    """Remove the items that contain ``item`` (jsonb containment) from the digests of the school (all,
-    or only those not sent yet); cancel, with ``reason``, a digest not sent yet that is left empty."""
+    """Remove the items that contain ``item`` (jsonb containment) from the school's digests made
+    since ``since`` (all, or only those not sent yet); cancel, with ``reason``, a digest not sent yet
+    that is left empty. How many digests had it."""
     rows = await conn.fetch(
         """UPDATE notifications n
            SET context = jsonb_set(n.context, '{items}', COALESCE((
                SELECT jsonb_agg(entry ORDER BY position)
                FROM jsonb_array_elements(n.context->'items') WITH ORDINALITY AS items(entry, position)
                WHERE NOT entry @> $1::jsonb), '[]'::jsonb))
-           WHERE n.kind = 'digest' AND ($2::uuid IS NULL OR n.school_id = $2)
+           WHERE n.kind = 'digest' AND n.school_id = $2 AND n.created_at >= $3::timestamptz - interval '1 hour'
              AND n.context->'items' @> jsonb_build_array($1::jsonb)
-             AND (NOT $3 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = n.notification_id
+             AND (NOT $4 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = n.notification_id
                                     AND d.status IN ('pending', 'held')))
            RETURNING n.notification_id, jsonb_array_length(n.context->'items') = 0 AS empty""",
         item,
         school_id,
+        since,
         unsent_only,
     )
     empty = [row["notification_id"] for row in rows if row["empty"]]
