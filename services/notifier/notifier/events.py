@@ -247,17 +247,17 @@ async def slot_moved(conn: asyncpg.Connection, env: Envelope, event: SlotMoved) 
         conn, env, "slot_moved", event.school_id, event.guardian_ids, context, f"slot_moved:{env.event_id}"
     )
     # The reminder of the old time is replaced by one for the new time.
-    moved = "cancelled: the booking moved"
-    await message_store.cancel_notifications(conn, f"day_before:{event.booking_id}:", moved)
-    await message_store.drop_reminder_from_digests(conn, event.booking_id, event.school_id, moved)
+    await message_store.cancel_notifications(
+        conn, f"day_before:{event.booking_id}:", "cancelled: the booking moved"
+    )
     await _day_before(conn, env, event, context)
 
 
 @handlers.on(SlotCancelled)
 async def slot_cancelled(conn: asyncpg.Connection, env: Envelope, event: SlotCancelled) -> None:
-    cancelled = "cancelled: the booking was cancelled"
-    await message_store.cancel_notifications(conn, f"day_before:{event.booking_id}:", cancelled)
-    await message_store.drop_reminder_from_digests(conn, event.booking_id, event.school_id, cancelled)
+    await message_store.cancel_notifications(
+        conn, f"day_before:{event.booking_id}:", "cancelled: the booking was cancelled"
+    )
     context = {
         "schedule_id": str(event.schedule_id),
         "booking_id": str(event.booking_id),

@@ -586,7 +586,9 @@ async def unsubscribe_key(conn: asyncpg.Connection) -> bytes:
 # A digest is written from its own copy of each message it carries (schedule.make_digests: kind,
 # group, title, excerpt, post id and the notice's context), made at the digest time; these keep the
 # copies in step with what happens to the messages after that. A message can only be in the digests
-# of its school made after it: those are found by the index of migration 009. Made after, but not
+# of its school made after it: those are found by the index of migration 009. (A booking's
+# day-before reminder never is in a digest, preferences.plan: nothing to take out when it is cancelled;
+# a digest carrying a booking's confirmation tells of its move or cancellation as a message of its own.) Made after, but not
 # stamped after for sure: created_at is when a transaction began, and the schedule's may have begun
 # before the message's and read it once committed; an hour's margin covers any such transaction.
 DIGEST_POST_DELETED = "cancelled: the post was deleted"
@@ -641,22 +643,6 @@ async def follow_post_edit(conn: asyncpg.Connection, post_id: uuid.UUID, title: 
         title,
         excerpt,
     )
-
-
-async def drop_reminder_from_digests(
-    conn: asyncpg.Connection, booking_id: uuid.UUID, school_id: uuid.UUID, reason: str
-) -> int:
-    """A moved or cancelled booking's day-before reminders leave the digests not sent yet (a digest
-    must not remind of a slot that is no longer there); one that carried nothing else is not sent.
-    How many digests they left."""
-    since = await conn.fetchval(
-        "SELECT min(created_at) FROM notifications WHERE dedupe_key LIKE 'day_before:' || $1 || ':%'",
-        str(booking_id),
-    )
-    if since is None:
-        return 0
-    item = {"kind": "day_before", "context": {"booking_id": str(booking_id)}}
-    return await _drop_from_digests(conn, item, school_id, since, reason, unsent_only=True)
 
 
 async def _drop_from_digests(

@@ -8,7 +8,7 @@ CREATE TABLE erased_children (
     erased_at timestamptz NOT NULL DEFAULT now()
 );
 
--- A school's digests by when they were made: a deleted post, an edited one or a cancelled booking's
--- reminder is taken out of (or changed in) the digests made after it (message_store.py), a child's
--- erasure out of all of the school's (erasure.py).
+-- A school's digests by when they were made: a deleted post is taken out of (an edited one changed
+-- in) the digests made after it (message_store.py), an erased child's name out of all of the
+-- school's (erasure.py).
 CREATE INDEX notifications_digests ON notifications (school_id, created_at) WHERE kind = 'digest';
