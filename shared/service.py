@@ -1,6 +1,7 @@
 """Start a service as a process: ``python -m posts`` and friends end up here."""
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -26,6 +27,12 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        # What start-up made (modules, settings, the app, pools) lives as long as the process: out of
+        # the collector's reach (gc.freeze), a full collection no longer walks it. Walking it paused
+        # a service for 20-40 ms at random moments (a full collection of the imports alone: ~40 ms),
+        # the tail of a class's fan-out. Garbage is collected first, so none is frozen.
+        gc.collect()
+        gc.freeze()
         log.info("listening", extra={"host": settings.http_host, "port": settings.http_port})
         await stop.wait()
     finally:
