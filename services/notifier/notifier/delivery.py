@@ -148,6 +148,7 @@ class Deliverer:
         # loop time a push last started or finished, and an event set then.
         self._push_tickets = 0
         self._push_done = 0
+        self._preparing = asyncio.Lock()
         self._push_moved_at = 0.0
         self._push_moved = asyncio.Event()
         self._recorder = SentRecorder(pool)
@@ -479,7 +480,13 @@ class Deliverer:
             return
         self._push_tickets += 1
         try:
-            if prepare is not None:
+            if prepare is not None and self._slots[provider].locked():
+                # It waits anyway: prepared now, one push per turn of the loop, so that the answers
+                # to the sends in flight are read in between rather than after all the preparing.
+                async with self._preparing:
+                    prepare()
+                    await asyncio.sleep(0)
+            elif prepare is not None:
                 prepare()
             await self._slots[provider].acquire()
         except BaseException:
