@@ -413,7 +413,10 @@ def rate_line(name: str, count: int, seconds: float) -> str:
 
 
 def line(name: str, values: list[float]) -> str:
-    return f"{name:<62} p50 {statistics.median(values):7.1f} ms   p99 {pct(values, 99):7.1f} ms   (n={len(values)})"
+    return (
+        f"{name:<62} p50 {statistics.median(values):6.1f}  p90 {pct(values, 90):6.1f}  "
+        f"p99 {pct(values, 99):6.1f}  max {max(values):6.1f} ms  (n={len(values)})"
+    )
 
 
 def load() -> str:
