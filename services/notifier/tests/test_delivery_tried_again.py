@@ -4,6 +4,7 @@ together recorded in one commit): real ``python -m notifier`` processes (test_de
 Site) mailing a real SMTP server and pushing to local Web Push, FCM and APNs services (issue 8)."""
 
 import asyncio
+import email
 import json
 import signal
 from collections import Counter
@@ -319,3 +320,115 @@ async def test_mails_refused_alike_are_one_group_in_the_report(site, monkeypatch
     ]
     for address in addresses:
         assert address not in json.dumps(body)
+
+
+async def test_push_services_answering_429_503_and_410_in_one_fan_out(site, monkeypatch):
+    """Issue 8, Fan-out: 429 with Retry-After and 5xx are retried (after Retry-After, or with
+    back-off), each push arriving once with its Topic and tag; 410 (Web Push), FCM UNREGISTERED and
+    APNs 410 Unregistered remove the device and fail the delivery for good. 60 parents with a browser,
+    an Android or an iPhone app in turn, through a real notifier process; the report matches."""
+    from shared.testing.pushservice import _Refused
+
+    monkeypatch.setenv("OPERATOR_API_KEY", OPERATOR_KEY)
+    process = await site.start_notifier()
+    gone: list[str] = []
+    busy: set[str] = set()  # Web Push subscriptions answered 503 once
+    made = 0
+
+    def device() -> dict[str, Any]:
+        nonlocal made
+        made += 1
+        kind, fate = ("webpush", "fcm", "apns")[made % 3], made // 3 % 4  # 0, 1: fine; 2: 429; 3: gone or 503
+        if kind == "webpush":
+            subscription = site.push.subscribe(site.vapid[1])
+            if fate == 2:
+                site.push.throttle_once(subscription, retry_after=2)
+            elif fate == 3 and made // 12 % 2:
+                site.push.expire(subscription)
+                gone.append(subscription["endpoint"])
+            elif fate == 3:
+                busy.add(site.push._id_of(subscription))
+            return subscription
+        service = site.fcm if kind == "fcm" else site.apns
+        token = service.register()
+        site.app_tokens[kind].append(token)
+        if fate == 2:
+            service.throttle_once(token)
+        elif fate == 3:
+            service.unregister(token)
+            gone.append(token)
+        return {"kind": kind, "token": token}
+
+    accept = site.push._accept
+
+    async def once_busy(subscription_id: str, request: Any) -> Any:
+        if subscription_id in busy:
+            busy.discard(subscription_id)
+            raise _Refused(503, "Service Unavailable")
+        return await accept(subscription_id, request)
+
+    site.push._accept = once_busy
+    addresses = await post_to_parents(site.pool, 60, subscribe=device)
+    post_id = await site.pool.fetchval("SELECT post_id FROM notifications")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'pending'"):
+        assert loop.time() - start < 30, await site.pool.fetch(
+            "SELECT provider, attempts, last_error FROM deliveries WHERE status = 'pending'"
+        )
+        await asyncio.sleep(0.1)
+    print(f"all 429, 503 and 410 settled in {loop.time() - start:.1f} s; {len(gone)} devices gone")
+
+    # Every device still there got its push once, with one key; the gone ones got nothing.
+    keys: dict[str, set[tuple[str | None, str]]] = {}
+    counts: Counter[str] = Counter()
+    for push in site.push.messages:
+        keys.setdefault(push.subscription_id, set()).add((push.topic, json.loads(push.data)["tag"]))
+        counts[push.subscription_id] += 1
+    for fcm in site.fcm.messages:
+        android = fcm.message["android"]
+        keys.setdefault(fcm.token, set()).add((android["collapse_key"], android["notification"]["tag"]))
+        counts[fcm.token] += 1
+    for apns in site.apns.messages:
+        keys.setdefault(apns.token, set()).add((apns.collapse_id, apns.payload["tag"]))
+        counts[apns.token] += 1
+    devices = len(site.push._subscriptions) + len(site.app_tokens["fcm"]) + len(site.app_tokens["apns"])
+    assert len(counts) == devices - len(gone)
+    assert set(counts.values()) == {1}, counts
+    assert all(len(k) == 1 for k in keys.values())
+    assert not site.repeats(addresses)
+    assert {r.status for r in site.push.rejections} == {429, 503, 410}
+    assert await site.pool.fetchval("SELECT count(*) FROM devices") == devices - len(gone)
+
+    body = await report(process, post_id)
+    assert body["delivered"] == {"email": 60, "push": devices - len(gone)}
+    assert (body["failed"], body["pending"]) == (len(gone), 0)
+    assert sum(f["count"] for f in body["failures"] if f["channel"] == "push") == len(gone)
+
+
+async def test_a_relay_dropping_the_connection_mid_data_gets_each_mail_again_once(site, monkeypatch):
+    """The relay takes the message's data and closes the connection before its answer (a relay
+    restarting, a load balancer's idle cut) for the first 5 of 20 mails: aiosmtplib sees the server
+    disconnect, a temporary failure; each is sent again on a new connection with the same Message-ID
+    and arrives once (the relay kept none of the cut ones)."""
+    from shared.testing import smtp
+
+    dropped: list[str] = []
+    handle_data = smtp._Handler.handle_DATA
+
+    async def cut(self: Any, server: Any, session: Any, envelope: Any) -> str:
+        if len(dropped) < 5:
+            dropped.append(email.message_from_bytes(envelope.content)["Message-ID"])
+            server.transport.close()
+            return "250 OK"  # never reaches the client
+        return await handle_data(self, server, session, envelope)
+
+    monkeypatch.setattr(smtp._Handler, "handle_DATA", cut)
+    await site.start_notifier()
+    addresses = await post_to_parents(site.pool, 20, "ouders.test")
+    took = await site.all_sent(within=30)
+    print(f"5 mails cut mid-DATA: all sent {took:.1f} s after the post")
+    assert len(dropped) == 5
+    assert not site.repeats(addresses)
+    assert {mail.message["Message-ID"] for mail in site.sink.messages} >= set(dropped)
+    assert await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts = 2") == 5
