@@ -348,7 +348,7 @@ async def test_push_services_answering_429_503_and_410_in_one_fan_out(site, monk
                 gone.append(subscription["endpoint"])
             elif fate == 3:
                 busy.add(site.push._id_of(subscription))
-            return subscription
+            return dict(subscription)
         service = site.fcm if kind == "fcm" else site.apns
         token = service.register()
         site.app_tokens[kind].append(token)
