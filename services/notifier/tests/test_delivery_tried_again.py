@@ -6,6 +6,7 @@ Site) mailing a real SMTP server and pushing to local Web Push, FCM and APNs ser
 import asyncio
 import email
 import json
+import random
 import signal
 from collections import Counter
 from pathlib import Path
@@ -432,3 +433,44 @@ async def test_a_relay_dropping_the_connection_mid_data_gets_each_mail_again_onc
     assert not site.repeats(addresses)
     assert {mail.message["Message-ID"] for mail in site.sink.messages} >= set(dropped)
     assert await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts = 2") == 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a kill while the pushes go out repeats 15-20 pushes (3 runs: 72, 91, 102 in 5 kills of a "
+        "500-parent fan-out, 1.5-2.0 % of its 1,000 messages per kill; case 1 asks well under 1 %): "
+        "delivery.py sends 8 Web Push + 8 FCM + 8 APNs at once (settings delivery_*_concurrency) and a kill "
+        "repeats all those in flight, unrecorded; test_delivery_crash's ten-kill test kills only once mails "
+        "arrive, after the pushes (which go first), so it never sees this"
+    ),
+)
+@pytest.mark.timeout(150)
+async def test_kills_while_the_pushes_go_out_repeat_only_what_was_in_flight(site):
+    """Issue 8, case 1, with the kill -9 landing while the pushes go out (they start before the mails,
+    and wait for their slots prepared: payload encrypted, VAPID signed), 5 times in a 500-parent
+    fan-out: nobody gets nothing, each repeat has the same key, each kill repeats at most the sends in
+    flight (8 Web Push, 8 FCM, 8 APNs, 4 mails) and well under 1 % of the 1,000 messages."""
+    rng = random.Random(20261201)
+    kills = 5
+    process = await site.start_notifier()
+    addresses = await site.post_to_parents(500)
+    loop = asyncio.get_running_loop()
+    for _ in range(kills):
+        target = received(site) + rng.randint(10, 50)
+        deadline = loop.time() + 20
+        while received(site) < target:
+            assert loop.time() < deadline, "nothing more arrives"
+            await asyncio.sleep(0.001)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        process = await site.start_notifier()
+    took = await site.all_sent(within=3 * LEASE + 30)
+
+    email_repeats = sum(site.repeats(addresses).values())
+    push_repeats = site.push_repeats()
+    print(
+        f"{kills} kills while pushing: {email_repeats} mails, {push_repeats} pushes repeated; rest in {took:.1f} s"
+    )
+    assert email_repeats + push_repeats <= kills * (IN_FLIGHT + PUSHES_IN_FLIGHT)  # what was in flight
+    assert email_repeats + push_repeats < 0.01 * 2 * len(addresses) * kills  # case 1: under 1 % per kill
