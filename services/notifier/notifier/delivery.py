@@ -7,12 +7,11 @@ marks the mail sent or failed, and it never reaches a log line or a stored error
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,7 +149,9 @@ class Deliverer:
         self._push_done = 0
         self._preparing = asyncio.Lock()
         self._push_moved_at = 0.0
-        self._push_moved = asyncio.Event()
+        # Emails waiting for the pushes ahead of them: (how many pushes must be done, its future), in
+        # the order they came (so by that count), each woken once, when its pushes are done.
+        self._push_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._recorder = SentRecorder(pool)
         # Counters for /metrics since start, by channel: attempts that failed and will be tried
         # again, and deliveries given up on.
@@ -456,20 +457,32 @@ class Deliverer:
 
     def _push_moves(self) -> None:
         self._push_moved_at = asyncio.get_running_loop().time()
-        self._push_moved.set()
+
+    def _push_finished(self) -> None:
+        """A push is done (sent and recorded, or cancelled): wake the emails that waited for it."""
+        self._push_done += 1
+        self._push_moves()
+        while self._push_waiters and self._push_waiters[0][0] <= self._push_done:
+            _, waiter = self._push_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _after_pushes(self) -> None:
-        """Wait while pushes queued before now are not done and are moving, at most PUSH_FIRST_SECONDS."""
+        """Wait while pushes queued before now are not done and are moving, at most PUSH_FIRST_SECONDS.
+        Woken when they are done, or every PUSH_MOVING_SECONDS to see whether they still move (not
+        at every push: a class's 16 waiting emails woken by each of 28 pushes cost ~10 ms of CPU)."""
+        ahead = self._push_tickets
+        if self._push_done >= ahead:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PUSH_FIRST_SECONDS
-        ahead = self._push_tickets
-        while self._push_done < ahead and not self._stopping:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._push_waiters.append((ahead, waiter))
+        while not waiter.done() and not self._stopping:
             now = loop.time()
             if now >= deadline or now - self._push_moved_at > PUSH_MOVING_SECONDS:
                 return
-            self._push_moved.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._push_moved.wait(), min(deadline - now, PUSH_MOVING_SECONDS))
+            await asyncio.wait({waiter}, timeout=min(deadline - now, PUSH_MOVING_SECONDS))
 
     async def _acquire(self, provider: str, prepare: Callable[[], None] | None = None) -> None:
         """The provider's send slot: pushes counted from now until done (``_run`` counts them out once
@@ -490,7 +503,7 @@ class Deliverer:
                 prepare()
             await self._slots[provider].acquire()
         except BaseException:
-            self._push_done += 1  # cancelled while queued
+            self._push_finished()  # cancelled while queued
             raise
         self._push_moves()
 
@@ -517,8 +530,7 @@ class Deliverer:
         finally:
             self._slots[attempt.provider].release()
             if attempt.provider in PUSH_PROVIDERS:
-                self._push_done += 1
-                self._push_moves()
+                self._push_finished()
 
     async def _attempt(self, attempt: _Attempt) -> None:
         # Each attempt runs in its own task: this sets the id of the request that caused it for its logs only.
