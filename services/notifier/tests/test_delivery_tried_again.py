@@ -474,3 +474,25 @@ async def test_kills_while_the_pushes_go_out_repeat_only_what_was_in_flight(site
     )
     assert email_repeats + push_repeats <= kills * (IN_FLIGHT + PUSHES_IN_FLIGHT)  # what was in flight
     assert email_repeats + push_repeats < 0.01 * 2 * len(addresses) * kills  # case 1: under 1 % per kill
+
+
+async def test_sigterm_to_one_of_two_replicas_hands_its_rows_to_the_other_at_once(site):
+    """Issue 8, case 2: a replica stopped with SIGTERM (a rolling deploy) finishes what is in flight
+    and hands back what it held; the other replica sends it without waiting out a lease, and nothing
+    is sent twice."""
+    leaving = await site.start_notifier()
+    await site.start_notifier()
+    addresses = await site.post_to_parents(400)
+    await site.mails_at_least(60)
+    leaving.send_signal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await leaving.wait() == 0
+    left = await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+    took = await site.all_sent(within=3 * LEASE)
+    print(
+        f"SIGTERM: gone in {loop.time() - start - took:.2f} s, {left} pending then, all sent {took:.2f} s later"
+    )
+    assert took < LEASE / 2, f"{took:.1f} s: the handed-back rows waited for their lease"
+    assert not site.repeats(addresses)
+    assert site.push_repeats() == 0
