@@ -18,6 +18,7 @@ from aiohttp import web
 
 from notifier import store
 from services.notifier.tests.test_delivery_crash import IN_FLIGHT, LEASE, PUSHES_IN_FLIGHT, Site, site
+from shared.testing.infra import free_port
 from tests.harness.fanout import post_to_parents
 
 __all__ = ["site"]  # the fixture, used by name
@@ -487,3 +488,42 @@ async def test_sigterm_to_one_of_two_replicas_hands_its_rows_to_the_other_at_onc
     assert took < LEASE / 2, f"{took:.1f} s: the handed-back rows waited for their lease"
     assert not site.repeats(addresses)
     assert site.push_repeats() == 0
+
+
+async def test_a_push_endpoint_refusing_connections_is_retried_with_the_reason_and_holds_back_nothing(site):
+    """A Web Push endpoint whose host refuses the connection (a push service down, a network fault):
+    a temporary failure, retried later with the reason recorded; the other pushes and every mail go
+    out at once."""
+    broken: list[str] = []
+    made = 0
+
+    def device() -> dict[str, Any]:
+        nonlocal made
+        made += 1
+        subscription = dict(site.push.subscribe(site.vapid[1]))
+        if made % 5 == 0:  # nothing listens there
+            subscription["endpoint"] = f"http://127.0.0.1:{free_port()}/push/{made}"
+            broken.append(subscription["endpoint"])
+        return subscription
+
+    await site.start_notifier()
+    addresses = await post_to_parents(site.pool, 50, subscribe=device)
+    await site.mails_at_least(len(addresses), within=10)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while len(site.push.messages) < len(addresses) - len(broken):
+        assert loop.time() - start < 10, f"{len(site.push.messages)} pushes"
+        await asyncio.sleep(0.01)
+    while await site.pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE channel = 'push' AND status = 'pending' AND last_error IS NULL"
+    ):
+        assert loop.time() - start < 10, "the broken endpoints were not tried"
+        await asyncio.sleep(0.05)
+    rows = await site.pool.fetch(
+        "SELECT status, last_error FROM deliveries WHERE channel = 'push' AND status <> 'sent'"
+    )
+    assert len(rows) == len(broken)
+    for row in rows:
+        assert row["status"] == "pending"
+        assert "connect" in row["last_error"].lower(), row["last_error"]
+    assert not site.repeats(addresses)
