@@ -2,6 +2,7 @@
 worth retrying."""
 
 import asyncio
+import re
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -243,4 +244,12 @@ def _is_permanent(code: int) -> bool:
 
 
 def _describe(refusals: Mapping[str, tuple[int, str]]) -> str:
-    return "; ".join(f"{rcpt}: {code} {message}" for rcpt, (code, message) in refusals.items())
+    """The relay's answers without the addresses they were given for: a reason is stored and shown in
+    the operator's report, where mails refused alike form one group (and an address is personal data).
+    A relay that repeats the address in its text (Postfix: ``<a@b.nl>: Recipient address rejected``)
+    has it replaced by ``<recipient>``."""
+    answers: dict[str, None] = {}
+    for rcpt, (code, message) in refusals.items():
+        text = re.sub(re.escape(rcpt), "recipient", message, flags=re.IGNORECASE) if rcpt else message
+        answers[f"{code} {text}"] = None
+    return "; ".join(answers)

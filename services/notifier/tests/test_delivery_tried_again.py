@@ -279,15 +279,6 @@ async def test_an_international_domain_a_refusing_one_and_a_busy_one_in_one_fan_
     assert all(body["delivered"]["push"] == 20 for body in reports.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "mailer.py's reason for a refused recipient names the address ('recipients refused: "
-        "ouder0-c0a69b@weg.test: 550 5.1.1 Mailbox unavailable'), and the report groups failures by reason "
-        "(delivery_report_api._FAILURES): 20 parents refused alike give 20 groups of one, each with a "
-        "parent's address, instead of one group of 20 (one recipient per delivery: the address says nothing)"
-    ),
-)
 async def test_mails_refused_alike_are_one_group_in_the_report(site, monkeypatch):
     """Issue 8, Delivery report: "failed with reason" per post, grouped (FailureGroup: channel,
     provider, reason, count), so that an operator sees why at a glance for a school of 1,000."""

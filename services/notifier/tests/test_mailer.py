@@ -168,9 +168,11 @@ async def test_partly_refused_recipients_are_not_retried(sink, mailers):
     msg["From"], msg["To"], msg["Subject"] = MAIL_FROM, "a@ouders.test, b@bounce.test", "test"
     msg.set_content("hallo")
 
-    with pytest.raises(DeliveryFailed, match=r"b@bounce\.test") as failure:
+    with pytest.raises(DeliveryFailed, match=r"^recipients refused: 550 ") as failure:
         await mailers(settings_for(sink.port)).send(msg)
     assert failure.value.permanent  # a retry would mail a@ouders.test twice
+    # The reason is stored and grouped in the operator's report: the relay's answer, not the address.
+    assert "bounce.test" not in failure.value.reason
     [mail] = await sink.wait_for(1)
     assert mail.rcpt_tos == ("a@ouders.test",)
 
