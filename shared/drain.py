@@ -23,12 +23,15 @@ class Drainer:
         channel: str,
         drain: Callable[[], Awaitable[int]],
         sweep_seconds: float,
+        on_payload: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self._dsn = dsn
         self._channel = channel
         self._drain = drain
         self._sweep_seconds = sweep_seconds
+        # Told each notification that carries a payload (news other than "work is due": no drain).
+        self._on_payload = on_payload
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = False
@@ -66,6 +69,12 @@ class Drainer:
                 backoff = min(backoff * 2, self._sweep_seconds)
                 self._wake.set()
 
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload and self._on_payload is not None:
+            self._on_payload(payload)
+        else:
+            self._wake.set()
+
     async def _listen(self) -> None:
         """Keep one connection LISTENing; reconnect when it drops (the sweep covers the gap)."""
         while True:
@@ -74,7 +83,7 @@ class Drainer:
                 conn = await asyncpg.connect(self._dsn)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(self._channel, lambda *_args: self._wake.set())
+                await conn.add_listener(self._channel, self._notified)
                 self.listening = True
                 self._wake.set()
                 await lost.wait()

@@ -37,7 +37,7 @@ from shared.logs import correlation_id
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "notifier_deliveries"
+NOTIFY_CHANNEL = store.NOTIFY_CHANNEL
 
 # Rows claimed per provider: up to this many times its send slots, queued for the slots. One claim
 # then serves a class's whole fan-out instead of one round trip per freed slot; only the sends in
@@ -78,6 +78,8 @@ class _Attempt:
     secret: str | None = None
     # CPU work before the send that reaches no server, done while it waits for a slot (pushes).
     prepare: Callable[[], None] | None = None
+    notification_id: uuid.UUID | None = None  # a delivery's: its post deleted, it is not sent
+    device_id: uuid.UUID | None = None  # a push's: the device removed, it is not sent
 
     def redact(self, text: str) -> str:
         """text without the secret, as given or as it appears in a link."""
@@ -142,6 +144,11 @@ class Deliverer:
         # Rows this worker holds, by (table, id): the attempt number of its claim, and the loop time
         # its lease runs out at.
         self._held: dict[tuple[str, uuid.UUID], _Lease] = {}
+        # Notifications cancelled and devices removed since (NOTIFY, see notified()), by id, with the
+        # loop time this worker heard of it: kept a lease, by then the heartbeat has let go of any
+        # row of them this worker held (no longer pending, so not renewed).
+        self._cancelled: dict[uuid.UUID, float] = {}
+        self._removed: dict[uuid.UUID, float] = {}
         self._slots = {provider: asyncio.Semaphore(limit) for provider, limit in self._limits.items()}
         # Pushes that joined a queue for a slot, and those that left it (started, or cancelled); the
         # loop time a push last started or finished, and an event set then.
@@ -192,6 +199,25 @@ class Deliverer:
             log.warning("delivery leases not released", extra={"error": repr(exc), "held": len(held)})
             return
         log.info("delivery leases released", extra={"released": released})
+
+    def notified(self, payload: str) -> None:
+        """News on store.NOTIFY_CHANNEL, from any replica's transaction once it commits: "cancelled
+        <notification id> ..." (a deleted post: its deliveries are no longer pending) or "removed
+        <device id>". A send of those this worker claimed and queued is not started when its turn
+        comes (_run), without a look-up in the database per send; one already in flight still ends."""
+        news, _, ids = payload.partition(" ")
+        heard = {"cancelled": self._cancelled, "removed": self._removed}.get(news)
+        if heard is None:
+            log.warning("unknown delivery notification", extra={"payload": payload[:100]})
+            return
+        now = asyncio.get_running_loop().time()
+        for forgotten in [key for key, at in heard.items() if now - at > self._lease]:
+            del heard[forgotten]
+        for text in ids.split():
+            try:
+                heard[uuid.UUID(text)] = now
+            except ValueError:
+                log.warning("unknown delivery notification", extra={"payload": payload[:100]})
 
     async def drain(self) -> int:
         loop = asyncio.get_running_loop()
@@ -351,6 +377,8 @@ class Deliverer:
             send=lambda: self._send_delivery(row, prepared[0] if prepared else None),
             record=record,
             prepare=prepare if row["channel"] == "push" else None,
+            notification_id=row["notification_id"],
+            device_id=row["device_id"],
         )
 
     def _mail(self, row: asyncpg.Record) -> _Attempt:
@@ -523,6 +551,13 @@ class Deliverer:
                 if not self._may_start(attempt.key):
                     # The lease ran out (a stalled worker) or another worker took the row: leave it.
                     log.warning("delivery lease lost, not sent", extra=attempt.names)
+                    return
+                if attempt.notification_id in self._cancelled:
+                    # Its post was deleted after the claim: the row is no longer pending, nothing to record.
+                    log.debug("delivery cancelled, not sent", extra=attempt.names)
+                    return
+                if attempt.device_id in self._removed:
+                    await self._record_failure(attempt, DeliveryFailed(True, "the device was removed"))
                     return
                 await self._attempt(attempt)
             finally:

@@ -29,7 +29,10 @@ def warn_about_local_urls(settings: Settings) -> list[str]:
     (NOTIFIER_PUBLIC_URL in compose) is http://localhost:8084, and every one-click unsubscribe link
     in every mail would silently lead nowhere. Returns the problems."""
     problems = []
-    for name, url in (("PUBLIC_API_URL", settings.public_api_url), ("PUBLIC_BASE_URL", settings.public_base_url)):
+    for name, url in (
+        ("PUBLIC_API_URL", settings.public_api_url),
+        ("PUBLIC_BASE_URL", settings.public_base_url),
+    ):
         problem = public_url_problem(url)
         if problem:
             problems.append(f"{name} {problem}")
@@ -80,6 +83,7 @@ async def delivery(app: web.Application) -> AsyncIterator[None]:
             NOTIFY_CHANNEL,
             deliverer.drain,
             settings.outbox_sweep_seconds,
+            on_payload=deliverer.notified,
         )
         await drainer.start()
         app[DELIVERIES] = drainer

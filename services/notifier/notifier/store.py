@@ -10,6 +10,14 @@ import asyncpg
 from notifier import message_store
 from notifier.domain import CLAIM_SECONDS
 
+# What the notifiers' Deliverers LISTEN on (shared.drain.Drainer). An empty payload: new work is due.
+# "cancelled <notification id> ...": deliveries of those notifications are no longer pending, and
+# "removed <device id>": that device is gone; a send of them that a Deliverer queued must not start
+# (delivery.Deliverer.notified). Sent in the cancelling transaction, so delivered at its commit.
+NOTIFY_CHANNEL = "notifier_deliveries"
+# Notification ids per NOTIFY: a payload must stay under 8,000 bytes (PostgreSQL's NOTIFY).
+_IDS_PER_NOTIFY = 100
+
 
 async def upsert_person(
     conn: asyncpg.Connection, person_id: uuid.UUID, email: str, name: str, locale: str, revision: int
@@ -222,6 +230,8 @@ async def delete_device(
         device_id,
         person_id,
     )
+    if deleted:
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"removed {device_id}")
     return bool(deleted)
 
 
@@ -517,13 +527,23 @@ async def cancel_post_deliveries(conn: asyncpg.Connection, post_id: uuid.UUID) -
     """A deleted post: what was not sent of it yet is not sent (kept as failed, saying why), held ones
     (quiet hours, digest) too, and its excerpt is forgotten. How many deliveries were cancelled."""
     await conn.execute("UPDATE notifications SET excerpt = '' WHERE post_id = $1", post_id)
-    cancelled = await conn.execute(
-        """UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: the post was deleted'
-           FROM notifications n
-           WHERE n.post_id = $1 AND d.notification_id = n.notification_id AND d.status IN ('pending', 'held')""",
+    cancelled = await conn.fetchrow(
+        """WITH cancelled AS (
+               UPDATE deliveries d SET status = 'failed', last_error = 'cancelled: the post was deleted'
+               FROM notifications n
+               WHERE n.post_id = $1 AND d.notification_id = n.notification_id AND d.status IN ('pending', 'held')
+               RETURNING d.notification_id)
+           SELECT count(*) AS count, coalesce(array_agg(DISTINCT notification_id), '{}') AS notifications
+           FROM cancelled""",
         post_id,
     )
-    return int(cancelled.split()[-1])
+    # Sends a notifier claimed and queued before this commits are dropped when it learns of it (one
+    # NOTIFY, not a look-up per send); only those already in flight may still go out.
+    notifications = cancelled["notifications"]
+    for start in range(0, len(notifications), _IDS_PER_NOTIFY):
+        names = " ".join(str(n) for n in notifications[start : start + _IDS_PER_NOTIFY])
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"cancelled {names}")
+    return int(cancelled["count"])
 
 
 async def update_excerpt(conn: asyncpg.Connection, post_id: uuid.UUID, excerpt: str) -> None:

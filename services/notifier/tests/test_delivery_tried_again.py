@@ -32,16 +32,6 @@ def received(site: Site) -> int:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "delivery.py claims up to PREFETCH (4) x each provider's send slots and queues them; a post "
-        "deleted meanwhile (store.cancel_post_deliveries) does not stop the queued ones: _run checks only "
-        "_may_start (the lease, dropped by the heartbeat every lease/3 = 2 s). Deleted while the pushes go "
-        "out: 41-62 sends after the deletion (3 runs), 16 of them mails (the whole prefetched queue; 4 in "
-        "flight at most); deleted while the mails go out: 5-7 mails after it (4 in flight at most)"
-    ),
-)
 async def test_a_post_deleted_during_its_fan_out_sends_no_more_than_was_in_flight(site):
     """Issue 8, Fan-out: "A deleted post cancels what was not yet sent." Only a send already in flight
     at the deletion (the slots: 4 mails, 8 pushes per push provider) may still arrive; and every row
