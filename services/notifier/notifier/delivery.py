@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -59,6 +59,11 @@ PUSH_PROVIDERS = frozenset({"webpush", "fcm", "apns"})
 # emails back for long.
 PUSH_FIRST_SECONDS = 0.5
 PUSH_MOVING_SECONDS = 0.1
+# A push service (a Web Push origin, FCM or APNs) is stuck when all its slots are taken, sends wait
+# for it, and none of its sends started or finished for this long (it takes requests and does not
+# answer, until PUSH_TIMEOUT_SECONDS): the rows waiting for it then no longer count as its provider's
+# queue, so rows for other push services are claimed (at most PREFETCH x the slots more).
+STUCK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class _Attempt:
     # CPU work before the send that reaches no server, done while it waits for a slot (pushes).
     prepare: Callable[[], None] | None = None
     notification_id: uuid.UUID | None = None  # a delivery's: its post deleted, it is not sent
+    # A push's push service, whose own slots it takes too: the endpoint's origin for Web Push, else
+    # the provider (FCM and APNs are one service each); None: no device, it fails at once.
+    service: str | None = None
     device_id: uuid.UUID | None = None  # a push's: the device removed, it is not sent
 
     def redact(self, text: str) -> str:
@@ -150,6 +158,19 @@ class Deliverer:
         self._cancelled: dict[uuid.UUID, float] = {}
         self._removed: dict[uuid.UUID, float] = {}
         self._slots = {provider: asyncio.Semaphore(limit) for provider, limit in self._limits.items()}
+        # Pushes in flight over all providers (the most a crash repeats of pushes), and per push
+        # service, one less than the in-flight and Web Push limits at most, so that a service that
+        # hangs leaves the others a slot. A push takes its service's slot, its provider's, then this.
+        self._push_in_flight = asyncio.Semaphore(settings.delivery_push_in_flight)
+        self._service_limit = max(
+            1,
+            min(
+                settings.delivery_push_service_concurrency,
+                settings.delivery_push_in_flight - 1,
+                settings.delivery_push_concurrency - 1,
+            ),
+        )
+        self._services: dict[str, _Service] = {}
         # Pushes that joined a queue for a slot, and those that left it (started, or cancelled); the
         # loop time a push last started or finished, and an event set then.
         self._push_tickets = 0
@@ -234,13 +255,25 @@ class Deliverer:
         try:
             while True:
                 held = Counter(running.values())
-                if loop.time() - exhausted_at >= RECLAIM_SECONDS:
+                now = loop.time()
+                if now - exhausted_at >= RECLAIM_SECONDS:
                     exhausted.clear()
+                # Rows waiting for a stuck push service are not its provider's queue: they do not
+                # keep rows for other push services from being claimed (up to PREFETCH x more).
+                ready = held - Counter(
+                    {
+                        service.provider: service.waiting
+                        for service in self._services.values()
+                        if service.stuck(now)
+                    }
+                )
                 # Claim when some provider would soon have a slot with nothing to send.
                 short = {
-                    provider: limit * PREFETCH - held[provider]
+                    provider: min(limit * PREFETCH - ready[provider], 2 * limit * PREFETCH - held[provider])
                     for provider, limit in self._limits.items()
-                    if held[provider] < limit and provider not in exhausted
+                    if ready[provider] < limit
+                    and held[provider] < 2 * limit * PREFETCH
+                    and provider not in exhausted
                 }
                 if short and not self._stopping:
                     room = {provider: short.get(provider, 0) for provider in self._limits}
@@ -278,7 +311,11 @@ class Deliverer:
                             extra={"sent": dict(sent), "seconds": round(loop.time() - began, 3)},
                         )
                     return handled
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                # While a push service may get stuck, look again then: its rows stop counting.
+                waiting = any(service.waiting for service in self._services.values())
+                done, _ = await asyncio.wait(
+                    running, timeout=STUCK_SECONDS if waiting else None, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     del running[task]
                 for task in done:
@@ -379,6 +416,7 @@ class Deliverer:
             prepare=prepare if row["channel"] == "push" else None,
             notification_id=row["notification_id"],
             device_id=row["device_id"],
+            service=_push_service(row) if row["channel"] == "push" else None,
         )
 
     def _mail(self, row: asyncpg.Record) -> _Attempt:
@@ -512,16 +550,22 @@ class Deliverer:
                 return
             await asyncio.wait({waiter}, timeout=min(deadline - now, PUSH_MOVING_SECONDS))
 
-    async def _acquire(self, provider: str, prepare: Callable[[], None] | None = None) -> None:
-        """The provider's send slot: pushes counted from now until done (``_run`` counts them out once
-        sent), emails only once the pushes queued before them are done."""
+    async def _acquire(self, attempt: _Attempt, service: "_Service | None") -> None:
+        """The attempt's send slots. An email's: its provider's, once the pushes queued before it are
+        done. A push's (counted from now until done: ``_run`` counts it out once sent): its push
+        service's, its provider's, then one of the pushes in flight, always in that order."""
+        provider, prepare = attempt.provider, attempt.prepare
         if provider not in PUSH_PROVIDERS:
             await self._after_pushes()
             await self._slots[provider].acquire()
             return
         self._push_tickets += 1
+        taken: list[asyncio.Semaphore] = []
         try:
-            if prepare is not None and self._slots[provider].locked():
+            slots = [self._slots[provider], self._push_in_flight]
+            if prepare is not None and (
+                any(s.locked() for s in slots) or (service is not None and service.slots.locked())
+            ):
                 # It waits anyway: prepared now, one push per turn of the loop, so that the answers
                 # to the sends in flight are read in between rather than after all the preparing.
                 async with self._preparing:
@@ -529,15 +573,61 @@ class Deliverer:
                     await asyncio.sleep(0)
             elif prepare is not None:
                 prepare()
-            await self._slots[provider].acquire()
+            if service is not None:
+                service.waiting += 1
+                try:
+                    await service.slots.acquire()
+                finally:
+                    service.waiting -= 1
+                taken.append(service.slots)
+                service.moved_at = asyncio.get_running_loop().time()
+            for slot in slots:
+                await slot.acquire()
+                taken.append(slot)
         except BaseException:
+            for slot in taken:
+                slot.release()
             self._push_finished()  # cancelled while queued
             raise
         self._push_moves()
 
+    def _release(self, attempt: _Attempt, service: "_Service | None") -> None:
+        self._slots[attempt.provider].release()
+        if attempt.provider not in PUSH_PROVIDERS:
+            return
+        self._push_in_flight.release()
+        if service is not None:
+            service.slots.release()
+            service.moved_at = asyncio.get_running_loop().time()
+        self._push_finished()
+
+    def _service(self, attempt: _Attempt) -> "_Service | None":
+        """The push service's slots the attempt takes, kept while some attempt uses them."""
+        if attempt.service is None:
+            return None
+        service = self._services.get(attempt.service)
+        if service is None:
+            service = self._services[attempt.service] = _Service(attempt.provider, self._service_limit)
+        service.users += 1
+        return service
+
+    def _leave(self, attempt: _Attempt, service: "_Service | None") -> None:
+        if service is None:
+            return
+        service.users -= 1
+        if not service.users and self._services.get(attempt.service or "") is service:
+            del self._services[attempt.service or ""]
+
     async def _run(self, attempt: _Attempt) -> None:
+        service = self._service(attempt)
         try:
-            await self._acquire(attempt.provider, attempt.prepare)
+            await self._send_in_turn(attempt, service)
+        finally:
+            self._leave(attempt, service)
+
+    async def _send_in_turn(self, attempt: _Attempt, service: "_Service | None") -> None:
+        try:
+            await self._acquire(attempt, service)
         except asyncio.CancelledError:
             # Cancelled while queued: at a stop it stays held (release() hands it back); otherwise
             # (the drain failed) it is let go, so no heartbeat renews it and its lease runs out.
@@ -563,9 +653,7 @@ class Deliverer:
             finally:
                 self._held.pop(attempt.key, None)
         finally:
-            self._slots[attempt.provider].release()
-            if attempt.provider in PUSH_PROVIDERS:
-                self._push_finished()
+            self._release(attempt, service)
 
     async def _attempt(self, attempt: _Attempt) -> None:
         # Each attempt runs in its own task: this sets the id of the request that caused it for its logs only.
@@ -618,6 +706,32 @@ class Deliverer:
 
 async def _raise(exc: Exception) -> None:
     raise exc
+
+
+def _push_service(row: asyncpg.Record) -> str | None:
+    """The push service a delivery's push goes to: a Web Push endpoint's origin (RFC 6454: scheme,
+    host, port), else its provider."""
+    device = row["device"]
+    if device is None:
+        return None
+    if device.get("kind", "webpush") != "webpush":
+        return str(row["provider"])
+    endpoint = urlsplit(device["endpoint"])
+    return f"{endpoint.scheme}://{endpoint.netloc}".lower()
+
+
+class _Service:
+    """One push service's send slots, and what shows it stuck: sends wait, none moved lately."""
+
+    def __init__(self, provider: str, limit: int) -> None:
+        self.provider = provider
+        self.slots = asyncio.Semaphore(limit)
+        self.waiting = 0  # sends waiting for one of its slots
+        self.users = 0  # sends waiting for any slot or in flight: forgotten at none
+        self.moved_at = asyncio.get_running_loop().time()  # a send of it last started or finished
+
+    def stuck(self, now: float) -> bool:
+        return self.waiting > 0 and self.slots.locked() and now - self.moved_at > STUCK_SECONDS
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,15 @@ class Settings(ServiceSettings):
     delivery_push_concurrency: int = Field(default=8, ge=1)  # Web Push
     delivery_fcm_concurrency: int = Field(default=8, ge=1)
     delivery_apns_concurrency: int = Field(default=8, ge=1)
+    # Pushes in flight at once over Web Push, FCM and APNs together: the most pushes a crash (kill -9)
+    # can repeat, against throughput (each push waits for one of these). The per-provider limits
+    # above still hold, so a slow provider holds only its own share.
+    delivery_push_in_flight: int = Field(default=8, ge=1)
+    # Pushes in flight at once to one push service (a Web Push origin such as Mozilla's or Apple's
+    # push host; FCM; APNs): kept below delivery_push_in_flight and delivery_push_concurrency (at
+    # most one less than either), so that a push service that takes requests and never answers leaves
+    # the others slots. A fan-out to browsers all at one push service sends this many at once.
+    delivery_push_service_concurrency: int = Field(default=6, ge=1)
     # How long a claim on a delivery lasts without renewal: a heartbeat renews it every third of this
     # while the worker lives, so another worker takes over a crashed one's deliveries within this.
     delivery_lease_seconds: float = Field(default=CLAIM_SECONDS, ge=1.0)
@@ -143,8 +152,15 @@ class Settings(ServiceSettings):
         return self
 
     @field_validator(
-        "fcm_credentials", "fcm_token_uri", "apns_key", "apns_key_id", "apns_team_id", "apns_topic",
-        "apns_host", "apns_ca_file", mode="before",
+        "fcm_credentials",
+        "fcm_token_uri",
+        "apns_key",
+        "apns_key_id",
+        "apns_team_id",
+        "apns_topic",
+        "apns_host",
+        "apns_ca_file",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -162,7 +178,9 @@ class Settings(ServiceSettings):
         }
         if any(given.values()) and not all(given.values()):
             missing = ", ".join(name for name, ok in given.items() if not ok)
-            raise ValueError(f"APNs needs APNS_KEY, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC; missing {missing}")
+            raise ValueError(
+                f"APNs needs APNS_KEY, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC; missing {missing}"
+            )
         return self
 
     def unconfigured_push(self, kind: str) -> str | None:

@@ -37,9 +37,13 @@ REPO = Path(__file__).resolve().parents[3]
 SETTINGS = Settings(database_url="postgresql://unused")
 LEASE = SETTINGS.delivery_lease_seconds
 IN_FLIGHT = SETTINGS.delivery_email_concurrency  # the most one kill may repeat, of emails
-# Pushes in flight at once: Web Push, FCM and APNs each have their own send slots.
-PUSHES_IN_FLIGHT = (
-    SETTINGS.delivery_push_concurrency + SETTINGS.delivery_fcm_concurrency + SETTINGS.delivery_apns_concurrency
+# Pushes in flight at once: Web Push, FCM and APNs each have their own send slots, and all of them
+# together at most delivery_push_in_flight.
+PUSHES_IN_FLIGHT = min(
+    SETTINGS.delivery_push_concurrency
+    + SETTINGS.delivery_fcm_concurrency
+    + SETTINGS.delivery_apns_concurrency,
+    SETTINGS.delivery_push_in_flight,
 )
 
 

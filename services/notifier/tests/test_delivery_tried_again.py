@@ -34,7 +34,7 @@ def received(site: Site) -> int:
 
 async def test_a_post_deleted_during_its_fan_out_sends_no_more_than_was_in_flight(site):
     """Issue 8, Fan-out: "A deleted post cancels what was not yet sent." Only a send already in flight
-    at the deletion (the slots: 4 mails, 8 pushes per push provider) may still arrive; and every row
+    at the deletion (the slots: 4 mails, 8 pushes over all push providers) may still arrive; and every row
     the report counts as sent was received, every row cancelled was not."""
     await site.start_notifier()
     addresses = await site.post_to_parents(300)
@@ -409,22 +409,13 @@ async def test_a_relay_dropping_the_connection_mid_data_gets_each_mail_again_onc
     assert await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts = 2") == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a kill while the pushes go out repeats 14-20 pushes (3 runs: 69, 91, 102 in 5 kills of a "
-        "500-parent fan-out, 1.4-2.0 % of its 1,000 messages per kill; case 1 asks well under 1 %): "
-        "delivery.py sends 8 Web Push + 8 FCM + 8 APNs at once (settings delivery_*_concurrency) and a kill "
-        "repeats all those in flight, unrecorded; test_delivery_crash's ten-kill test kills only once mails "
-        "arrive, after the pushes (which go first), so it never sees this"
-    ),
-)
 @pytest.mark.timeout(150)
 async def test_kills_while_the_pushes_go_out_repeat_only_what_was_in_flight(site):
     """Issue 8, case 1, with the kill -9 landing while the pushes go out (they start before the mails,
     and wait for their slots prepared: payload encrypted, VAPID signed), 5 times in a 500-parent
     fan-out: nobody gets nothing, each repeat has the same key, each kill repeats at most the sends in
-    flight (8 Web Push, 8 FCM, 8 APNs, 4 mails) and well under 1 % of the 1,000 messages."""
+    flight (8 pushes over Web Push, FCM and APNs: DELIVERY_PUSH_IN_FLIGHT; 4 mails) and well under 1 %
+    of the 1,000 messages."""
     rng = random.Random(20261201)
     kills = 5
     process = await site.start_notifier()
@@ -511,15 +502,6 @@ async def test_a_push_endpoint_refusing_connections_is_retried_with_the_reason_a
     assert not site.repeats(addresses)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "delivery.py's send slots are per provider ('webpush': 8), not per push service: the pushes to a "
-        "hanging push service take all 8 and hold them for the 10 s timeout (PUSH_TIMEOUT_SECONDS), and the "
-        "prefetched queue behind them holds the rest; browsers at a healthy push service wait: 9-17 of its 20 "
-        "pushes after 15 s (three runs), where all 20 should arrive within 2 s"
-    ),
-)
 async def test_one_hanging_web_push_service_does_not_hold_back_browsers_of_another(site):
     """Web Push has one push service per browser maker (Google's for Chrome, Mozilla's, Apple's): when
     one hangs, the subscriptions at the others must still get their push at once (issue 8, case 4:
