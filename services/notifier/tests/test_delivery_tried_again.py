@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from notifier import store
-from services.notifier.tests.test_delivery_crash import IN_FLIGHT, LEASE, PUSHES_IN_FLIGHT, Site, site
 from shared.testing.infra import free_port
 from shared.testing.pushservice import PushService
 from tests.harness.fanout import post_to_parents
+from tests.test_delivery_crash import IN_FLIGHT, LEASE, PUSHES_IN_FLIGHT, Site, site
 
 __all__ = ["site"]  # the fixture, used by name
 
