@@ -537,3 +537,50 @@ async def test_one_hanging_web_push_service_does_not_hold_back_browsers_of_anoth
             assert took < 2, f"{took:.1f} s for the healthy push service's 20 pushes"
         finally:
             answer.set()
+
+
+async def test_a_device_removed_while_its_push_is_queued_gets_nothing(site):
+    """A device removed (DELETE /devices/{id}: store.delete_device) while its push waits in a
+    notifier's queue, claimed: the push is not sent (the notifier hears of it by NOTIFY, no look-up
+    per send) and the delivery fails saying so; every other device gets its push once."""
+    started: set[str] = set()  # subscriptions whose push reached the service
+    accept = site.push._accept
+
+    async def slow(subscription_id: str, request: Any) -> Any:  # 0.2 s a push: a queue builds
+        started.add(subscription_id)
+        await asyncio.sleep(0.2)
+        return await accept(subscription_id, request)
+
+    site.push._accept = slow
+    await site.start_notifier()
+    addresses = await post_to_parents(site.pool, 60, subscribe=lambda: site.push.subscribe(site.vapid[1]))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not site.push.messages:
+        assert loop.time() - start < 10, "no pushes"
+        await asyncio.sleep(0.01)
+    # A device whose push the notifier holds (claimed: due only when the lease runs out), not started.
+    rows = await site.pool.fetch(
+        """SELECT v.device_id, v.endpoint FROM deliveries d JOIN devices v ON v.device_id = d.device_id
+           WHERE d.channel = 'push' AND d.status = 'pending' AND d.next_attempt_at > now()"""
+    )
+    queued = [row for row in rows if site.push._id_of(row["endpoint"]) not in started]
+    assert queued, "nothing queued"
+    removed = queued[-1]
+    async with site.pool.acquire() as conn:
+        assert await store.delete_device(conn, removed["device_id"])
+    while await site.pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE channel = 'push' AND status = 'pending'"
+    ):
+        assert loop.time() - start < 20, "pushes still pending"
+        await asyncio.sleep(0.05)
+
+    pushed = Counter(push.subscription_id for push in site.push.messages)
+    print(f"{len(queued)} pushes queued at the removal; {sum(pushed.values())} sent")
+    assert site.push._id_of(removed["endpoint"]) not in pushed
+    assert len(pushed) == len(addresses) - 1
+    assert set(pushed.values()) == {1}
+    row = await site.pool.fetchrow(
+        "SELECT status, last_error FROM deliveries WHERE device_id = $1", removed["device_id"]
+    )
+    assert (row["status"], row["last_error"]) == ("failed", "the device was removed"), row
