@@ -107,7 +107,10 @@ class Deliverer:
     only after its outcome is stored (successes that finish together stored in one commit:
     SentRecorder), so at any instant at most the slots' worth of sends can have been accepted
     by a server without being recorded: that is all a crash can make us send twice (each repeat with
-    the same Message-ID, or push Topic and notification tag).
+    the same Message-ID, or push Topic and notification tag). Pushes also share the in-flight slots
+    (``delivery_push_in_flight``, all push providers together: the crash-repeat bound) and each push
+    service has its own few (``delivery_push_service_concurrency``), so one that hangs leaves the
+    others slots.
 
     Claims are short leases (``delivery_lease_seconds``) renewed by a heartbeat while the rows are
     held, so a restarted notifier or another replica takes over a crashed one's work within one lease.
@@ -607,23 +610,23 @@ class Deliverer:
             return None
         service = self._services.get(attempt.service)
         if service is None:
-            service = self._services[attempt.service] = _Service(attempt.provider, self._service_limit)
+            service = _Service(attempt.service, attempt.provider, self._service_limit)
+            self._services[attempt.service] = service
         service.users += 1
         return service
 
-    def _leave(self, attempt: _Attempt, service: "_Service | None") -> None:
-        if service is None:
-            return
+    def _leave(self, service: "_Service") -> None:
         service.users -= 1
-        if not service.users and self._services.get(attempt.service or "") is service:
-            del self._services[attempt.service or ""]
+        if not service.users:
+            del self._services[service.name]
 
     async def _run(self, attempt: _Attempt) -> None:
         service = self._service(attempt)
         try:
             await self._send_in_turn(attempt, service)
         finally:
-            self._leave(attempt, service)
+            if service is not None:
+                self._leave(service)
 
     async def _send_in_turn(self, attempt: _Attempt, service: "_Service | None") -> None:
         try:
@@ -723,7 +726,8 @@ def _push_service(row: asyncpg.Record) -> str | None:
 class _Service:
     """One push service's send slots, and what shows it stuck: sends wait, none moved lately."""
 
-    def __init__(self, provider: str, limit: int) -> None:
+    def __init__(self, name: str, provider: str, limit: int) -> None:
+        self.name = name  # the origin, "fcm" or "apns"
         self.provider = provider
         self.slots = asyncio.Semaphore(limit)
         self.waiting = 0  # sends waiting for one of its slots
