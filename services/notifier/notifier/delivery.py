@@ -227,7 +227,8 @@ class Deliverer:
     def notified(self, payload: str) -> None:
         """News on store.NOTIFY_CHANNEL, from any replica's transaction once it commits: "cancelled
         <notification id> ..." (a deleted post: its deliveries are no longer pending) or "removed
-        <device id>". A send of those this worker claimed and queued is not started when its turn
+        <device id> ..." (devices deleted, dropped by the per-person cap, or moved to another person).
+        A send of those this worker claimed and queued is not started when its turn
         comes (_run), without a look-up in the database per send; one already in flight still ends."""
         news, _, ids = payload.partition(" ")
         heard = {"cancelled": self._cancelled, "removed": self._removed}.get(news)

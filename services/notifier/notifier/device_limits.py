@@ -102,11 +102,14 @@ async def _registered_now(
     one's DELETE, a statement of its own, sees the first one's device and the cap holds."""
     await conn.execute("UPDATE devices SET registered_at = clock_timestamp() WHERE device_id = $1", device_id)
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 8))", person_id)
-    await conn.execute(
+    dropped = await conn.fetch(
         """DELETE FROM devices WHERE device_id IN (
                SELECT device_id FROM devices WHERE person_id = $1
-               ORDER BY device_id = $2 DESC, registered_at DESC, device_id OFFSET $3)""",
+               ORDER BY device_id = $2 DESC, registered_at DESC, device_id OFFSET $3)
+           RETURNING device_id""",
         person_id,
         device_id,
         keep,
     )
+    if dropped:
+        await store.notify_removed(conn, [row["device_id"] for row in dropped])

@@ -113,7 +113,6 @@ async def register_device(
     endpoint: str,
     p256dh: str,
     auth: str,
-    keep: int | None = None,
 ) -> asyncpg.Record | None:
     """The device row for this Web Push subscription, or None when its endpoint is another person's
     device and the keys differ: then nothing changes.
@@ -142,8 +141,6 @@ async def register_device(
         )
         if row is not None and row["moved"]:
             await _cancel_moved(conn, row["device_id"], person_id)
-        if row is not None and keep is not None:
-            await _keep_newest(conn, person_id, row["device_id"], keep)
     return row
 
 
@@ -153,7 +150,6 @@ async def register_native_device(
     person_id: uuid.UUID,
     kind: str,
     token: str,
-    keep: int | None = None,
 ) -> asyncpg.Record:
     """The device row for this FCM or APNs token (kind "fcm" or "apns"), made or moved to person_id.
 
@@ -179,27 +175,7 @@ async def register_native_device(
         )
         if row["moved"]:
             await _cancel_moved(conn, row["device_id"], person_id)
-        if keep is not None:
-            await _keep_newest(conn, person_id, row["device_id"], keep)
     return row
-
-
-async def _keep_newest(
-    conn: asyncpg.Connection, person_id: uuid.UUID, device_id: uuid.UUID, keep: int
-) -> None:
-    """At most ``keep`` devices for the person: the one just registered (device_id) and the most
-    recently registered others; the rest are removed, as if the person had deleted them. Two
-    registrations of one person at once take turns here (a lock for the transaction), so the second
-    one's DELETE, a statement of its own, sees the first one's device and the cap holds."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 8))", person_id)
-    await conn.execute(
-        """DELETE FROM devices WHERE device_id IN (
-               SELECT device_id FROM devices WHERE person_id = $1
-               ORDER BY device_id = $2 DESC, created_at DESC, device_id OFFSET $3)""",
-        person_id,
-        device_id,
-        keep,
-    )
 
 
 async def _cancel_moved(conn: asyncpg.Connection, device_id: uuid.UUID, person_id: uuid.UUID) -> None:
@@ -211,6 +187,8 @@ async def _cancel_moved(conn: asyncpg.Connection, device_id: uuid.UUID, person_i
         device_id,
         person_id,
     )
+    # Pushes for the previous owner that a notifier already claimed and queued are not sent either.
+    await notify_removed(conn, [device_id])
 
 
 async def devices_of(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -231,8 +209,16 @@ async def delete_device(
         person_id,
     )
     if deleted:
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"removed {device_id}")
+        await notify_removed(conn, [device_id])
     return bool(deleted)
+
+
+async def notify_removed(conn: asyncpg.Connection, device_ids: list[uuid.UUID]) -> None:
+    """Tell every replica's Deliverer (at commit) that these devices are gone, or no longer the same
+    person's: pushes to them it already claimed and queued are not sent (delivery.Deliverer.notified)."""
+    for start in range(0, len(device_ids), _IDS_PER_NOTIFY):
+        names = " ".join(str(d) for d in device_ids[start : start + _IDS_PER_NOTIFY])
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"removed {names}")
 
 
 async def create_post_notification(
