@@ -69,7 +69,9 @@ def summary(latencies: list[float], wall: float, booked: int) -> dict[str, float
     }
 
 
-async def seed(conn: asyncpg.Connection, families: int) -> tuple[uuid.UUID, uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]]:
+async def seed(
+    conn: asyncpg.Connection, families: int
+) -> tuple[uuid.UUID, uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]]:
     """A school, a group with a teacher and ``families`` guardians with one child each."""
     school, group, teacher = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     parents = [(uuid.uuid4(), uuid.uuid4()) for _ in range(families)]
@@ -159,7 +161,10 @@ async def ours_round(
 
 
 async def raw_round(
-    pool: asyncpg.Pool, schedule_id: uuid.UUID, group: uuid.UUID, parents: list[tuple[uuid.UUID, uuid.UUID]],
+    pool: asyncpg.Pool,
+    schedule_id: uuid.UUID,
+    group: uuid.UUID,
+    parents: list[tuple[uuid.UUID, uuid.UUID]],
     slot_ids: list[uuid.UUID],
 ) -> dict[str, float]:
     latencies: list[float] = []
@@ -203,7 +208,9 @@ def start_posts(env: dict[str, str], log_path: Path) -> "subprocess.Popen[bytes]
 
 
 async def sql_round(
-    pool: asyncpg.Pool, schedule_id: uuid.UUID, parents: list[tuple[uuid.UUID, uuid.UUID]],
+    pool: asyncpg.Pool,
+    schedule_id: uuid.UUID,
+    parents: list[tuple[uuid.UUID, uuid.UUID]],
     slot_ids: list[uuid.UUID],
 ) -> dict[str, float]:
     """The statements posts' booking handler sends, without HTTP: in one transaction the caller's
@@ -229,9 +236,16 @@ async def sql_round(
             else:
                 booked += 1
                 event = SlotBooked(
-                    booking_id=done["booking_id"], schedule_id=schedule_id, school_id=done["school_id"],
-                    group_id=done["group_id"], child_id=child, child_name=done["given_name"], title=done["title"],
-                    starts_at=done["starts_at"], ends_at=done["ends_at"], guardian_ids=list(done["guardian_ids"]),
+                    booking_id=done["booking_id"],
+                    schedule_id=schedule_id,
+                    school_id=done["school_id"],
+                    group_id=done["group_id"],
+                    child_id=child,
+                    child_name=done["given_name"],
+                    title=done["title"],
+                    starts_at=done["starts_at"],
+                    ends_at=done["ends_at"],
+                    guardian_ids=list(done["guardian_ids"]),
                     booked_by=parent,
                 )
                 await publish(conn, event, done["school_id"])
@@ -286,11 +300,14 @@ async def main(args: argparse.Namespace) -> None:
         process = start_posts(env, workdir / "posts.log")
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url)
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{url}/conferences",
-            json=schedule_body(group, args.slots),
-            headers={"Authorization": f"Bearer {signer.issue(Caller(teacher))}"},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{url}/conferences",
+                json=schedule_body(group, args.slots),
+                headers={"Authorization": f"Bearer {signer.issue(Caller(teacher))}"},
+            ) as response,
+        ):
             schedule = await response.json()
             assert response.status == 201, schedule
         schedule_id = uuid.UUID(schedule["schedule_id"])
@@ -341,7 +358,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"  {name}: {med['bookings_per_s']:.0f} bookings/s, {med['requests_per_s']:.0f} requests/s, "
                 f"p50 {med['p50_ms']:.1f} ms, p99 {med['p99_ms']:.1f} ms, all {args.families} in {med['wall_ms']:.0f} ms"
             )
-        print(f"  ratio ours/raw (bookings/s): {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(
+            f"  ratio ours/raw (bookings/s): {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
         unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         print(f"  SlotBooked events still unsent at the end: {unsent}")
         await pool.close()

@@ -182,7 +182,9 @@ class PostPublished(Event):
     group_id: uuid.UUID
     author_id: uuid.UUID
     photo_ids: list[uuid.UUID] = Field(default_factory=list)
-    attachment_ids: list[uuid.UUID] = Field(default_factory=list, description="the author's, see AttachmentUploaded")
+    attachment_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="the author's, see AttachmentUploaded"
+    )
     excerpt: str = Field(max_length=200)
     title: str = Field(default="", max_length=120)
     urgent: bool = False
@@ -366,7 +368,9 @@ class SlotCancelled(Event):
     title: str = Field(max_length=120)
     starts_at: datetime
     guardian_ids: list[uuid.UUID]
-    cancelled_by: uuid.UUID | None = Field(default=None, description="None: the system (the child left or was erased)")
+    cancelled_by: uuid.UUID | None = Field(
+        default=None, description="None: the system (the child left or was erased)"
+    )
 
 
 @register

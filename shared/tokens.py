@@ -38,6 +38,7 @@ FETCH_TIMEOUT: Final = aiohttp.ClientTimeout(total=5)
 # lifetime (15 minutes), and checking an Ed25519 signature each time cost 17.5 % of a feed request.
 VERIFIED_CACHE_SIZE: Final = 10_000
 
+
 @dataclass(frozen=True)
 class Caller:
     """Who is making the request, as stated by a verified access token: an account, nothing more.

@@ -61,7 +61,8 @@ async def test_a_digest_parent_gets_one_mail_at_the_digest_time_and_a_push_paren
     async def known() -> bool:
         return bool(
             await notifier.fetchval(
-                "SELECT count(*) = 2 FROM memberships WHERE group_id = $1 AND role = 'guardian' AND active", group
+                "SELECT count(*) = 2 FROM memberships WHERE group_id = $1 AND role = 'guardian' AND active",
+                group,
             )
         )
 
@@ -69,7 +70,11 @@ async def test_a_digest_parent_gets_one_mail_at_the_digest_time_and_a_push_paren
     mails_before = len(system.smtp.messages)
     for title in ("Gym", "Schoolreis"):
         status, body = await system.call(
-            "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": title, "body": f"{title}!"}
+            "POST",
+            "posts",
+            f"/groups/{group}/posts",
+            teacher.token,
+            json={"title": title, "body": f"{title}!"},
         )
         if status == 409:  # the school allows fewer posts a day: one is enough to show the digest
             break
@@ -80,7 +85,11 @@ async def test_a_digest_parent_gets_one_mail_at_the_digest_time_and_a_push_paren
 
     await eventually(pushed, what="the push parent's push")
     await asyncio.sleep(1.0)
-    mails = [m for m in system.smtp.messages[mails_before:] if {digest_parent.email, push_parent.email} & set(m.rcpt_tos)]
+    mails = [
+        m
+        for m in system.smtp.messages[mails_before:]
+        if {digest_parent.email, push_parent.email} & set(m.rcpt_tos)
+    ]
     assert mails == []
 
     row = await notifier.fetchrow(

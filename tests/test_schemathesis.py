@@ -117,8 +117,10 @@ async def targets(system: System) -> dict[str, Target]:
                 "year and before the activity's day; item titles must differ",
                 ("POST", "/groups/{group_id}/posts"): "photo_ids and attachment_ids must be the writer's own "
                 "uploads for the group",
-                ("PATCH", "/posts/{post_id}"): "photo_ids and attachment_ids must be the writer's own uploads "
-                "for the group",
+                (
+                    "PATCH",
+                    "/posts/{post_id}",
+                ): "photo_ids and attachment_ids must be the writer's own uploads for the group",
             },
         ),
         "media": Target(
@@ -224,7 +226,10 @@ SERVICES = ["identity", "posts", "media", "notifier"]
 CONFERENCES_BEYOND_SCHEMA = {
     ("POST", "/conferences"): "the groups must be the caller's; windows, deadlines and ranges must agree",
     ("POST", "/conferences/{schedule_id}/bookings"): "a slot is booked once, a child once, in the window",
-    ("PUT", "/conference-bookings/{booking_id}/slot"): "the slot must be a free one of the booking's schedule",
+    (
+        "PUT",
+        "/conference-bookings/{booking_id}/slot",
+    ): "the slot must be a free one of the booking's schedule",
 }
 
 
@@ -235,13 +240,17 @@ async def conference_ids(system: System, targets: dict[str, Target]) -> dict[str
     the stateful phase revokes the feeds it makes, and a configured id would outlive its revocation."""
     posts = targets["posts"]
     token = posts.headers["Authorization"].removeprefix("Bearer ")
-    times = await system.services["posts"].app[POOL].fetchrow(
-        """SELECT to_char(now() AT TIME ZONE 'UTC' + interval '10 days', 'YYYY-MM-DD') AS day,
+    times = (
+        await system.services["posts"]
+        .app[POOL]
+        .fetchrow(
+            """SELECT to_char(now() AT TIME ZONE 'UTC' + interval '10 days', 'YYYY-MM-DD') AS day,
                   to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS opens,
                   to_char(now() AT TIME ZONE 'UTC' + interval '5 days', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS closes,
                   (SELECT children[1]::text FROM memberships
                    WHERE group_id = $1::uuid AND role = 'guardian' AND active LIMIT 1) AS child""",
-        posts.path_ids["group_id"],
+            posts.path_ids["group_id"],
+        )
     )
     body = {
         "group_ids": [posts.path_ids["group_id"]],

@@ -49,7 +49,16 @@ from shared.testing.arrivals import wait_for_count
 __all__ = ["ApnsService", "ReceivedApns"]
 
 MAX_PAYLOAD_BYTES = 4096
-_PUSH_TYPES = {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm", "liveactivity"}
+_PUSH_TYPES = {
+    "alert",
+    "background",
+    "location",
+    "voip",
+    "complication",
+    "fileprovider",
+    "mdm",
+    "liveactivity",
+}
 _TOKEN = re.compile(r"[0-9a-f]{64,200}")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
@@ -203,7 +212,11 @@ class ApnsService:
         if jwt.get_unverified_header(token).get("kid") != self.key_id:
             raise ValueError("unknown key id")
         claims: dict[str, Any] = jwt.decode(
-            token, self._key.public_key(), algorithms=["ES256"], issuer=self.team_id, options={"require": ["iss", "iat"]}
+            token,
+            self._key.public_key(),
+            algorithms=["ES256"],
+            issuer=self.team_id,
+            options={"require": ["iss", "iat"]},
         )
         return claims
 

@@ -35,10 +35,28 @@ __all__ = ["FcmService", "ReceivedFcm"]
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_MESSAGE_FIELDS = {"name", "data", "notification", "android", "webpush", "apns", "fcm_options", "token", "topic",
-                   "condition"}
-_ANDROID_FIELDS = {"collapse_key", "priority", "ttl", "restricted_package_name", "data", "notification",
-                   "fcm_options", "direct_boot_ok"}
+_MESSAGE_FIELDS = {
+    "name",
+    "data",
+    "notification",
+    "android",
+    "webpush",
+    "apns",
+    "fcm_options",
+    "token",
+    "topic",
+    "condition",
+}
+_ANDROID_FIELDS = {
+    "collapse_key",
+    "priority",
+    "ttl",
+    "restricted_package_name",
+    "data",
+    "notification",
+    "fcm_options",
+    "direct_boot_ok",
+}
 _DURATION = re.compile(r"[0-9]{1,10}(\.[0-9]{1,9})?s")
 
 
@@ -165,7 +183,9 @@ class FcmService:
             return _oauth_error("invalid_grant", "Invalid key id")
         now = time.time()
         if claims["exp"] - claims["iat"] > 3600 or claims["iat"] > now + 60:
-            return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes)")
+            return _oauth_error(
+                "invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes)"
+            )
         if SCOPE not in str(claims["scope"]).split() and "cloud-platform" not in str(claims["scope"]):
             return _oauth_error("invalid_scope", "The messaging scope is required")
         self.assertions.append(claims)
@@ -197,13 +217,20 @@ class FcmService:
         if token not in self._devices:
             self.rejections.append((token, 400, "INVALID_ARGUMENT"))
             return _error(
-                400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token"
+                400,
+                "INVALID_ARGUMENT",
+                "INVALID_ARGUMENT",
+                "The registration token is not a valid FCM registration token",
             )
         retry_after = self._throttled.pop(token, None)
         if retry_after is not None:
             self.rejections.append((token, 429, "QUOTA_EXCEEDED"))
             return _error(
-                429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded.", {"Retry-After": str(retry_after)}
+                429,
+                "RESOURCE_EXHAUSTED",
+                "QUOTA_EXCEEDED",
+                "Quota exceeded.",
+                {"Retry-After": str(retry_after)},
             )
         if body.get("validate_only"):
             return web.json_response({"name": f"projects/{self.project_id}/messages/fake_message_id"})
@@ -215,7 +242,9 @@ class FcmService:
 def _shape_problem(body: dict[str, Any], message: dict[str, Any]) -> str | None:
     """What FCM would refuse in the request's shape, or None."""
     if set(body) - {"message", "validate_only"}:
-        return f"Invalid JSON payload received. Unknown name {sorted(set(body) - {'message', 'validate_only'})}"
+        return (
+            f"Invalid JSON payload received. Unknown name {sorted(set(body) - {'message', 'validate_only'})}"
+        )
     if not isinstance(message, dict):
         return "message must be an object"
     unknown = set(message) - _MESSAGE_FIELDS
@@ -244,7 +273,9 @@ def _error(
 ) -> web.Response:
     error: dict[str, Any] = {"code": status, "message": message, "status": code}
     if fcm_code:
-        error["details"] = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}]
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}
+        ]
     return web.Response(
         status=status, text=json.dumps({"error": error}), content_type="application/json", headers=headers
     )

@@ -264,7 +264,9 @@ async def upload_photo(
     return dict(body)
 
 
-async def choose(system: System, person: Person, channel: str = "both", timing: str = "immediate") -> dict[str, Any]:
+async def choose(
+    system: System, person: Person, channel: str = "both", timing: str = "immediate"
+) -> dict[str, Any]:
     """Set the person's notifier preferences: every category by ``channel`` and ``timing`` (the
     default with a device is push only)."""
     choice = {"channel": channel, "timing": timing}

@@ -130,7 +130,10 @@ async def upload_photo(request: web.Request) -> web.Response:
         raise
     return json_response(
         PhotoUploaded(
-            photo_id=photo_id, status="processing", size_bytes=photo.size_bytes, content_type=photo.content_type
+            photo_id=photo_id,
+            status="processing",
+            size_bytes=photo.size_bytes,
+            content_type=photo.content_type,
         ),
         status=201,
     )

@@ -198,7 +198,9 @@ def _decode_every_pixel(path: str, content_type: str) -> None:
             if _JPEG_CUT_SHORT in str(exc):
                 raise
         # Another warning (a harmless quirk): judged again on errors alone.
-        pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON, shrink=_DECODE_CHECK_SHRINK).avg()
+        pyvips.Image.new_from_file(
+            path, access="sequential", fail_on=_FAIL_ON, shrink=_DECODE_CHECK_SHRINK
+        ).avg()
         return
     pyvips.Image.new_from_file(path, access="sequential", fail_on=_FAIL_ON).avg()
 
@@ -264,7 +266,12 @@ class PhotoProcessor:
         raise CheckTookTooLong()
 
     async def process(
-        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+        self,
+        path: str,
+        sizes: Sequence[int],
+        max_pixels: int,
+        quality: int = 80,
+        watermark: str | None = None,
     ) -> ProcessedPhoto:
         executor, future = self._submit(process_photo, path, tuple(sizes), max_pixels, quality, watermark)
         try:

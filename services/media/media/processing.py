@@ -128,7 +128,9 @@ class PhotoPipeline:
             return
         async with self._pool.acquire() as conn:
             await store.forget_leftover_variants(conn, keys)
-        log.info("photo deleted while processing; its variants removed", extra={"photo_id": str(photo["photo_id"])})
+        log.info(
+            "photo deleted while processing; its variants removed", extra={"photo_id": str(photo["photo_id"])}
+        )
 
     async def _watermark(self, school_id: uuid.UUID) -> str | None:
         """The school's "do not share" mark for its variants, if it has switched it on (seed rule 6); as the

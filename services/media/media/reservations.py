@@ -53,7 +53,9 @@ async def follow(conn: asyncpg.Connection, event: ScheduledPhotosChanged) -> lis
     ]
     before = await _reserved_by(conn, event.post_id)
     await conn.execute(
-        "DELETE FROM photo_reservations WHERE post_id = $1 AND photo_id <> ALL($2::uuid[])", event.post_id, kept
+        "DELETE FROM photo_reservations WHERE post_id = $1 AND photo_id <> ALL($2::uuid[])",
+        event.post_id,
+        kept,
     )
     await conn.executemany(
         "INSERT INTO photo_reservations (photo_id, post_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -72,7 +74,9 @@ async def appeared(conn: asyncpg.Connection, post_id: uuid.UUID, photo_ids: Sequ
                ON CONFLICT (post_id) DO UPDATE SET appeared = true, changed_at = now()""",
             post_id,
         )
-    released = await conn.fetch("DELETE FROM photo_reservations WHERE post_id = $1 RETURNING photo_id", post_id)
+    released = await conn.fetch(
+        "DELETE FROM photo_reservations WHERE post_id = $1 RETURNING photo_id", post_id
+    )
     await _mark(conn, sorted(r["photo_id"] for r in released))
 
 

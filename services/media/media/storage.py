@@ -149,7 +149,9 @@ class PhotoStorage:
         """Delete an attachment; deleting one that is gone already succeeds (S3 semantics)."""
         await _in_thread(self._s3.delete_object)(Bucket=self.variants, Key=key)
 
-    def presigned_attachment_url(self, key: str, ttl_seconds: int, content_type: str, disposition: str) -> str:
+    def presigned_attachment_url(
+        self, key: str, ttl_seconds: int, content_type: str, disposition: str
+    ) -> str:
         """A link that downloads the attachment: the response's type and disposition are fixed by the
         signature, so the browser saves the file rather than showing it in our origin."""
         return self._public.generate_presigned_url(

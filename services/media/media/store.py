@@ -164,12 +164,18 @@ async def release(
 
 
 async def school_of_group(conn: asyncpg.Connection, group_id: uuid.UUID) -> uuid.UUID | None:
-    school_id: uuid.UUID | None = await conn.fetchval("SELECT school_id FROM groups WHERE group_id = $1", group_id)
+    school_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT school_id FROM groups WHERE group_id = $1", group_id
+    )
     return school_id
 
 
 async def upsert_group(
-    conn: asyncpg.Connection, group_id: uuid.UUID, school_id: uuid.UUID, year_ends_on: date | None, revision: int
+    conn: asyncpg.Connection,
+    group_id: uuid.UUID,
+    school_id: uuid.UUID,
+    year_ends_on: date | None,
+    revision: int,
 ) -> None:
     await conn.execute(
         """INSERT INTO groups (group_id, school_id, year_ends_on, revision) VALUES ($1, $2, $3, $4)
@@ -212,7 +218,9 @@ async def school(conn: asyncpg.Connection, school_id: uuid.UUID) -> asyncpg.Reco
     )
 
 
-async def unused_uploads(conn: asyncpg.Connection, older_than_seconds: int, limit: int) -> list[asyncpg.Record]:
+async def unused_uploads(
+    conn: asyncpg.Connection, older_than_seconds: int, limit: int
+) -> list[asyncpg.Record]:
     """Delete (in the caller's transaction) uploads no post took within the time, processed or not; their
     keys to delete from storage before the transaction commits (original_key, variant_keys) and what
     PhotoChanged needs. Locked rows (a post attaching them now) and photos being processed are skipped, as
@@ -272,7 +280,9 @@ async def drop_from_post(
 
 
 async def in_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> set[uuid.UUID]:
-    return {r["photo_id"] for r in await conn.fetch("SELECT photo_id FROM photos WHERE post_id = $1", post_id)}
+    return {
+        r["photo_id"] for r in await conn.fetch("SELECT photo_id FROM photos WHERE post_id = $1", post_id)
+    }
 
 
 async def forget_variants_of_rejected(conn: asyncpg.Connection, limit: int) -> list[str]:
@@ -312,7 +322,9 @@ async def delete_photos(conn: asyncpg.Connection, photo_ids: list[uuid.UUID]) ->
     await conn.execute("DELETE FROM photos WHERE photo_id = ANY($1::uuid[])", photo_ids)
 
 
-async def record_purge(conn: asyncpg.Connection, schools: int, photos: int, variants: int, originals: int) -> None:
+async def record_purge(
+    conn: asyncpg.Connection, schools: int, photos: int, variants: int, originals: int
+) -> None:
     await conn.execute(
         "INSERT INTO photo_purges (schools, photos, variants, originals) VALUES ($1, $2, $3, $4)",
         schools,

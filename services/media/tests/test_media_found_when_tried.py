@@ -73,7 +73,9 @@ async def test_a_jpeg_cut_short_and_closed_with_an_end_marker_is_refused_and_lea
     assert status == 422, body
     assert "damaged or incomplete" in body["error"]["message"]
     assert await in_buckets(system, school.school_id) == []
-    rows = await db(system, "media").fetchval("SELECT count(*) FROM photos WHERE school_id = $1", school.school_id)
+    rows = await db(system, "media").fetchval(
+        "SELECT count(*) FROM photos WHERE school_id = $1", school.school_id
+    )
     assert rows == 0
 
 
@@ -87,7 +89,12 @@ class HeldWorkers:
         self.release = asyncio.Event()
 
     async def process(
-        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+        self,
+        path: str,
+        sizes: Sequence[int],
+        max_pixels: int,
+        quality: int = 80,
+        watermark: str | None = None,
     ) -> ProcessedPhoto:
         self.started.set()
         await self.release.wait()
@@ -128,13 +135,17 @@ async def test_a_childs_erasure_while_the_photo_is_being_processed_leaves_nothin
     monkeypatch.setattr(app[PROCESSOR], "process", held.process)
     monkeypatch.setattr(app[STORAGE], "put_variant", writes.put_variant)
     try:
-        photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))["photo_id"]
+        photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))[
+            "photo_id"
+        ]
         await asyncio.wait_for(held.started.wait(), 30)
         status, tagged = await system.call(
             "PUT", "media", f"/photos/{photo_id}/children", teacher.token, json={"child_ids": [str(mila)]}
         )
         assert status == 200, tagged
-        status, erased = await system.call("POST", "identity", f"/children/{mila}/erasure", school.admin.token)
+        status, erased = await system.call(
+            "POST", "identity", f"/children/{mila}/erasure", school.admin.token
+        )
         assert status == 200, erased
 
         async def row_gone() -> bool:
@@ -202,7 +213,12 @@ class KilledOnce:
         self.kills = 0
 
     async def process(
-        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+        self,
+        path: str,
+        sizes: Sequence[int],
+        max_pixels: int,
+        quality: int = 80,
+        watermark: str | None = None,
     ) -> ProcessedPhoto:
         work = asyncio.ensure_future(self._process(path, sizes, max_pixels, quality, watermark))
         if self.kills == 0:
@@ -533,7 +549,9 @@ async def test_a_progressive_jpeg_of_hundreds_of_scans_is_refused_at_the_door_an
     assert status == 422, body
     assert "too many scans" in body["error"]["message"]
     assert await in_buckets(system, school.school_id) == []
-    rows = await db(system, "media").fetchval("SELECT count(*) FROM photos WHERE school_id = $1", school.school_id)
+    rows = await db(system, "media").fetchval(
+        "SELECT count(*) FROM photos WHERE school_id = $1", school.school_id
+    )
     assert rows == 0
 
 
@@ -630,7 +648,9 @@ async def test_refused_uploads_of_every_kind_count_towards_the_hourly_limit(syst
 
     assert (await send(system, teacher, group, b"<!doctype html><html>" + b" " * 100))[0] == 415
     assert (await send(system, teacher, group, b""))[0] == 422
-    assert (await send(system, teacher, group, jpeg_with_gps(64, 48) + bytes(limit.photo_max_bytes)))[0] == 413
+    assert (await send(system, teacher, group, jpeg_with_gps(64, 48) + bytes(limit.photo_max_bytes)))[
+        0
+    ] == 413
     status, body = await send(system, teacher, group, jpeg_with_gps(64, 48))
 
     assert status == 429, body
@@ -695,7 +715,9 @@ async def test_variants_of_a_photo_deleted_while_processing_are_deleted_later_wh
     monkeypatch.setattr(app[PROCESSOR], "process", held.process)
     monkeypatch.setattr(app[STORAGE], "delete_variant", deletes.delete_variant)
     try:
-        photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))["photo_id"]
+        photo_id = (await upload_photo(system, teacher, jpeg_with_gps(640, 480), "image/jpeg", group))[
+            "photo_id"
+        ]
         await asyncio.wait_for(held.started.wait(), 30)
         status, _ = await system.call(
             "PUT", "media", f"/photos/{photo_id}/children", teacher.token, json={"child_ids": [str(mila)]}

@@ -262,7 +262,10 @@ async def test_an_image_damaged_in_storage_is_rejected_and_leaves_its_post(syste
         photo_id = (await upload_photo(system, teacher_a, png_bytes(200, 100), "image/png"))["photo_id"]
         key = f"{school.school_id}/{photo_id}"
         await asyncio.to_thread(
-            s3_client().put_object, Bucket=system.buckets[0], Key=key, Body=png_bytes(200, 100)[:64] + bytes(200)
+            s3_client().put_object,
+            Bucket=system.buckets[0],
+            Key=key,
+            Body=png_bytes(200, 100)[:64] + bytes(200),
         )
         status, post = await post_with(system, teacher_a, school.groups["Groep 1"], photo_id)
         assert status == 201, post

@@ -187,7 +187,12 @@ class StorageGoesAwayWhileProcessing(PhotoProcessor):
         self.outages = 0
 
     async def process(
-        self, path: str, sizes: Sequence[int], max_pixels: int, quality: int = 80, watermark: str | None = None
+        self,
+        path: str,
+        sizes: Sequence[int],
+        max_pixels: int,
+        quality: int = 80,
+        watermark: str | None = None,
     ) -> ProcessedPhoto:
         if self.outages == 0:
             self.outages += 1

@@ -28,7 +28,9 @@ def keys_of(bucket: str, school_id: uuid.UUID) -> list[str]:
 
 async def post_photo(system: System, teacher: Person, group: uuid.UUID, title: str) -> tuple[str, str]:
     """A new post with one new photo, once the photo is ready: (post_id, photo_id)."""
-    photo_id: str = (await upload_photo(system, teacher, jpeg_with_gps(1200, 900), "image/jpeg", group))["photo_id"]
+    photo_id: str = (await upload_photo(system, teacher, jpeg_with_gps(1200, 900), "image/jpeg", group))[
+        "photo_id"
+    ]
     status, post = await system.call(
         "POST",
         "posts",
@@ -83,7 +85,11 @@ async def test_a_deleted_post_and_retention_leave_the_buckets_empty_of_its_photo
     # Retention: this school keeps photos 0 days after the year (the default is 365); the year's last day
     # comes from identity's GroupChanged. Kept on that day, purged the day after.
     status, body = await system.call(
-        "PATCH", "identity", f"/schools/{school.school_id}", school.admin.token, json={"photo_retention_days": 0}
+        "PATCH",
+        "identity",
+        f"/schools/{school.school_id}",
+        school.admin.token,
+        json={"photo_retention_days": 0},
     )
     assert status == 200, body
 
@@ -100,9 +106,9 @@ async def test_a_deleted_post_and_retention_leave_the_buckets_empty_of_its_photo
 
     async with pool.acquire() as conn, conn.transaction():
         await purge_expired(conn, storage, settings, at=last_day)
-    assert await pool.fetchval(
-        "SELECT count(*) FROM photos WHERE school_id = $1", school.school_id
-    ) == 2, "purged before the retention ran out"
+    assert await pool.fetchval("SELECT count(*) FROM photos WHERE school_id = $1", school.school_id) == 2, (
+        "purged before the retention ran out"
+    )
 
     caplog.set_level(logging.INFO, logger="media.retention")
     async with pool.acquire() as conn, conn.transaction():
@@ -111,10 +117,13 @@ async def test_a_deleted_post_and_retention_leave_the_buckets_empty_of_its_photo
     assert purged.variants >= 3
     assert purged.originals == 0
     assert await pool.fetchval("SELECT count(*) FROM photos WHERE school_id = $1", school.school_id) == 0
-    assert await pool.fetchval(
-        "SELECT count(*) FROM photo_variants WHERE photo_id = ANY($1::uuid[])",
-        [uuid.UUID(deleted_photo), uuid.UUID(kept_photo)],
-    ) == 0
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM photo_variants WHERE photo_id = ANY($1::uuid[])",
+            [uuid.UUID(deleted_photo), uuid.UUID(kept_photo)],
+        )
+        == 0
+    )
     assert await asyncio.to_thread(keys_of, variants, school.school_id) == []
     assert await asyncio.to_thread(keys_of, originals, school.school_id) == []
     (record,) = [r for r in caplog.records if r.getMessage() == "photos purged after their school year"]
@@ -131,5 +140,7 @@ async def test_a_deleted_post_and_retention_leave_the_buckets_empty_of_its_photo
     status, metrics = await system.call("GET", "media", "/metrics")
     assert status == 200
     text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
-    (line,) = [line for line in text.splitlines() if line.startswith('klaspost_media_purged_total{kind="photos"}')]
+    (line,) = [
+        line for line in text.splitlines() if line.startswith('klaspost_media_purged_total{kind="photos"}')
+    ]
     assert int(line.split()[-1]) >= 2

@@ -67,7 +67,11 @@ async def ready_photo(system: System, teacher: Person) -> str:
 
 
 async def post(
-    system: System, teacher: Person, group: uuid.UUID, photo_ids: list[str], publish_at: datetime | None = None
+    system: System,
+    teacher: Person,
+    group: uuid.UUID,
+    photo_ids: list[str],
+    publish_at: datetime | None = None,
 ) -> tuple[int, Any]:
     body: dict[str, Any] = {"title": "Morgen", "body": "De foto's van vandaag", "photo_ids": photo_ids}
     if publish_at is not None:

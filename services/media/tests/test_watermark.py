@@ -74,7 +74,9 @@ async def watermarking(system: System, school: School, notice: str) -> None:
     pool = system.services["media"].app[POOL]
 
     async def copied() -> bool:
-        row = await pool.fetchrow("SELECT watermark_photos FROM schools WHERE school_id = $1", school.school_id)
+        row = await pool.fetchrow(
+            "SELECT watermark_photos FROM schools WHERE school_id = $1", school.school_id
+        )
         return row is not None and row["watermark_photos"]
 
     await eventually(copied, what="media's copy of the school watermarks")
@@ -83,7 +85,11 @@ async def watermarking(system: System, school: School, notice: str) -> None:
 async def posted_and_ready(system: System, teacher: Person, group: uuid.UUID, data: bytes) -> str:
     photo_id: str = (await upload_photo(system, teacher, data, "image/jpeg", group))["photo_id"]
     status, post = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Herfst", "body": "De herfst", "photo_ids": [photo_id]},
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Herfst", "body": "De herfst", "photo_ids": [photo_id]},
     )
     assert status == 201, post
 
@@ -100,7 +106,9 @@ def stored_variants(bucket: str, school: School, photo_id: str) -> dict[int, byt
     prefix = f"{school.school_id}/{photo_id}/"
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     return {
-        int(key.removeprefix(prefix).removesuffix(".jpg")): client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        int(key.removeprefix(prefix).removesuffix(".jpg")): client.get_object(Bucket=bucket, Key=key)[
+            "Body"
+        ].read()
         for key in keys
     }
 

@@ -77,7 +77,11 @@ async def register_device(request: web.Request) -> web.Response:
             # Never the token: it is what lets anyone push to the device.
             log.warning(
                 "push device moved to another account",
-                extra={"device_id": str(row["device_id"]), "kind": command.kind, "person_id": str(caller.person_id)},
+                extra={
+                    "device_id": str(row["device_id"]),
+                    "kind": command.kind,
+                    "person_id": str(caller.person_id),
+                },
             )
         return json_response(_view(row), status=201)
     assert command.subscription is not None  # shape_problem
@@ -111,7 +115,11 @@ async def register_device(request: web.Request) -> web.Response:
     if found["moved"]:
         log.warning(
             "push device moved to another account",
-            extra={"device_id": str(found["device_id"]), "kind": "webpush", "person_id": str(caller.person_id)},
+            extra={
+                "device_id": str(found["device_id"]),
+                "kind": "webpush",
+                "person_id": str(caller.person_id),
+            },
         )
     return json_response(_view(found), status=201)
 

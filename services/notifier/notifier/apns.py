@@ -47,7 +47,9 @@ class ApnsSender:
     """``await start()`` once on the running loop, ``send()`` per device, ``close()`` at the end."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.apns_key is None or not (settings.apns_key_id and settings.apns_team_id and settings.apns_topic):
+        if settings.apns_key is None or not (
+            settings.apns_key_id and settings.apns_team_id and settings.apns_topic
+        ):
             raise ValueError("APNs is not configured (APNS_KEY, APNS_KEY_ID, APNS_TEAM_ID, APNS_TOPIC)")
         self._settings = settings
         self._key = load_key(settings.apns_key.get_secret_value())

@@ -115,7 +115,9 @@ class RegisterDevice(BaseModel):
         if self.token is None:
             return "token", f"required for an {self.kind} device"
         if not re.fullmatch(_TOKEN_SHAPES[self.kind], self.token):
-            what = "an APNs device token is 64 or more hex digits" if self.kind == "apns" else "not an FCM token"
+            what = (
+                "an APNs device token is 64 or more hex digits" if self.kind == "apns" else "not an FCM token"
+            )
             return "token", what
         return None
 

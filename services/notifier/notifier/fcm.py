@@ -126,7 +126,9 @@ class FcmSender:
                 "iat": now,
                 "exp": now + _ASSERTION_SECONDS,
             }
-            headers = {"kid": self._account["private_key_id"]} if self._account.get("private_key_id") else None
+            headers = (
+                {"kid": self._account["private_key_id"]} if self._account.get("private_key_id") else None
+            )
             assertion = jwt.encode(claims, self._account["private_key"], algorithm="RS256", headers=headers)
             try:
                 async with self._session.post(
@@ -136,7 +138,8 @@ class FcmSender:
                     if response.status != 200:
                         # A refused key is the operator's to fix; the sends wait and are retried.
                         raise DeliveryFailed(
-                            False, f"FCM access token refused: {response.status} {' '.join(text.split())[:200]}"
+                            False,
+                            f"FCM access token refused: {response.status} {' '.join(text.split())[:200]}",
                         )
                     answer = json.loads(text)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
@@ -148,7 +151,9 @@ class FcmSender:
             return self._access_token
 
 
-def fcm_message(token: str, payload: Mapping[str, str], collapse_key: str, ttl_seconds: int) -> dict[str, Any]:
+def fcm_message(
+    token: str, payload: Mapping[str, str], collapse_key: str, ttl_seconds: int
+) -> dict[str, Any]:
     """The HTTP v1 ``message``: a notification the system shows (tag = collapse key, so a repeat
     replaces it), the post's link in data for the app, high priority so it shows at once."""
     return {
@@ -188,7 +193,9 @@ def _classify(status: int, text: str, retry_after: str | None) -> DeliveryFailed
     reason = f"FCM {status} {code}: {message}"
     about_token = "token" in message.lower() or any(
         isinstance(d, dict)
-        and any("token" in str(v.get("field", "")) for v in d.get("fieldViolations", []) if isinstance(v, dict))
+        and any(
+            "token" in str(v.get("field", "")) for v in d.get("fieldViolations", []) if isinstance(v, dict)
+        )
         for d in details
     )
     if code == "UNREGISTERED" or status == 404 or code == "SENDER_ID_MISMATCH":

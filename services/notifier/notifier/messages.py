@@ -164,7 +164,9 @@ def _continues_cluster(text: str, i: int) -> bool:
         or "\U0001f3fb" <= char <= "\U0001f3ff"  # skin tone modifier
         or "\U000e0020" <= char <= "\U000e007f"  # tag characters (subdivision flags)
         or (i > 0 and text[i - 1] == _ZWJ)
-        or (_regional_indicator(char) and _regional_indicators_before(text, i) % 2 == 1)  # a flag's second half
+        or (
+            _regional_indicator(char) and _regional_indicators_before(text, i) % 2 == 1
+        )  # a flag's second half
     )
 
 

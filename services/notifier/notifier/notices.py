@@ -198,7 +198,12 @@ _MAX_PUSH_TITLE_CHARS = 120
 
 
 def notice_push(
-    kind: str, notification_id: uuid.UUID, locale: str, context: Mapping[str, Any], zone: ZoneInfo, base_url: str
+    kind: str,
+    notification_id: uuid.UUID,
+    locale: str,
+    context: Mapping[str, Any],
+    zone: ZoneInfo,
+    base_url: str,
 ) -> dict[str, str]:
     """The push payload of a notice kind (title, body, url, tag), within MAX_PUSH_PAYLOAD_BYTES."""
     words = render(kind, locale, context, zone, base_url)
@@ -228,7 +233,11 @@ def digest_parts(
     items = []
     for item in context["items"]:
         if item["kind"] == "new_post":
-            title, excerpt, url = item.get("title") or "", item.get("excerpt") or "", post_url(base_url, item["post_id"])
+            title, excerpt, url = (
+                item.get("title") or "",
+                item.get("excerpt") or "",
+                post_url(base_url, item["post_id"]),
+            )
         else:
             words = render(item["kind"], locale, item.get("context") or {}, zone, base_url)
             title, excerpt, url = words.subject, words.summary, words.url
@@ -297,7 +306,11 @@ def delivery_push(row: Mapping[str, Any], zone: ZoneInfo, base_url: str) -> tupl
     kind = row.get("kind") or "new_post"
     if kind == "new_post":
         payload = new_post_push(
-            row["locale"], row["group_name"] or "", row["excerpt"], post_url(base_url, row["post_id"]), row["post_id"]
+            row["locale"],
+            row["group_name"] or "",
+            row["excerpt"],
+            post_url(base_url, row["post_id"]),
+            row["post_id"],
         )
         return payload, f"post-{row['post_id'].hex[:27]}"
     payload = notice_push(kind, row["notification_id"], row["locale"], row["context"], zone, base_url)

@@ -41,7 +41,9 @@ async def test_an_erased_child_is_forgotten_and_its_reminders_cancelled(notifier
         school_id,
     )  # fmt: skip
     await notifier.publish(
-        GroupChanged(group_id=group_id, school_id=school_id, name="Groep 5", school_year="2026-2027", revision=1),
+        GroupChanged(
+            group_id=group_id, school_id=school_id, name="Groep 5", school_year="2026-2027", revision=1
+        ),
         school_id,
     )
     address = f"ouder-{uuid.uuid4().hex[:8]}@ouders.test"
@@ -99,10 +101,14 @@ async def test_an_erased_child_is_forgotten_and_its_reminders_cancelled(notifier
     # Nothing about the erased child is still to be sent; what went out before stays as history.
     assert not [r for r in rows if r["status"] in ("pending", "held")], rows
     reminder = [r for r in rows if r["kind"] == "day_before"]
-    assert [(r["status"], r["last_error"]) for r in reminder] == [("failed", "cancelled: the child's data was erased")]
+    assert [(r["status"], r["last_error"]) for r in reminder] == [
+        ("failed", "cancelled: the child's data was erased")
+    ]
     # No stored row of the notifier names the child any more.
     assert not await pool.fetchval("SELECT count(*) FROM notifications WHERE context::text LIKE '%Noa%'")
-    assert not await pool.fetchval("SELECT count(*) FROM deliveries WHERE coalesce(last_error, '') LIKE '%Noa%'")
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE coalesce(last_error, '') LIKE '%Noa%'"
+    )
     children = await pool.fetchval(
         "SELECT children FROM memberships WHERE group_id = $1 AND person_id = $2", group_id, guardian
     )
@@ -118,11 +124,15 @@ async def test_an_erased_child_is_forgotten_and_its_reminders_cancelled(notifier
     assert [r["status"] for r in kept if r["kind"] == "day_before"] == ["held"]
 
 
-
 async def test_an_erased_childs_invitation_mails_lose_its_name_sent_or_not(notifier: RunningNotifier) -> None:
     school_id, erased, sibling = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     sent = {}
-    for child, name, reminder in ((erased, "Noa", 0), (erased, "Noa", 1), (sibling, "Sam", 0), (None, "Lot", 0)):
+    for child, name, reminder in (
+        (erased, "Noa", 0),
+        (erased, "Noa", 1),
+        (sibling, "Sam", 0),
+        (None, "Lot", 0),
+    ):
         event = an_invitation(
             an_address(), a_code(), school_id=school_id, child_id=child, child_name=name, reminder=reminder
         )
@@ -146,7 +156,9 @@ async def test_an_erased_childs_invitation_mails_lose_its_name_sent_or_not(notif
 
     await notifier.eventually(forgotten, "the erased child's name gone from its invitation mails")
     assert not await notifier.pool.fetchval("SELECT count(*) FROM mails WHERE context::text LIKE '%Noa%'")
-    assert {(await notifier.mail_row(m))["status"] for m in (sent[(erased, 0)], sent[(erased, 1)])} == {"sent"}
+    assert {(await notifier.mail_row(m))["status"] for m in (sent[(erased, 0)], sent[(erased, 1)])} == {
+        "sent"
+    }
     assert await name_of(sent[(sibling, 0)]) == "Sam"
     # Sent before InvitationIssued said which child: the school's such mails are blanked too (erasure.py).
     assert await name_of(sent[(None, 0)]) == ""
@@ -168,7 +180,12 @@ async def test_an_erased_childs_unsent_invitation_is_cancelled_without_its_code(
 
         def invitation(child: uuid.UUID | None, name: str, reminder: int = 0) -> InvitationIssued:
             return an_invitation(
-                an_address(), a_code(), school_id=school_id, child_id=child, child_name=name, reminder=reminder
+                an_address(),
+                a_code(),
+                school_id=school_id,
+                child_id=child,
+                child_name=name,
+                reminder=reminder,
             )
 
         noa = [await handle(invitation(erased, "Noa")), await handle(invitation(erased, "Noa", 1))]

@@ -152,7 +152,9 @@ class Site:
             keys.setdefault(push.subscription_id, []).append((push.topic, json.loads(push.data)["tag"]))
         for message in self.fcm.messages:
             android = message.message["android"]
-            keys.setdefault(message.token, []).append((android["collapse_key"], android["notification"]["tag"]))
+            keys.setdefault(message.token, []).append(
+                (android["collapse_key"], android["notification"]["tag"])
+            )
         for received in self.apns.messages:
             keys.setdefault(received.token, []).append((received.collapse_id, received.payload["tag"]))
         devices = len(self.push._subscriptions) + len(self.app_tokens["fcm"]) + len(self.app_tokens["apns"])
@@ -296,7 +298,9 @@ async def test_ten_kills_at_random_moments_of_a_fan_out_leave_nobody_without_and
     email_repeats = sum(site.repeats(addresses).values())  # also: everyone got the mail, same Message-ID
     push_repeats = site.push_repeats()  # also: every device got the push, same Topic and tag
     messages = 2 * len(addresses)  # a mail and a push each
-    print(f"kill test seed {KILL_SEED}: {email_repeats} mails and {push_repeats} pushes repeated in {kills} kills")
+    print(
+        f"kill test seed {KILL_SEED}: {email_repeats} mails and {push_repeats} pushes repeated in {kills} kills"
+    )
     assert email_repeats <= kills * IN_FLIGHT, f"{email_repeats} repeated mails"
     assert push_repeats <= kills * PUSHES_IN_FLIGHT, f"{push_repeats} repeated pushes"
     assert email_repeats + push_repeats < 0.01 * messages * kills, f"{email_repeats + push_repeats} repeats"
@@ -313,9 +317,13 @@ async def test_a_stopped_notifier_finishes_its_sends_and_hands_back_the_rest_at_
         assert await process.wait() == 0
 
     # Every mail the SMTP server took is recorded as sent: nothing in flight was cut off.
-    sent = await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'sent'")
+    sent = await site.pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'sent'"
+    )
     assert len(site.sink.messages) == sent
-    pushed = await site.pool.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'push' AND status = 'sent'")
+    pushed = await site.pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE channel = 'push' AND status = 'sent'"
+    )
     assert len(site.push.messages) + len(site.fcm.messages) + len(site.apns.messages) == pushed
     assert sent < len(addresses), "the fan-out ended before the stop: nothing to hand back"
     # Nothing still pending waits out a lease.

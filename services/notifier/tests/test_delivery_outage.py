@@ -104,7 +104,10 @@ async def test_with_smtp_down_each_failed_attempt_is_logged_and_the_backlog_show
 async def test_a_delivery_given_up_on_is_logged_and_counted_as_failed(caplog):
     caplog.set_level(logging.WARNING, logger="notifier.delivery")
     # Email is kept trying for a day (delivery_email_retry_hours); 0 here: the attempts alone decide.
-    async with notifier_without_smtp(delivery_max_attempts=1, delivery_email_retry_hours=0) as (app, base_url):
+    async with notifier_without_smtp(delivery_max_attempts=1, delivery_email_retry_hours=0) as (
+        app,
+        base_url,
+    ):
         await post_to_parents(app[POOL], PARENTS)
 
         async def failed() -> bool:

@@ -24,15 +24,19 @@ async def test_each_provider_is_claimed_by_its_own_free_slots(notifier: Any) -> 
                 uuid.uuid4(),
             )
             devices = [
-                (await store.register_native_device(conn, uuid.uuid4(), person_id, "apns", "ab" * 31 + f"{i:02x}"))[
-                    "device_id"
-                ]
+                (
+                    await store.register_native_device(
+                        conn, uuid.uuid4(), person_id, "apns", "ab" * 31 + f"{i:02x}"
+                    )
+                )["device_id"]
                 for i in range(12)
             ]
             devices += [
-                (await store.register_native_device(conn, uuid.uuid4(), person_id, "fcm", f"fcm-token-{i}" * 4))[
-                    "device_id"
-                ]
+                (
+                    await store.register_native_device(
+                        conn, uuid.uuid4(), person_id, "fcm", f"fcm-token-{i}" * 4
+                    )
+                )["device_id"]
                 for i in range(3)
             ]
             for i in range(3):
@@ -88,7 +92,9 @@ async def test_a_device_moving_to_another_account_drops_what_was_pending_for_the
                 uuid.uuid4(),
                 uuid.uuid4(),
             )
-            first = await store.register_native_device(conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3)
+            first = await store.register_native_device(
+                conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3
+            )
             assert first["moved"] is False
             await conn.execute(
                 """INSERT INTO deliveries (delivery_id, notification_id, person_id, channel, device_id)
@@ -97,15 +103,22 @@ async def test_a_device_moving_to_another_account_drops_what_was_pending_for_the
                 owner,
                 first["device_id"],
             )
-            again = await store.register_native_device(conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3)
+            again = await store.register_native_device(
+                conn, uuid.uuid4(), owner, "fcm", "shared-tablet-token" * 3
+            )
             assert (again["device_id"], again["moved"]) == (first["device_id"], False)
             moved = await store.register_native_device(
                 conn, uuid.uuid4(), newcomer, "fcm", "shared-tablet-token" * 3
             )
             assert (moved["device_id"], moved["moved"]) == (first["device_id"], True)
-            row = await conn.fetchrow("SELECT status, last_error FROM deliveries WHERE device_id = $1", first["device_id"])
+            row = await conn.fetchrow(
+                "SELECT status, last_error FROM deliveries WHERE device_id = $1", first["device_id"]
+            )
             assert row["status"] == "failed"
             assert "moved to another account" in row["last_error"]
-            assert await conn.fetchval("SELECT person_id FROM devices WHERE device_id = $1", first["device_id"]) == newcomer
+            assert (
+                await conn.fetchval("SELECT person_id FROM devices WHERE device_id = $1", first["device_id"])
+                == newcomer
+            )
         finally:
             await transaction.rollback()

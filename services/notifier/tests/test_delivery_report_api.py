@@ -23,7 +23,9 @@ def pool(system: System) -> asyncpg.Pool:
 
 
 async def register(system: System, person: Person, kind: str, token: str) -> None:
-    status, body = await system.call("POST", "notifier", "/devices", person.token, json={"kind": kind, "token": token})
+    status, body = await system.call(
+        "POST", "notifier", "/devices", person.token, json={"kind": kind, "token": token}
+    )
     assert status == 201, body
 
 
@@ -56,9 +58,14 @@ async def test_the_report_of_a_post_matches_what_the_servers_received(system: Sy
     # Quiet hours around the school's present moment: the push waits until they end.
     night_token = system.fcm.register()
     await register(system, night, "fcm", night_token)
-    zone = ZoneInfo(await pool(system).fetchval("SELECT time_zone FROM schools WHERE school_id = $1", school.school_id))
+    zone = ZoneInfo(
+        await pool(system).fetchval("SELECT time_zone FROM schools WHERE school_id = $1", school.school_id)
+    )
     local = datetime.now(UTC).astimezone(zone)
-    quiet = {"starts": (local - timedelta(hours=1)).strftime("%H:%M"), "ends": (local + timedelta(hours=1)).strftime("%H:%M")}
+    quiet = {
+        "starts": (local - timedelta(hours=1)).strftime("%H:%M"),
+        "ends": (local + timedelta(hours=1)).strftime("%H:%M"),
+    }
     choice = {"channel": "push", "timing": "immediate"}
     status, body = await system.call(
         "PUT", "notifier", "/preferences", night.token,
@@ -68,7 +75,11 @@ async def test_the_report_of_a_post_matches_what_the_servers_received(system: Sy
 
     mails_before = len(system.smtp.messages)
     status, created = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Uitje", "body": "Vrijdag naar het bos"}
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Uitje", "body": "Vrijdag naar het bos"},
     )
     assert status == 201, created
     post_id = uuid.UUID(created["post_id"])
@@ -94,7 +105,10 @@ async def test_the_report_of_a_post_matches_what_the_servers_received(system: Sy
     assert got["targeted"] == 7
     # browser: push + email; android: push + email; iphone, dead, night: push; mail, digest: email.
     assert got["deliveries"] == 9
-    assert got["delivered"] == {"email": len(mailed), "push": len(web_pushes) + len(fcm_pushes) + len(apns_pushes)}
+    assert got["delivered"] == {
+        "email": len(mailed),
+        "push": len(web_pushes) + len(fcm_pushes) + len(apns_pushes),
+    }
     assert got["delivered_by_provider"] == {"smtp": 3, "webpush": 1, "fcm": 1, "apns": 1}
     assert got["failed"] == 1
     [failure] = got["failures"]

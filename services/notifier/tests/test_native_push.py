@@ -26,7 +26,12 @@ from tests.harness.feed import allow_posts_per_day
 from tests.harness.school import Person, add_group, add_person, make_class, make_school
 from tests.harness.system import System, eventually
 
-PAYLOAD = {"title": "Nieuw in Groep 3", "body": "Morgen gym!", "url": "https://klaspost.nl/posts/1", "tag": "post-1"}
+PAYLOAD = {
+    "title": "Nieuw in Groep 3",
+    "body": "Morgen gym!",
+    "url": "https://klaspost.nl/posts/1",
+    "tag": "post-1",
+}
 
 
 def sender_settings(fcm: FcmService | None = None, apns: ApnsService | None = None) -> Settings:
@@ -238,7 +243,9 @@ def pool(system: System) -> asyncpg.Pool:
 
 
 async def register(system: System, person: Person, kind: str, token: str) -> tuple[int, Any]:
-    return await system.call("POST", "notifier", "/devices", person.token, json={"kind": kind, "token": token})
+    return await system.call(
+        "POST", "notifier", "/devices", person.token, json={"kind": kind, "token": token}
+    )
 
 
 async def class_with_parent(system: System) -> tuple[uuid.UUID, Person, Person]:
@@ -246,7 +253,9 @@ async def class_with_parent(system: System) -> tuple[uuid.UUID, Person, Person]:
     await allow_posts_per_day(system, school)
 
     async def known() -> bool:
-        return bool(await pool(system).fetchval("SELECT 1 FROM people WHERE person_id = $1", parent.person_id))
+        return bool(
+            await pool(system).fetchval("SELECT 1 FROM people WHERE person_id = $1", parent.person_id)
+        )
 
     await eventually(known, what="the parent's contact copied to the notifier")
     return group, teacher, parent
@@ -254,7 +263,11 @@ async def class_with_parent(system: System) -> tuple[uuid.UUID, Person, Person]:
 
 async def publish(system: System, teacher: Person, group: uuid.UUID) -> uuid.UUID:
     status, created = await system.call(
-        "POST", "posts", f"/groups/{group}/posts", teacher.token, json={"title": "Nieuws", "body": "Morgen gym!"}
+        "POST",
+        "posts",
+        f"/groups/{group}/posts",
+        teacher.token,
+        json={"title": "Nieuws", "body": "Morgen gym!"},
     )
     assert status == 201, created
     return uuid.UUID(created["post_id"])
@@ -269,7 +282,9 @@ async def push_rows(system: System, post_id: uuid.UUID) -> list[asyncpg.Record]:
     return rows
 
 
-async def settled(system: System, post_id: uuid.UUID, count: int, within: float = 10.0) -> list[asyncpg.Record]:
+async def settled(
+    system: System, post_id: uuid.UUID, count: int, within: float = 10.0
+) -> list[asyncpg.Record]:
     async def done() -> bool:
         rows = await push_rows(system, post_id)
         return len(rows) == count and all(r["status"] != "pending" for r in rows)
@@ -287,7 +302,11 @@ async def test_a_parent_registers_lists_and_removes_app_devices(system: System) 
     assert status == 201, android
     status, iphone = await register(system, parent, "apns", apns_token.upper())
     assert status == 201, iphone
-    assert (android["kind"], android["endpoint_host"], android["moved_from_another_account"]) == ("fcm", None, False)
+    assert (android["kind"], android["endpoint_host"], android["moved_from_another_account"]) == (
+        "fcm",
+        None,
+        False,
+    )
     assert iphone["kind"] == "apns"
     status, again = await register(system, parent, "apns", apns_token)  # the same device, lower case
     assert status == 201
@@ -316,7 +335,9 @@ async def test_a_parent_registers_lists_and_removes_app_devices(system: System) 
         ({"kind": "blackberry", "token": "a" * 64}, "kind"),
     ],
 )
-async def test_malformed_app_tokens_are_refused_with_422(system: System, body: dict[str, Any], field: str) -> None:
+async def test_malformed_app_tokens_are_refused_with_422(
+    system: System, body: dict[str, Any], field: str
+) -> None:
     school = await make_school(system)
     await add_group(system, school, "Groep 1")
     parent = await add_person(system, school, "ouder", "guardian", "Groep 1")

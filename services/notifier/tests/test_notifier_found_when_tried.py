@@ -52,7 +52,12 @@ def subject_and_to(msg: EmailMessage) -> tuple[str, str, str, str]:
             break
         value += line
     [to] = parsed["To"].addresses
-    return str(parsed["Subject"]), str(make_header(decode_header(value.strip()))), to.display_name, to.addr_spec
+    return (
+        str(parsed["Subject"]),
+        str(make_header(decode_header(value.strip()))),
+        to.display_name,
+        to.addr_spec,
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,14 +98,20 @@ async def test_another_accounts_push_endpoint_cannot_be_registered_again_in_anot
     status, key = await system.call("GET", "notifier", "/push/vapid-public-key")
     assert status == 200, key
     subscription: dict[str, Any] = system.push.subscribe(key["application_server_key"])
-    status, body = await system.call("POST", "notifier", "/devices", owner.token, json={"subscription": subscription})
+    status, body = await system.call(
+        "POST", "notifier", "/devices", owner.token, json={"subscription": subscription}
+    )
     assert status == 201, body
     own_keys = system.push.subscribe(key["application_server_key"])["keys"]
     endpoint = subscription["endpoint"]
     assert endpoint.startswith("http://127.0.0.1:")
     for variant in (endpoint + "#again", "HTTP" + endpoint[4:], endpoint + "#"):
         status, body = await system.call(
-            "POST", "notifier", "/devices", stranger.token, json={"subscription": {"endpoint": variant, "keys": own_keys}}
+            "POST",
+            "notifier",
+            "/devices",
+            stranger.token,
+            json={"subscription": {"endpoint": variant, "keys": own_keys}},
         )
         assert status in (409, 422), (variant, status, body)
     status, body = await system.call("GET", "notifier", "/devices", stranger.token)
@@ -132,7 +143,9 @@ async def test_an_smtp_relay_down_for_more_than_ten_minutes_loses_no_email() -> 
 
         await eventually(first_attempt_over, within=20, what="the first attempt at every email")
         async with pool.acquire() as conn:
-            await conn.execute("UPDATE deliveries SET attempts = 7, last_error = NULL, next_attempt_at = now()")
+            await conn.execute(
+                "UPDATE deliveries SET attempts = 7, last_error = NULL, next_attempt_at = now()"
+            )
             await conn.execute("UPDATE mails SET attempts = 7, last_error = NULL, next_attempt_at = now()")
 
         async def eighth_attempt_over() -> bool:
@@ -190,7 +203,9 @@ async def test_a_refused_address_still_fails_at_once_and_a_failure_is_one_statem
 
         async def first_attempt_over() -> bool:
             return bool(
-                await pool.fetchval("SELECT count(*) = 2 FROM deliveries WHERE attempts = 1 AND last_error IS NOT NULL")
+                await pool.fetchval(
+                    "SELECT count(*) = 2 FROM deliveries WHERE attempts = 1 AND last_error IS NOT NULL"
+                )
             )
 
         await eventually(first_attempt_over, within=20, what="the first attempt at every email")
@@ -213,9 +228,9 @@ async def test_a_refused_address_still_fails_at_once_and_a_failure_is_one_statem
                 retry_in_seconds=5,
             )  # fmt: skip
             assert again is None  # no longer pending: left as it was
-            assert await conn.fetchval("SELECT last_error FROM deliveries WHERE delivery_id = $1", refused) == (
-                "recipients refused: 550 no such user"
-            )
+            assert await conn.fetchval(
+                "SELECT last_error FROM deliveries WHERE delivery_id = $1", refused
+            ) == ("recipients refused: 550 no such user")
 
 
 @pytest.mark.parametrize("target", ["digest", "posts"])
@@ -273,7 +288,11 @@ async def test_a_reminder_waiting_for_its_moment_stays_for_who_switches_email_to
         )  # fmt: skip
 
     async def status() -> str:
-        return str(await site.pool.fetchval("SELECT status FROM deliveries WHERE notification_id = $1", notification_id))
+        return str(
+            await site.pool.fetchval(
+                "SELECT status FROM deliveries WHERE notification_id = $1", notification_id
+            )
+        )
 
     assert await status() == "held"
     await choose(site, parent, "push")
@@ -309,7 +328,9 @@ async def test_a_guardian_who_left_the_group_gets_no_digest_or_held_push_of_its_
     await eventually(held, what="the digest email and the quiet-hours push held")
     for parent in klas.parents:
         await site.publish(
-            MembershipRevoked(group_id=klas.group_id, person_id=parent.person_id, role="guardian", revision=2),
+            MembershipRevoked(
+                group_id=klas.group_id, person_id=parent.person_id, role="guardian", revision=2
+            ),
             klas.school_id,
         )
 
@@ -326,7 +347,9 @@ async def test_a_guardian_who_left_the_group_gets_no_digest_or_held_push_of_its_
 
 
 @pytest.mark.parametrize("channel", ["email", "none"])
-async def test_push_turned_off_in_the_settings_drops_the_pushes_held_for_quiet_hours(site: Site, channel: str) -> None:
+async def test_push_turned_off_in_the_settings_drops_the_pushes_held_for_quiet_hours(
+    site: Site, channel: str
+) -> None:
     # Pushes held for the night came in the morning after the parent had chosen no push at all.
     now = datetime.now(UTC)
     klas = await a_class(site, 1)
@@ -366,10 +389,14 @@ async def test_push_turned_off_in_the_settings_drops_the_pushes_held_for_quiet_h
         "http://notifier:8084",  # a compose service name: only inside the compose network
     ],
 )
-def test_a_public_url_that_reaches_no_reader_is_named_at_start_up(url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_public_url_that_reaches_no_reader_is_named_at_start_up(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # PUBLIC_API_URL unset (NOTIFIER_PUBLIC_URL in compose) left every one-click unsubscribe link
     # pointing at http://localhost:8084, and nothing said so.
-    settings = Settings(database_url="postgresql://x@127.0.0.1/x", public_api_url=url, public_base_url="https://klaspost.nl")
+    settings = Settings(
+        database_url="postgresql://x@127.0.0.1/x", public_api_url=url, public_base_url="https://klaspost.nl"
+    )
     with caplog.at_level(logging.WARNING, logger="notifier.resources"):
         problems = warn_about_local_urls(settings)
     assert len(problems) == 1, problems
@@ -388,7 +415,9 @@ def test_a_public_url_on_a_real_domain_is_accepted() -> None:
     assert warn_about_local_urls(settings) == []
 
 
-async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirty_an_hour(system: System) -> None:
+async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirty_an_hour(
+    system: System,
+) -> None:
     # One token registered 500 fake push devices in a second: every post then meant 500 sends. Now
     # the 21st device replaces the least recently registered one (a parent's new phone just works),
     # and the 31st registration in an hour is refused with 429 and Retry-After.
@@ -398,7 +427,9 @@ async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirt
     registered = []
     for _ in range(30):
         subscription: dict[str, Any] = system.push.subscribe(key["application_server_key"])
-        status, body = await system.call("POST", "notifier", "/devices", parent.token, json={"subscription": subscription})
+        status, body = await system.call(
+            "POST", "notifier", "/devices", parent.token, json={"subscription": subscription}
+        )
         assert status == 201, body
         registered.append(body["device_id"])
     status, body = await system.call("GET", "notifier", "/devices", parent.token)
@@ -418,7 +449,11 @@ async def test_a_person_keeps_at_most_twenty_devices_and_registers_at_most_thirt
     # Another person is not held back by this one's registrations.
     other = await add_person(system, school, "buur", "guardian", "Groep 6")
     status, body = await system.call(
-        "POST", "notifier", "/devices", other.token, json={"subscription": system.push.subscribe(key["application_server_key"])}
+        "POST",
+        "notifier",
+        "/devices",
+        other.token,
+        json={"subscription": system.push.subscribe(key["application_server_key"])},
     )
     assert status == 201, body
 
@@ -427,14 +462,18 @@ def test_a_relay_refusing_our_sender_keeps_the_mail_while_a_refused_address_fail
     # A 5xx to MAIL FROM is the relay's set-up (the sender not allowed), the same for every mail:
     # like an authentication failure it must keep the mail waiting, not fail the whole backlog.
     # A 5xx for the recipient is about that address: given up on at once.
-    sender = _classify(aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender address rejected", "noreply@klaspost.nl"))
+    sender = _classify(
+        aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender address rejected", "noreply@klaspost.nl")
+    )
     assert not sender.permanent
     auth = _classify(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid"))
     assert not auth.permanent
     busy = _classify(aiosmtplib.SMTPResponseException(421, "4.3.2 Service not available"))
     assert not busy.permanent
     refused = _classify(
-        aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "x@ouders.nl")])
+        aiosmtplib.SMTPRecipientsRefused(
+            [aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "x@ouders.nl")]
+        )
     )
     assert refused.permanent
 

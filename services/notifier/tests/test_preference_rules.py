@@ -23,7 +23,9 @@ def at(hour: int, minute: int = 0, day: int = 1, month: int = 12) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=AMSTERDAM).astimezone(UTC)
 
 
-def who(channel: str = "auto", timing: str = "immediate", devices: int = 1, quiet: QuietHours | None = None) -> Recipient:
+def who(
+    channel: str = "auto", timing: str = "immediate", devices: int = 1, quiet: QuietHours | None = None
+) -> Recipient:
     return Recipient(PERSON, Choice(channel, timing), tuple(uuid.uuid4() for _ in range(devices)), quiet)  # type: ignore[arg-type]
 
 
@@ -69,7 +71,11 @@ def test_a_push_in_quiet_hours_is_held_an_email_is_not() -> None:
 
 def test_urgent_goes_to_every_channel_at_once_whatever_the_choice() -> None:
     planned = plan(who("none", "digest", devices=2, quiet=NIGHT), now=at(23, 0), zone=AMSTERDAM, urgent=True)
-    assert [(p.channel, p.status) for p in planned] == [("email", "pending"), ("push", "pending"), ("push", "pending")]
+    assert [(p.channel, p.status) for p in planned] == [
+        ("email", "pending"),
+        ("push", "pending"),
+        ("push", "pending"),
+    ]
 
 
 def test_digest_holds_emails_only_and_never_a_scheduled_message() -> None:
@@ -85,7 +91,9 @@ def test_digest_holds_emails_only_and_never_a_scheduled_message() -> None:
 
 def test_a_scheduled_push_inside_quiet_hours_waits_for_their_end() -> None:
     planned = plan(who("push", quiet=NIGHT), now=at(10, 0), zone=AMSTERDAM, send_at=at(6, 0, day=2))
-    assert [(p.status, p.hold_reason, p.hold_until) for p in planned] == [("held", "quiet_hours", at(7, 0, day=2))]
+    assert [(p.status, p.hold_reason, p.hold_until) for p in planned] == [
+        ("held", "quiet_hours", at(7, 0, day=2))
+    ]
 
 
 def test_none_makes_nothing() -> None:

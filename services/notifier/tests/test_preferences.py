@@ -182,7 +182,9 @@ async def a_class(
         school_id,
     )  # fmt: skip
     await site.publish(
-        GroupChanged(group_id=group_id, school_id=school_id, name="Groep 5", school_year="2026-2027", revision=1),
+        GroupChanged(
+            group_id=group_id, school_id=school_id, name="Groep 5", school_year="2026-2027", revision=1
+        ),
         school_id,
     )
     parents = []
@@ -190,7 +192,9 @@ async def a_class(
         person = uuid.uuid4()
         address = f"ouder{i}-{uuid.uuid4().hex[:8]}@ouders.test"
         await site.publish(
-            AccountChanged(person_id=person, email=address, display_name=f"Ouder {i}", locale=locale, revision=1)
+            AccountChanged(
+                person_id=person, email=address, display_name=f"Ouder {i}", locale=locale, revision=1
+            )
         )
         await site.publish(
             MembershipGranted(
@@ -249,7 +253,9 @@ async def post(site: Site, klas: Klas, excerpt: str, **kw: Any) -> uuid.UUID:
     )
 
     async def stored() -> bool:
-        return bool(await site.pool.fetchval("SELECT count(*) FROM notifications WHERE post_id = $1", post_id))
+        return bool(
+            await site.pool.fetchval("SELECT count(*) FROM notifications WHERE post_id = $1", post_id)
+        )
 
     await eventually(stored, what="the post's notification")
     return post_id
@@ -476,6 +482,7 @@ async def test_the_weekly_reminder_reaches_each_teacher_once(site: Site) -> None
     await site.again(env)  # redelivered
     await site.publish(event, klas.school_id)  # and the job looked again (another event id)
     await site.settle()
+
     async def reminded() -> bool:
         return all(len(site.mails_to(t.email)) == 1 for t in teachers)
 
@@ -520,7 +527,9 @@ async def test_a_booking_is_confirmed_moved_reminded_the_day_before_and_cancelle
         "title": "10-minutengesprek", "teacher_names": ["Juf Anne"], "location": "Lokaal 3",
         "guardian_ids": guardians,
     }  # fmt: skip
-    await site.publish(SlotBooked(**common, starts_at=starts, ends_at=starts + timedelta(minutes=10), booked_by=guardians[0]))
+    await site.publish(
+        SlotBooked(**common, starts_at=starts, ends_at=starts + timedelta(minutes=10), booked_by=guardians[0])
+    )
     await site.settle()
     await eventually(lambda: _true(len(site.mails_to(first.email)) == 1), what="the confirmation")
     assert "Bevestiging: 10-minutengesprek voor Sam" in site.mails_to(first.email)[0].message["Subject"]
@@ -548,7 +557,11 @@ async def test_a_booking_is_confirmed_moved_reminded_the_day_before_and_cancelle
 
     # Another booking, cancelled: its reminder never comes, the cancellation does.
     other = uuid.uuid4()
-    await site.publish(SlotBooked(**(common | {"booking_id": other}), starts_at=starts, ends_at=starts, booked_by=guardians[0]))
+    await site.publish(
+        SlotBooked(
+            **(common | {"booking_id": other}), starts_at=starts, ends_at=starts, booked_by=guardians[0]
+        )
+    )
     await site.settle()
     await eventually(lambda: _true(len(site.mails_to(first.email)) == 4), what="the second confirmation")
     await site.publish(
@@ -650,7 +663,9 @@ async def test_booking_events_out_of_order_leave_one_reminder_for_the_latest_tim
         )
     )  # fmt: skip
     await eventually(lambda: _true(len(site.mails_to(parent.email)) == 1), what="the move")
-    await site.publish(SlotBooked(**common, booking_id=booking, starts_at=starts, ends_at=starts, booked_by=parent.person_id))
+    await site.publish(
+        SlotBooked(**common, booking_id=booking, starts_at=starts, ends_at=starts, booked_by=parent.person_id)
+    )
     await eventually(lambda: _true(len(site.mails_to(parent.email)) == 2), what="the booking")
     # A cancellation handled before its booking: no reminder at all, and told once.
     cancel = SlotCancelled(
@@ -660,8 +675,14 @@ async def test_booking_events_out_of_order_leave_one_reminder_for_the_latest_tim
     )  # fmt: skip
     await site.publish(cancel)
     await site.publish(cancel)  # published twice (another event id)
-    await site.publish(SlotBooked(**common, booking_id=cancelled, starts_at=starts, ends_at=starts, booked_by=parent.person_id))
-    await eventually(lambda: _true(len(site.mails_to(parent.email)) == 4), what="the cancellation and its booking")
+    await site.publish(
+        SlotBooked(
+            **common, booking_id=cancelled, starts_at=starts, ends_at=starts, booked_by=parent.person_id
+        )
+    )
+    await eventually(
+        lambda: _true(len(site.mails_to(parent.email)) == 4), what="the cancellation and its booking"
+    )
     await site.settle()
     reminders = await site.pool.fetch(
         """SELECT d.hold_until FROM deliveries d JOIN notifications n USING (notification_id)

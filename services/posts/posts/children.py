@@ -39,9 +39,7 @@ async def erase_child(conn: asyncpg.Connection, child_id: uuid.UUID) -> None:
     erased the child's data; a message naming the child would be the opposite), but each booking's
     SlotCancelled (without the name or recipients, conferences/ended.py) makes the notifier drop the
     day-before reminder it holds."""
-    await conn.execute(
-        "INSERT INTO erased_children (child_id) VALUES ($1) ON CONFLICT DO NOTHING", child_id
-    )
+    await conn.execute("INSERT INTO erased_children (child_id) VALUES ($1) ON CONFLICT DO NOTHING", child_id)
     await ended.child_erased(conn, child_id)
     await conn.execute("DELETE FROM children WHERE child_id = $1", child_id)
     await conn.execute("DELETE FROM conference_reminders WHERE child_id = $1", child_id)

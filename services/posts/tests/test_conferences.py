@@ -198,8 +198,14 @@ async def test_fifty_families_book_thirty_slots_at_once(system: System) -> None:
     group_id, teacher, families = await seeded_group(system, 50)
     now = await db_now(system)
     body = schedule_body(
-        [group_id], now, days=[{"date": (now + timedelta(days=10)).date().isoformat(),
-                                "ranges": [{"start": "13:00", "end": "18:00"}]}]
+        [group_id],
+        now,
+        days=[
+            {
+                "date": (now + timedelta(days=10)).date().isoformat(),
+                "ranges": [{"start": "13:00", "end": "18:00"}],
+            }
+        ],
     )
     schedule = await create(system, teacher, body)
     assert len(schedule["slots"]) == 30
@@ -208,7 +214,10 @@ async def test_fifty_families_book_thirty_slots_at_once(system: System) -> None:
     # at slots others aim at too: 50 requests, 30 places.
     aims = [slot_ids[i % 30] for i in range(50)]
     results = await asyncio.gather(
-        *(book(system, token, schedule["schedule_id"], aim, child) for (token, child), aim in zip(families, aims, strict=True))
+        *(
+            book(system, token, schedule["schedule_id"], aim, child)
+            for (token, child), aim in zip(families, aims, strict=True)
+        )
     )
     statuses = sorted(status for status, _ in results)
     assert statuses.count(201) == 30, statuses
@@ -218,7 +227,8 @@ async def test_fifty_families_book_thirty_slots_at_once(system: System) -> None:
             assert_error(answer, "conflict")
             assert "taken" in answer["error"]["message"]
     rows = await pool(system).fetch(
-        "SELECT slot_id, child_id FROM conference_bookings WHERE schedule_id = $1", uuid.UUID(schedule["schedule_id"])
+        "SELECT slot_id, child_id FROM conference_bookings WHERE schedule_id = $1",
+        uuid.UUID(schedule["schedule_id"]),
     )
     assert len(rows) == 30
     assert len({r["slot_id"] for r in rows}) == 30  # no slot twice
@@ -284,9 +294,13 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     assert by_schedule[groep3["schedule_id"]]["child_name"]  # from posts' copy of identity's children
 
     # 15:00 with juf, 15:10 with meester: back to back, before the general window opens.
-    status, first = await book(system, world.family.token, groep3["schedule_id"], groep3["slots"][0]["slot_id"], child3)
+    status, first = await book(
+        system, world.family.token, groep3["schedule_id"], groep3["slots"][0]["slot_id"], child3
+    )
     assert status == 201, first
-    status, second = await book(system, world.family.token, groep5["schedule_id"], groep5["slots"][1]["slot_id"], child5)
+    status, second = await book(
+        system, world.family.token, groep5["schedule_id"], groep5["slots"][1]["slot_id"], child5
+    )
     assert status == 201, second
     assert first["ends_at"] == second["starts_at"]
     assert first["starts_at"].endswith("+01:00") or first["starts_at"].endswith("+02:00")  # school-local
@@ -294,7 +308,9 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
 
     # A family with one child waits for the general window: told when it opens.
     child = world.school.children["enig-kind0"]
-    status, refused = await book(system, world.single.token, groep3["schedule_id"], groep3["slots"][2]["slot_id"], child)
+    status, refused = await book(
+        system, world.single.token, groep3["schedule_id"], groep3["slots"][2]["slot_id"], child
+    )
     assert status == 409, refused
     assert_error(refused, "conflict")
     opens = datetime.fromisoformat(refused["error"]["details"]["opens_at"])
@@ -307,7 +323,9 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     assert mine["schedules"][0]["opens_for_you_at"] == refused["error"]["details"]["opens_at"]
 
     # The other family's booking is only "taken" to them.
-    status, view = await system.call("GET", "posts", f"/conferences/{groep3['schedule_id']}", world.single.token)
+    status, view = await system.call(
+        "GET", "posts", f"/conferences/{groep3['schedule_id']}", world.single.token
+    )
     assert status == 200, view
     assert view["slots"][0]["state"] == "taken"
     assert view["slots"][0]["booking_id"] is None
@@ -321,14 +339,20 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     assert overview["slots"][0]["booking"]["child_name"].startswith("Gezin-Kind0")
     assert [c["child_id"] for c in overview["not_booked"]] == [str(child)]
     assert overview["not_booked"][0]["guardian_ids"] == [str(world.single.person_id)]
-    status, on_behalf = await book(system, world.juf.token, groep3["schedule_id"], groep3["slots"][2]["slot_id"], child)
+    status, on_behalf = await book(
+        system, world.juf.token, groep3["schedule_id"], groep3["slots"][2]["slot_id"], child
+    )
     assert status == 201, on_behalf
     assert on_behalf["booked_by"] == str(world.juf.person_id)
     # Parents do not see the overview.
-    status, body = await system.call("GET", "posts", f"/conferences/{groep3['schedule_id']}/overview", world.single.token)
+    status, body = await system.call(
+        "GET", "posts", f"/conferences/{groep3['schedule_id']}/overview", world.single.token
+    )
     assert status == 403, body
     # A second slot for the same child is refused, saying so.
-    status, body = await book(system, world.juf.token, groep3["schedule_id"], groep3["slots"][3]["slot_id"], child)
+    status, body = await book(
+        system, world.juf.token, groep3["schedule_id"], groep3["slots"][3]["slot_id"], child
+    )
     assert status == 409, body
     assert "already has a slot" in body["error"]["message"], body
 
@@ -338,7 +362,10 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
     signups = [p["signup"] for p in feed["posts"] if p.get("signup")]
     assert {"kind": "conference", "id": groep3["schedule_id"]} in signups
     status, post = await system.call(
-        "POST", "posts", f"/groups/{world.group('Groep 3')}/posts", world.juf.token,
+        "POST",
+        "posts",
+        f"/groups/{world.group('Groep 3')}/posts",
+        world.juf.token,
         json={"title": "Vandaag", "body": "We hebben geknutseld."},
     )
     assert status == 201, post
@@ -349,7 +376,11 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
            WHERE envelope->'payload'->>'schedule_id' = $1 ORDER BY id""",
         groep3["schedule_id"],
     )
-    assert [k["routing_key"] for k in kinds] == ["posts.conference_opened", "posts.slot_booked", "posts.slot_booked"]
+    assert [k["routing_key"] for k in kinds] == [
+        "posts.conference_opened",
+        "posts.slot_booked",
+        "posts.slot_booked",
+    ]
     opened = kinds[0]["payload"]
     assert set(opened["guardian_ids"]) == {str(world.family.person_id), str(world.single.person_id)}
     assert kinds[1]["payload"]["guardian_ids"] == [str(world.family.person_id)]
@@ -361,7 +392,11 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
             for method, path, body in (
                 ("GET", f"/conferences/{sid}", None),
                 ("GET", f"/conferences/{sid}/overview", None),
-                ("POST", f"/conferences/{sid}/bookings", {"slot_id": schedule["slots"][5]["slot_id"], "child_id": str(child)}),
+                (
+                    "POST",
+                    f"/conferences/{sid}/bookings",
+                    {"slot_id": schedule["slots"][5]["slot_id"], "child_id": str(child)},
+                ),
             ):
                 status, answer = await system.call(method, "posts", path, outsider.token, json=body)
                 assert status == 404, (outsider.email, method, path, answer)
@@ -388,20 +423,26 @@ async def test_a_family_with_two_children_books_back_to_back_in_its_early_window
 # --- move and cancel until the deadline ----------------------------------------------------------
 
 
-async def test_move_and_cancel_until_the_deadline_and_refused_after(system: System, world: Conferences) -> None:
+async def test_move_and_cancel_until_the_deadline_and_refused_after(
+    system: System, world: Conferences
+) -> None:
     now = await db_now(system)
     deadline = now + timedelta(seconds=4)
     schedule = await create(
         system,
         world.school.admin,
-        schedule_body([world.group("Groep 5")], now, (now + timedelta(days=14)).date(), change_deadline=iso(deadline)),
+        schedule_body(
+            [world.group("Groep 5")], now, (now + timedelta(days=14)).date(), change_deadline=iso(deadline)
+        ),
     )
     sid, slots = schedule["schedule_id"], [s["slot_id"] for s in schedule["slots"]]
     child = world.school.children["gezin-kind1"]
     status, booking = await book(system, world.family.token, sid, slots[0], child)
     assert status == 201, booking
     path = f"/conference-bookings/{booking['booking_id']}"
-    status, moved = await system.call("PUT", "posts", path + "/slot", world.family.token, json={"slot_id": slots[3]})
+    status, moved = await system.call(
+        "PUT", "posts", path + "/slot", world.family.token, json={"slot_id": slots[3]}
+    )
     assert status == 200, moved
     assert moved["slot_id"] == slots[3], moved
     status, body = await system.call("DELETE", "posts", path, world.family.token)
@@ -415,7 +456,9 @@ async def test_move_and_cancel_until_the_deadline_and_refused_after(system: Syst
     assert twice["error"]["details"]["booking_id"] == booking["booking_id"], twice
 
     await asyncio.sleep(max(0.0, (deadline - await db_now(system)).total_seconds()) + 0.1)
-    status, refused = await system.call("PUT", "posts", path + "/slot", world.family.token, json={"slot_id": slots[4]})
+    status, refused = await system.call(
+        "PUT", "posts", path + "/slot", world.family.token, json={"slot_id": slots[4]}
+    )
     assert status == 409, refused
     assert_error(refused, "conflict")
     assert "until" in refused["error"]["message"]
@@ -424,7 +467,9 @@ async def test_move_and_cancel_until_the_deadline_and_refused_after(system: Syst
     assert status == 409, refused
     assert "cancelled until" in refused["error"]["message"]
     # The teacher still moves it on the family's behalf; SlotMoved tells them.
-    status, moved = await system.call("PUT", "posts", path + "/slot", world.meester.token, json={"slot_id": slots[4]})
+    status, moved = await system.call(
+        "PUT", "posts", path + "/slot", world.meester.token, json={"slot_id": slots[4]}
+    )
     assert status == 200, moved
     assert moved["slot_id"] == slots[4], moved
     # Withdrawn by its staff (not by a family): the booking is cancelled, the schedule and its post gone.
@@ -556,13 +601,17 @@ async def test_ics_and_calendar_feed_keep_local_time_across_the_dst_change(
     monday = next(s for s in schedule["slots"] if s["starts_at"] == "2027-03-29T15:00:00+02:00")
     bookings = []
     for slot, key in ((friday, "gezin-kind0"), (monday, "gezin-kind1")):
-        status, booking = await book(system, world.family.token, schedule["schedule_id"], slot["slot_id"], world.school.children[key])
+        status, booking = await book(
+            system, world.family.token, schedule["schedule_id"], slot["slot_id"], world.school.children[key]
+        )
         assert status == 201, booking
         bookings.append(booking)
 
     expected = [datetime(2027, 3, 26, 14, tzinfo=UTC), datetime(2027, 3, 29, 13, tzinfo=UTC)]
     for booking, instant in zip(bookings, expected, strict=True):
-        status, ics = await system.call("GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", world.family.token)
+        status, ics = await system.call(
+            "GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", world.family.token
+        )
         assert status == 200, ics
         (event,) = parse_events(ics.decode())
         tzid, at, utc = event["DTSTART"]
@@ -577,7 +626,9 @@ async def test_ics_and_calendar_feed_keep_local_time_across_the_dst_change(
     status, feed = await system.call("POST", "posts", "/calendar-feeds", world.family.token)
     assert status == 201, feed
     assert re.fullmatch(r"/calendar/[A-Za-z0-9_-]{43}", feed["url"])
-    stored = await pool(system).fetchval("SELECT token_hash FROM calendar_feeds WHERE feed_id = $1", uuid.UUID(feed["feed_id"]))
+    stored = await pool(system).fetchval(
+        "SELECT token_hash FROM calendar_feeds WHERE feed_id = $1", uuid.UUID(feed["feed_id"])
+    )
     assert feed["token"].encode() not in bytes(stored)
     status, ics = await system.call("GET", "posts", feed["url"])
     assert status == 200, ics
@@ -597,7 +648,9 @@ async def test_ics_and_calendar_feed_keep_local_time_across_the_dst_change(
     assert [f["feed_id"] for f in listed["feeds"]] == [feed["feed_id"]]
     status, body = await system.call("DELETE", "posts", f"/calendar-feeds/{feed['feed_id']}", world.juf.token)
     assert status == 404, body  # not theirs to revoke
-    status, body = await system.call("DELETE", "posts", f"/calendar-feeds/{feed['feed_id']}", world.family.token)
+    status, body = await system.call(
+        "DELETE", "posts", f"/calendar-feeds/{feed['feed_id']}", world.family.token
+    )
     assert status == 204, body
     status, gone = await system.call("GET", "posts", feed["url"])
     assert status == 404, gone
@@ -609,13 +662,25 @@ async def test_ics_and_calendar_feed_keep_local_time_across_the_dst_change(
 # --- bad input ----------------------------------------------------------------------------------
 
 
-async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: System, world: Conferences) -> None:
+async def test_bad_schedules_are_refused_whole_in_the_common_shape(
+    system: System, world: Conferences
+) -> None:
     now = await db_now(system)
     group = world.group("Groep 3")
     day = (now + timedelta(days=20)).date().isoformat()
     later = now + timedelta(days=20)
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"days": [{"date": day, "ranges": [{"start": "15:00", "end": "16:00"}, {"start": "15:30", "end": "16:30"}]}]}, "days.0.ranges.1"),
+        (
+            {
+                "days": [
+                    {
+                        "date": day,
+                        "ranges": [{"start": "15:00", "end": "16:00"}, {"start": "15:30", "end": "16:30"}],
+                    }
+                ]
+            },
+            "days.0.ranges.1",
+        ),
         ({"slot_minutes": 0}, "slot_minutes"),
         ({"days": [{"date": day, "ranges": [{"start": "15:00", "end": "15:00"}]}]}, "days.0.ranges.0"),
         ({"days": [{"date": day, "ranges": [{"start": "16:00", "end": "15:00"}]}]}, "days.0.ranges.0"),
@@ -626,7 +691,10 @@ async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: Syste
         ({"closes_at": iso(now - timedelta(hours=2))}, "closes_at"),  # before it opens
         ({"early_opens_at": iso(now)}, "early_opens_at"),  # after opens_at
         ({"opens_at": "2027-01-01T08:00:00"}, "opens_at"),  # no offset
-        ({"days": [{"date": "2027-03-28", "ranges": [{"start": "02:00", "end": "03:00"}]}]}, "days.0.ranges.0"),
+        (
+            {"days": [{"date": "2027-03-28", "ranges": [{"start": "02:00", "end": "03:00"}]}]},
+            "days.0.ranges.0",
+        ),
         ({"days": []}, "days"),
         ({"title": "   "}, "title"),
         ({"child_ids": [str(uuid.uuid4())]}, "child_ids"),
@@ -642,7 +710,9 @@ async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: Syste
         fields = [d["field"] for d in answer["error"]["details"]]
         assert any(f == field or f.startswith(field) for f in fields), (change, answer)
     assert await pool(system).fetchval("SELECT count(*) FROM conference_schedules") == before
-    assert await pool(system).fetchval("SELECT count(*) FROM posts WHERE group_id = $1", group) == posts_before
+    assert (
+        await pool(system).fetchval("SELECT count(*) FROM posts WHERE group_id = $1", group) == posts_before
+    )
 
     body = schedule_body([group], now)
     status, answer = await system.call("POST", "posts", "/conferences", world.single.token, json=body)
@@ -653,7 +723,12 @@ async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: Syste
     assert status == 404, answer
     assert_error(answer, "not_found")
     status, answer = await system.call(
-        "POST", "posts", "/conferences", world.juf.token, data=b"{", headers={"Content-Type": "application/json"}
+        "POST",
+        "posts",
+        "/conferences",
+        world.juf.token,
+        data=b"{",
+        headers={"Content-Type": "application/json"},
     )
     assert status == 400, answer
 
@@ -666,7 +741,9 @@ async def test_bad_schedules_are_refused_whole_in_the_common_shape(system: Syste
         ({"slot_id": schedule["slots"][0]["slot_id"]}, 422),
         ({"slot_id": schedule["slots"][0]["slot_id"], "child_id": str(uuid.uuid4())}, 404),
     ):
-        status, answer = await system.call("POST", "posts", f"/conferences/{sid}/bookings", world.single.token, json=payload)
+        status, answer = await system.call(
+            "POST", "posts", f"/conferences/{sid}/bookings", world.single.token, json=payload
+        )
         assert status == expected, (payload, answer)
         assert "error" in answer
     status, answer = await system.call("GET", "posts", "/conferences/not-a-uuid", world.single.token)
@@ -689,7 +766,9 @@ async def publish_on_bus(system: System, *events: Event) -> list[uuid.UUID]:
         exchange = await bus.declare_exchange(channel, "klaspost.events")
         for event in events:
             env = envelope(event, None)
-            await exchange.publish(to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type)
+            await exchange.publish(
+                to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type
+            )
             ids.append(env.event_id)
     finally:
         await connection.close()
@@ -713,18 +792,26 @@ async def test_the_children_copy_keeps_the_newest_name_and_forgets_an_erased_chi
     now = await db_now(system)
     schedule = await create(system, teacher, schedule_body([group_id], now))
     (token, child), _ = families
-    status, booking = await book(system, token, schedule["schedule_id"], schedule["slots"][0]["slot_id"], child)
+    status, booking = await book(
+        system, token, schedule["schedule_id"], schedule["slots"][0]["slot_id"], child
+    )
     assert status == 201, booking
     school = uuid.uuid4()
 
     def changed(name: str, revision: int) -> ChildChanged:
         return ChildChanged(
-            child_id=child, school_id=school, given_name=name, family_name="Jansen", photo_consent=True,
+            child_id=child,
+            school_id=school,
+            given_name=name,
+            family_name="Jansen",
+            photo_consent=True,
             revision=revision,
         )
 
     async def name() -> str | None:
-        found: str | None = await pool(system).fetchval("SELECT given_name FROM children WHERE child_id = $1", child)
+        found: str | None = await pool(system).fetchval(
+            "SELECT given_name FROM children WHERE child_id = $1", child
+        )
         return found
 
     # Newest revision wins, whatever the order they arrive in.
@@ -732,12 +819,16 @@ async def test_the_children_copy_keeps_the_newest_name_and_forgets_an_erased_chi
     assert await name() == "Noor"
     await handled(system, await publish_on_bus(system, changed("Noortje", 4), changed("Noa", 6)))
     assert await name() == "Noa"
-    status, overview = await system.call("GET", "posts", f"/conferences/{schedule['schedule_id']}/overview", teacher)
+    status, overview = await system.call(
+        "GET", "posts", f"/conferences/{schedule['schedule_id']}/overview", teacher
+    )
     assert status == 200, overview
     assert overview["slots"][0]["booking"]["child_name"] == "Noa Jansen"
 
     # Erased: name and bookings gone, and a late ChildChanged does not bring the name back.
-    await handled(system, await publish_on_bus(system, ChildErased(child_id=child, school_id=school), changed("Noa", 7)))
+    await handled(
+        system, await publish_on_bus(system, ChildErased(child_id=child, school_id=school), changed("Noa", 7))
+    )
     left = await pool(system).fetchval(
         """SELECT (SELECT count(*) FROM conference_bookings WHERE child_id = $1)
                 + (SELECT count(*) FROM children WHERE child_id = $1)""",
@@ -756,4 +847,6 @@ async def test_the_children_copy_keeps_the_newest_name_and_forgets_an_erased_chi
     )
     assert cancelled is not None, "no SlotCancelled for the erased child's booking"
     payload = json.loads(cancelled) if isinstance(cancelled, str) else cancelled
-    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), payload
+    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), (
+        payload
+    )

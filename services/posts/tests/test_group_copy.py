@@ -62,7 +62,9 @@ async def test_a_group_change_is_copied_and_a_newer_one_renames_it(pool: asyncpg
     }
 
 
-async def test_the_school_years_dates_are_copied_and_an_event_without_them_keeps_them(pool: asyncpg.Pool) -> None:
+async def test_the_school_years_dates_are_copied_and_an_event_without_them_keeps_them(
+    pool: asyncpg.Pool,
+) -> None:
     group_id, school_id = uuid.uuid4(), uuid.uuid4()
     dated = changed(group_id, school_id, "Groep 5", "2026-2027", 1).model_copy(
         update={"year_starts_on": date(2026, 8, 24), "year_ends_on": date(2027, 7, 9)}

@@ -560,7 +560,9 @@ async def test_a_parent_whose_child_left_the_group_is_passed_over_on_the_waiting
     status, view = await withdraw(system, holder, lst)
     assert status == 200, view
     assert [p["person_id"] for p in await promotions(system, lst["list_id"])] == [str(next_in_line.person_id)]
-    status, signups = await system.call("GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token)
+    status, signups = await system.call(
+        "GET", "posts", f"/helper-lists/{lst['list_id']}/signups", teacher.token
+    )
     assert [h["person_id"] for h in signups["items"][0]["waiting"]] == [str(left.person_id)]
 
 
@@ -581,6 +583,9 @@ async def test_sign_ups_racing_an_early_close_are_either_in_before_it_or_refused
     # After the close, nobody gets in.
     status, body = await sign_up(system, crowd[0], lst)
     assert status == 409, body
-    assert await pool(system).fetchval(
-        "SELECT count(*) FROM helper_signups WHERE list_id = $1", uuid.UUID(lst["list_id"])
-    ) == accepted
+    assert (
+        await pool(system).fetchval(
+            "SELECT count(*) FROM helper_signups WHERE list_id = $1", uuid.UUID(lst["list_id"])
+        )
+        == accepted
+    )

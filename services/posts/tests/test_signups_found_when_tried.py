@@ -88,7 +88,12 @@ def schedule_body(group: Group, now: datetime, **fields: Any) -> dict[str, Any]:
     return {
         "group_ids": [str(group.group_id)],
         "title": "Tienminutengesprekken",
-        "days": [{"date": (now + timedelta(days=10)).date().isoformat(), "ranges": [{"start": "13:00", "end": "18:00"}]}],
+        "days": [
+            {
+                "date": (now + timedelta(days=10)).date().isoformat(),
+                "ranges": [{"start": "13:00", "end": "18:00"}],
+            }
+        ],
         "slot_minutes": 10,
         "opens_at": (now - timedelta(hours=1)).isoformat(),
         "closes_at": (now + timedelta(days=5)).isoformat(),
@@ -99,7 +104,9 @@ def schedule_body(group: Group, now: datetime, **fields: Any) -> dict[str, Any]:
 
 async def schedule(system: System, group: Group, **fields: Any) -> dict[str, Any]:
     body = schedule_body(group, datetime.now(UTC), **fields)
-    status, made = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    status, made = await system.call(
+        "POST", "posts", "/conferences", token_for(system, group.teacher), json=body
+    )
     assert status == 201, made
     return dict(made)
 
@@ -142,8 +149,13 @@ async def test_times_and_days_no_datetime_can_hold_are_refused_not_a_500(system:
     west = await seeded(system, 1, time_zone="America/Curacao")
     now = datetime.now(UTC)
     teacher = token_for(system, group.teacher)
-    for name, value in (("opens_at", "0001-01-01T00:00:00+14:00"), ("early_opens_at", "0001-01-01T00:00:00+14:00")):
-        status, body = await system.call("POST", "posts", "/conferences", teacher, json=schedule_body(group, now, **{name: value}))
+    for name, value in (
+        ("opens_at", "0001-01-01T00:00:00+14:00"),
+        ("early_opens_at", "0001-01-01T00:00:00+14:00"),
+    ):
+        status, body = await system.call(
+            "POST", "posts", "/conferences", teacher, json=schedule_body(group, now, **{name: value})
+        )
         refused(status, body, name)
     far = {
         "days": [{"date": "9999-12-31", "ranges": [{"start": "20:00", "end": "23:50"}]}],
@@ -163,15 +175,25 @@ async def test_a_range_over_the_hour_daylight_saving_repeats_is_refused(system: 
     group = await seeded(system, 1)
     now = datetime.now(UTC)
     body = schedule_body(
-        group, now, days=[{"date": "2027-10-31", "ranges": [{"start": "01:30", "end": "03:30"}]}], slot_minutes=30
+        group,
+        now,
+        days=[{"date": "2027-10-31", "ranges": [{"start": "01:30", "end": "03:30"}]}],
+        slot_minutes=30,
     )
-    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    status, answer = await system.call(
+        "POST", "posts", "/conferences", token_for(system, group.teacher), json=body
+    )
     refused(status, answer, "days.0.ranges.0")
     # Slots whose ends both exist but span the skipped hour (01:00-03:00 on 28 March 2027 lasts 60 minutes).
     body = schedule_body(
-        group, now, days=[{"date": "2027-03-28", "ranges": [{"start": "01:00", "end": "03:00"}]}], slot_minutes=120
+        group,
+        now,
+        days=[{"date": "2027-03-28", "ranges": [{"start": "01:00", "end": "03:00"}]}],
+        slot_minutes=120,
     )
-    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    status, answer = await system.call(
+        "POST", "posts", "/conferences", token_for(system, group.teacher), json=body
+    )
     refused(status, answer, "days.0.ranges.0")
 
 
@@ -181,7 +203,9 @@ async def test_a_change_deadline_already_passed_is_refused(system: System) -> No
     group = await seeded(system, 1)
     now = datetime.now(UTC)
     body = schedule_body(group, now, change_deadline=(now - timedelta(days=3)).isoformat())
-    status, answer = await system.call("POST", "posts", "/conferences", token_for(system, group.teacher), json=body)
+    status, answer = await system.call(
+        "POST", "posts", "/conferences", token_for(system, group.teacher), json=body
+    )
     refused(status, answer, "change_deadline")
     assert not await pool(system).fetchval(
         "SELECT count(*) FROM conference_schedules s JOIN conference_groups g USING (schedule_id) WHERE g.group_id = $1",
@@ -200,9 +224,13 @@ async def test_a_booking_made_while_the_schedule_is_withdrawn_is_cancelled_too(s
     async with pool(system).acquire() as blocker:
         hold = blocker.transaction()
         await hold.start()
-        await blocker.execute("SELECT 1 FROM posts WHERE signup_id = $1 FOR UPDATE", uuid.UUID(made["schedule_id"]))
+        await blocker.execute(
+            "SELECT 1 FROM posts WHERE signup_id = $1 FOR UPDATE", uuid.UUID(made["schedule_id"])
+        )
         withdrawal = asyncio.create_task(
-            system.call("DELETE", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher))
+            system.call(
+                "DELETE", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher)
+            )
         )
         await asyncio.sleep(0.5)
         late = asyncio.create_task(book(system, group, 1, made, 1))
@@ -232,7 +260,12 @@ async def test_concurrent_moves_and_a_cancel_after_a_move_find_the_booking(syste
     parent = token_for(system, group.families[0][0])
     path = f"/conference-bookings/{booking['booking_id']}"
     moves = await asyncio.gather(
-        *(system.call("PUT", "posts", f"{path}/slot", parent, json={"slot_id": made["slots"][5 + i]["slot_id"]}) for i in range(6))
+        *(
+            system.call(
+                "PUT", "posts", f"{path}/slot", parent, json={"slot_id": made["slots"][5 + i]["slot_id"]}
+            )
+            for i in range(6)
+        )
     )
     assert [status for status, _ in moves] == [200] * 6, moves
     moved = await pool(system).fetchval(
@@ -259,7 +292,10 @@ async def test_a_title_with_a_line_break_still_gives_an_ics_file(system: System)
     status, booking = await book(system, group, 0, made, 0)
     assert status == 201, booking
     status, ics = await system.call(
-        "GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", token_for(system, group.families[0][0])
+        "GET",
+        "posts",
+        f"/conference-bookings/{booking['booking_id']}/calendar",
+        token_for(system, group.families[0][0]),
     )
     assert status == 200, ics
     assert isinstance(ics, bytes)
@@ -316,10 +352,14 @@ async def test_an_erased_childs_day_before_reminder_is_not_sent(system: System) 
     assert cancelled is not None, "posts published SlotCancelled for the erased child's booking"
     payload = json.loads(cancelled) if isinstance(cancelled, str) else cancelled
     # The system cancelled it, told nobody, and named nobody.
-    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), payload
+    assert (payload["cancelled_by"], payload["guardian_ids"], payload["child_name"]) == (None, [], ""), (
+        payload
+    )
 
 
-async def test_a_calendar_feeds_token_is_not_written_to_the_logs(system: System, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_calendar_feeds_token_is_not_written_to_the_logs(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
     """The request log line carried the path, so /calendar/<token> put the feed's secret (stored only as
     a SHA-256) in the logs: at INFO whenever the request was slow (over 250 ms) or failed, always at
     DEBUG. A route whose path holds a {token} is logged by its template."""
@@ -356,10 +396,16 @@ async def test_an_activity_day_no_datetime_can_hold_is_refused_not_a_500(system:
     group = await seeded(system, 1)
     teacher = token_for(system, group.teacher)
     status, body = await system.call(
-        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list(activity_on="0001-01-01")
+        "POST",
+        "posts",
+        f"/groups/{group.group_id}/helper-lists",
+        teacher,
+        json=a_list(activity_on="0001-01-01"),
     )
     refused(status, body, "activity_on")
-    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    status, made = await system.call(
+        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list()
+    )
     assert status == 201, made
     status, body = await system.call(
         "PATCH", "posts", f"/helper-lists/{made['list_id']}", teacher, json={"activity_on": "0001-01-01"}
@@ -371,7 +417,9 @@ async def test_an_item_cannot_be_renamed_to_another_items_title(system: System) 
     """A new list refuses two items of one title (they cannot be told apart), but an edit made them."""
     group = await seeded(system, 1)
     teacher = token_for(system, group.teacher)
-    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    status, made = await system.call(
+        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list()
+    )
     assert status == 201, made
     second = made["items"][1]["item_id"]
     path = f"/helper-lists/{made['list_id']}/items/{second}"
@@ -386,13 +434,17 @@ async def test_the_feed_post_that_lists_the_items_follows_an_item_edit(system: S
     ("Rijden (2)"); an item's new title or capacity left the feed's post saying the old ones."""
     group = await seeded(system, 1)
     teacher = token_for(system, group.teacher)
-    status, made = await system.call("POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list())
+    status, made = await system.call(
+        "POST", "posts", f"/groups/{group.group_id}/helper-lists", teacher, json=a_list()
+    )
     assert status == 201, made
     post = "SELECT post_id, body FROM posts WHERE signup_id = $1"
     found = await pool(system).fetchrow(post, uuid.UUID(made["list_id"]))
     assert found["body"] == "Rijden (2)\nBegeleiden (2)"
     path = f"/helper-lists/{made['list_id']}/items/{made['items'][0]['item_id']}"
-    status, body = await system.call("PATCH", "posts", path, teacher, json={"title": "Autorijden", "capacity": 4})
+    status, body = await system.call(
+        "PATCH", "posts", path, teacher, json={"title": "Autorijden", "capacity": 4}
+    )
     assert status == 200, body
     found = await pool(system).fetchrow(post, uuid.UUID(made["list_id"]))
     assert found["body"] == "Autorijden (4)\nBegeleiden (2)"
@@ -415,7 +467,9 @@ async def on_bus(system: System, *events: Event) -> None:
         exchange = await bus.declare_exchange(channel, "klaspost.events")
         for event in events:
             env = envelope(event, None)
-            await exchange.publish(to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type)
+            await exchange.publish(
+                to_message(env.model_dump(mode="json"), env.event_id), routing_key=env.type
+            )
             ids.append(env.event_id)
     finally:
         await connection.close()
@@ -492,7 +546,9 @@ async def test_a_child_who_leaves_the_group_loses_their_booking_and_its_reminder
         booking["booking_id"],
     )
     assert told == 0
-    status, _ = await system.call("GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", parent.token)
+    status, _ = await system.call(
+        "GET", "posts", f"/conference-bookings/{booking['booking_id']}/calendar", parent.token
+    )
     assert status == 404
 
 
@@ -535,17 +591,23 @@ async def test_fewer_children_or_a_revoked_membership_cancels_just_those_booking
         bookings[child] = booked["booking_id"]
     await on_bus(
         system,
-        MembershipGranted(group_id=group.group_id, person_id=parent, role="guardian", revision=2, children=[first]),
+        MembershipGranted(
+            group_id=group.group_id, person_id=parent, role="guardian", revision=2, children=[first]
+        ),
         MembershipRevoked(group_id=group.group_id, person_id=other_parent, role="guardian", revision=2),
         MembershipRevoked(group_id=group.group_id, person_id=third_parent, role="guardian", revision=2),
     )
-    status, view = await system.call("GET", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher))
+    status, view = await system.call(
+        "GET", "posts", f"/conferences/{made['schedule_id']}", token_for(system, group.teacher)
+    )
     assert status == 200, view
     assert [s["state"] for s in view["slots"][:4]] == ["taken", "free", "free", "taken"], view["slots"][:4]
     cancelled = await system_cancellations(system, made["schedule_id"])
     assert set(cancelled) == {bookings[second], bookings[other_child]}
     assert all(c["cancelled_by"] is None and c["guardian_ids"] == [] for c in cancelled.values())
-    status, _ = await system.call("DELETE", "posts", f"/conference-bookings/{bookings[second]}", token_for(system, parent))
+    status, _ = await system.call(
+        "DELETE", "posts", f"/conference-bookings/{bookings[second]}", token_for(system, parent)
+    )
     assert status == 404
     # The freed slot is another family's to book at once.
     status, booked = await system.call(
@@ -572,10 +634,14 @@ async def test_a_parent_who_leaves_the_group_gives_their_place_to_the_first_wait
     driving, guiding = (i["item_id"] for i in made["items"])
     parents = [token_for(system, p) for p, _ in group.families]
     for who, item in ((0, driving), (1, driving), (2, driving), (3, guiding), (0, guiding)):
-        status, body = await system.call("PUT", "posts", f"/helper-lists/{made['list_id']}/items/{item}/signup", parents[who])
+        status, body = await system.call(
+            "PUT", "posts", f"/helper-lists/{made['list_id']}/items/{item}/signup", parents[who]
+        )
         assert status == 200, body
     leaver = group.families[0][0]
-    await on_bus(system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2))
+    await on_bus(
+        system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2)
+    )
     status, signups = await system.call("GET", "posts", f"/helper-lists/{made['list_id']}/signups", teacher)
     assert status == 200, signups
     people = {
@@ -593,7 +659,9 @@ async def test_a_parent_who_leaves_the_group_gives_their_place_to_the_first_wait
     )
     assert [r["p"] for r in promoted] == [first_waiting]
     # Handled again (a redelivery, an older event): nothing more changes, nobody is told twice.
-    await on_bus(system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2))
+    await on_bus(
+        system, MembershipRevoked(group_id=group.group_id, person_id=leaver, role="guardian", revision=2)
+    )
     again = await pool(system).fetchval(
         "SELECT count(*) FROM outbox WHERE routing_key = 'posts.signup_promoted' AND envelope->'payload'->>'list_id' = $1",
         made["list_id"],

@@ -127,7 +127,13 @@ async def _accept(
         path = os.path.join(folder, "upload")
         try:
             size = await receive_upload(
-                request, path, settings.attachment_max_bytes, "attachment", SNIFF_BYTES, looks_like_pdf, _unsupported
+                request,
+                path,
+                settings.attachment_max_bytes,
+                "attachment",
+                SNIFF_BYTES,
+                looks_like_pdf,
+                _unsupported,
             )
             report = await _judge(request, path, settings)
         except (PayloadTooLarge, UnsupportedMediaType, ValidationFailed):

@@ -97,7 +97,9 @@ def booking_view(row: Mapping[str, Any]) -> BookingView:
     )
 
 
-def _schedule_view(schedule: asyncpg.Record, slots: list[asyncpg.Record], mine: set[uuid.UUID]) -> ScheduleView:
+def _schedule_view(
+    schedule: asyncpg.Record, slots: list[asyncpg.Record], mine: set[uuid.UUID]
+) -> ScheduleView:
     """The schedule with each slot free, taken, or yours (booked for one of ``mine``)."""
     tz = schedule["time_zone"]
     return ScheduleView(
@@ -190,7 +192,11 @@ async def create_schedule(request: web.Request) -> web.Response:
                 "a schedule is for groups of one school and one school year",
                 [{"field": "group_ids", "problem": "groups of more than one school or school year"}],
             )
-        school_id, school_year, time_zone = groups[0]["school_id"], groups[0]["school_year"], groups[0]["time_zone"]
+        school_id, school_year, time_zone = (
+            groups[0]["school_id"],
+            groups[0]["school_year"],
+            groups[0]["time_zone"],
+        )
         slots, problems = plan_slots(command, time_zone)
         now: datetime = await conn.fetchval("SELECT now()")
         if command.closes_at <= now:
@@ -276,9 +282,7 @@ async def get_overview(request: web.Request) -> web.Response:
             slot_id=s["slot_id"],
             starts_at=in_zone(s["starts_at"], tz),
             ends_at=in_zone(s["ends_at"], tz),
-            booking=None
-            if s["booking_id"] is None
-            else booking_view(_with(s, row)),
+            booking=None if s["booking_id"] is None else booking_view(_with(s, row)),
         )
         for s in slot_rows
     ]
@@ -292,7 +296,9 @@ async def get_overview(request: web.Request) -> web.Response:
         for c in children
         if c["child_id"] not in booked
     ]
-    overview = ScheduleOverview(schedule=_schedule_view(row, slot_rows, set()), slots=slots, not_booked=not_booked)
+    overview = ScheduleOverview(
+        schedule=_schedule_view(row, slot_rows, set()), slots=slots, not_booked=not_booked
+    )
     return json_response(overview)
 
 
@@ -343,10 +349,13 @@ async def my_schedules(request: web.Request) -> web.Response:
                         schedule=view,
                     )
                 )
-    entries.sort(key=lambda e: (e.schedule.slots[0].starts_at if e.schedule.slots else e.schedule.closes_at, str(e.child_id)))
+    entries.sort(
+        key=lambda e: (
+            e.schedule.slots[0].starts_at if e.schedule.slots else e.schedule.closes_at,
+            str(e.child_id),
+        )
+    )
     return json_response(MySchedules(several_children=several, schedules=entries))
-
-
 
 
 async def book(request: web.Request) -> web.Response:
@@ -358,7 +367,9 @@ async def book(request: web.Request) -> web.Response:
     command = await read_json(request, BookSlot)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         # One round trip for who the caller is here, the child's group and the slot.
-        row = await store.access(conn, schedule_id, caller.person_id, command.child_id, command.slot_id, lock=True)
+        row = await store.access(
+            conn, schedule_id, caller.person_id, command.child_id, command.slot_id, lock=True
+        )
         if row is None or not (row["staff"] or row["children"]):
             raise NotFound("no such conference schedule")
         staff = row["staff"]
@@ -382,15 +393,15 @@ async def book(request: web.Request) -> web.Response:
                     "this child already has a slot in this schedule; move that booking instead",
                     {"booking_id": str(existing)},
                 )
-            raise Conflict(
-                "that slot has just been taken; choose another", {"slot_id": str(command.slot_id)}
-            )
+            raise Conflict("that slot has just been taken; choose another", {"slot_id": str(command.slot_id)})
         event = SlotBooked(**_slot_fields(booked), booked_by=caller.person_id)
         await publish(conn, event, booked["school_id"])
     return json_response(booking_view(booked), status=201)
 
 
-async def _changeable(conn: asyncpg.Connection, booking_id: uuid.UUID, person_id: uuid.UUID, what: str) -> tuple[asyncpg.Record, asyncpg.Record]:
+async def _changeable(
+    conn: asyncpg.Connection, booking_id: uuid.UUID, person_id: uuid.UUID, what: str
+) -> tuple[asyncpg.Record, asyncpg.Record]:
     """The booking (locked) and its schedule's access row, if the person may change it now: its
     staff at any time, a guardian of the child until the deadline (409 after it); 404 otherwise."""
     booked = await store.booking(conn, booking_id, lock=True)
@@ -503,7 +514,9 @@ async def list_feeds(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await store.feeds(conn, caller.person_id)
     return json_response(
-        CalendarFeedList(feeds=[CalendarFeedRef(feed_id=r["feed_id"], created_at=r["created_at"]) for r in rows])
+        CalendarFeedList(
+            feeds=[CalendarFeedRef(feed_id=r["feed_id"], created_at=r["created_at"]) for r in rows]
+        )
     )
 
 

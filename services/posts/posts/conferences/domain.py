@@ -273,7 +273,9 @@ def _instant(day: date, at: time, zone: ZoneInfo) -> datetime | None:
     return instant
 
 
-def plan_slots(command: CreateSchedule, time_zone: str) -> tuple[list[tuple[datetime, datetime]], list[Problem]]:
+def plan_slots(
+    command: CreateSchedule, time_zone: str
+) -> tuple[list[tuple[datetime, datetime]], list[Problem]]:
     """The slots (start, end instants, in order) of the schedule's days and ranges, and every problem
     found with the days, ranges and times (empty when it is acceptable)."""
     zone = ZoneInfo(time_zone)
@@ -325,7 +327,9 @@ def plan_slots(command: CreateSchedule, time_zone: str) -> tuple[list[tuple[date
                 )
                 if begins is None or ends is None:
                     problems.append(
-                        Problem(f"days.{d}.ranges.{r}", f"that time does not exist on {day.date} in {time_zone}")
+                        Problem(
+                            f"days.{d}.ranges.{r}", f"that time does not exist on {day.date} in {time_zone}"
+                        )
                     )
                     break
                 if ends - begins != timedelta(minutes=slot):  # the clock is changed during the slot
@@ -357,7 +361,9 @@ def check_times(command: CreateSchedule, first_slot: datetime | None) -> list[Pr
         if command.closes_at > first_slot:
             problems.append(Problem("closes_at", "booking must close by the first conference"))
         if command.change_deadline > first_slot:
-            problems.append(Problem("change_deadline", "the deadline to move or cancel is after the first conference"))
+            problems.append(
+                Problem("change_deadline", "the deadline to move or cancel is after the first conference")
+            )
     return problems
 
 

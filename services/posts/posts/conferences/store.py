@@ -224,7 +224,9 @@ async def booking_of_child(
     return found
 
 
-async def booking(conn: asyncpg.Connection, booking_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+async def booking(
+    conn: asyncpg.Connection, booking_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
     """A booking with its slot's times, its schedule's title, location, school and deadline, the
     school's time zone and the child's name; ``lock`` holds the booking for a move or cancel.
 
@@ -310,7 +312,9 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def add_feed(conn: asyncpg.Connection, feed_id: uuid.UUID, person_id: uuid.UUID, token: str) -> datetime:
+async def add_feed(
+    conn: asyncpg.Connection, feed_id: uuid.UUID, person_id: uuid.UUID, token: str
+) -> datetime:
     created: datetime = await conn.fetchval(
         "INSERT INTO calendar_feeds (feed_id, person_id, token_hash) VALUES ($1, $2, $3) RETURNING created_at",
         feed_id,

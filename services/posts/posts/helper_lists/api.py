@@ -363,7 +363,8 @@ async def update_item(request: web.Request) -> web.Response:
             other.casefold() for other in await store.other_item_titles(conn, list_id, item_id)
         }:
             raise ValidationFailed(
-                "the item is not accepted", [{"field": "title", "problem": "another item of this list has this title"}]
+                "the item is not accepted",
+                [{"field": "title", "problem": "another item of this list has this title"}],
             )
         taken = await store.places_taken(conn, item_id)
         if capacity < taken:

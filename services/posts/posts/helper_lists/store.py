@@ -213,7 +213,9 @@ async def promote(
 
 async def other_item_titles(conn: asyncpg.Connection, list_id: uuid.UUID, item_id: uuid.UUID) -> list[str]:
     """The titles of the list's items other than ``item_id``."""
-    rows = await conn.fetch("SELECT title FROM helper_items WHERE list_id = $1 AND item_id <> $2", list_id, item_id)
+    rows = await conn.fetch(
+        "SELECT title FROM helper_items WHERE list_id = $1 AND item_id <> $2", list_id, item_id
+    )
     return [r["title"] for r in rows]
 
 
@@ -303,7 +305,9 @@ async def upsert_account_name(
     )
 
 
-async def left_behind(conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID) -> list[asyncpg.Record]:
+async def left_behind(
+    conn: asyncpg.Connection, group_id: uuid.UUID, person_id: uuid.UUID
+) -> list[asyncpg.Record]:
     """The person's sign-ups (places and places in line) on the group's lists whose activity is not
     over (neither its day nor the group's school year has passed in the school's time zone), if the
     person is no parent in the group now; with the list's fields ``promote_waiting``

@@ -129,7 +129,10 @@ async def tell_media(conn: asyncpg.Connection, post_id: uuid.UUID) -> None:
     if row is None:
         return
     event = ScheduledPhotosChanged(
-        post_id=post_id, group_id=row["group_id"], photo_ids=list(row["photo_ids"]), revision=row["photos_revision"]
+        post_id=post_id,
+        group_id=row["group_id"],
+        photo_ids=list(row["photo_ids"]),
+        revision=row["photos_revision"],
     )
     await publish(conn, event, row["school_id"])
 
