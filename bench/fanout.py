@@ -507,7 +507,8 @@ async def main(args: argparse.Namespace) -> None:
         "log_level": args.log_level,
     }
     for option, setting in (("email_slots", "delivery_email_concurrency"), ("push_slots", "delivery_push_concurrency"),
-                            ("smtp_connections", "smtp_max_connections")):  # fmt: skip
+                            ("smtp_connections", "smtp_max_connections"), ("push_in_flight", "delivery_push_in_flight"),
+                            ("push_service_slots", "delivery_push_service_concurrency")):  # fmt: skip
         if getattr(args, option) is not None:
             notifier[setting] = getattr(args, option)
     try:
@@ -533,6 +534,10 @@ if __name__ == "__main__":
     parser.add_argument("--email-slots", type=int, help="DELIVERY_EMAIL_CONCURRENCY (default: the setting's)")
     parser.add_argument("--push-slots", type=int, help="DELIVERY_PUSH_CONCURRENCY (default: the setting's)")
     parser.add_argument("--smtp-connections", type=int, help="SMTP_MAX_CONNECTIONS (default: the setting's)")
+    parser.add_argument("--push-in-flight", type=int, help="DELIVERY_PUSH_IN_FLIGHT (default: the setting's)")
+    parser.add_argument(
+        "--push-service-slots", type=int, help="DELIVERY_PUSH_SERVICE_CONCURRENCY (default: the setting's)"
+    )
     parser.add_argument(
         "--logs", metavar="DIR", help="each service process's log lines there (default: /dev/null)"
     )
