@@ -28,7 +28,7 @@ from notifier.delivery_errors import DeliveryFailed
 from notifier.delivery_outcomes import SentRecorder
 from notifier.domain import backoff_seconds
 from notifier.fcm import FcmSender
-from notifier.mailer import Mailer
+from notifier.mailer import Envelope, Mailer
 from notifier.mails import local_zone, one_off_email
 from notifier.notices import CATEGORY, delivery_email, delivery_push
 from notifier.settings import Settings
@@ -88,6 +88,12 @@ class _Attempt:
     # the provider (FCM and APNs are one service each); None: no device, it fails at once.
     service: str | None = None
     device_id: uuid.UUID | None = None  # a push's: the device removed, it is not sent
+    # An email's envelope (MAIL FROM and RCPT TO, which no relay delivers on: see mailer.Mailer) sent
+    # on a pooled connection while it waits for a slot, after the pushes ahead of it; what that raised
+    # is raised again by send(), under the slot. abandon drops an envelope opened and not sent (RSET),
+    # and does nothing after send().
+    open: Callable[[], Awaitable[None]] | None = None
+    abandon: Callable[[], Awaitable[None]] | None = None
 
     def redact(self, text: str) -> str:
         """text without the secret, as given or as it appears in a link."""
@@ -110,7 +116,8 @@ class Deliverer:
     the same Message-ID, or push Topic and notification tag). Pushes also share the in-flight slots
     (``delivery_push_in_flight``, all push providers together: the crash-repeat bound) and each push
     service has its own few (``delivery_push_service_concurrency``), so one that hangs leaves the
-    others slots.
+    others slots. An email sends its envelope (MAIL FROM, RCPT TO) before it takes its slot and only
+    DATA under it (``_Email``): only the end of DATA makes a relay take a mail (RFC 5321 §4.1.1.4).
 
     Claims are short leases (``delivery_lease_seconds``) renewed by a heartbeat while the rows are
     held, so a restarted notifier or another replica takes over a crashed one's work within one lease.
@@ -408,6 +415,7 @@ class Deliverer:
             except Exception as exc:
                 prepared.append(functools.partial(_raise, exc))
 
+        email = _Email(self._mailer, lambda: self._delivery_email(row)) if row["channel"] == "email" else None
         return _Attempt(
             key=("deliveries", delivery_id),
             channel=row["channel"],
@@ -415,9 +423,11 @@ class Deliverer:
             names={"delivery_id": str(delivery_id), "channel": row["channel"], "provider": row["provider"]},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
-            send=lambda: self._send_delivery(row, prepared[0] if prepared else None),
+            send=email.send if email else lambda: self._send_push(row, prepared[0] if prepared else None),
             record=record,
             prepare=prepare if row["channel"] == "push" else None,
+            open=email.open if email else None,
+            abandon=email.abandon if email else None,
             notification_id=row["notification_id"],
             device_id=row["device_id"],
             service=_push_service(row) if row["channel"] == "push" else None,
@@ -425,6 +435,7 @@ class Deliverer:
 
     def _mail(self, row: asyncpg.Record) -> _Attempt:
         mail_id = row["mail_id"]
+        email = _Email(self._mailer, lambda: self._mail_email(row))
         return _Attempt(
             key=("mails", mail_id),
             channel="email",
@@ -432,7 +443,7 @@ class Deliverer:
             names={"mail_id": str(mail_id), "kind": row["kind"], "channel": "email", "provider": "smtp"},
             attempts=row["attempts"],
             correlation_id=row["correlation_id"],
-            send=lambda: self._send_mail(row),
+            send=email.send,
             record=lambda conn, exc, reason, out_of_attempts, seconds: store.record_mail_failure(
                 conn,
                 mail_id,
@@ -443,28 +454,24 @@ class Deliverer:
                 retry_in_seconds=seconds,
             ),
             secret=row["secret"],
+            open=email.open,
+            abandon=email.abandon,
         )
 
-    async def _send_delivery(self, row: asyncpg.Record, push: Callable[[], Awaitable[object]] | None) -> None:
-        """The delivery's email, or its push (``push``: as prepared before its slot; else prepared now)."""
+    async def _send_push(self, row: asyncpg.Record, push: Callable[[], Awaitable[object]] | None) -> None:
+        """The delivery's push (``push``: as prepared before its slot; else prepared now)."""
         try:
-            if row["channel"] == "email":
-                await self._mailer.send(await self._delivery_email(row))
-            else:
-                await (push or self._push_sender(row))()
+            await (push or self._push_sender(row))()
         except ValueError as exc:
-            # An address or URL that cannot be put in a message: no retry will change that.
+            # A URL that cannot be put in a message: no retry will change that.
             raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
 
-    async def _send_mail(self, row: asyncpg.Record) -> None:
+    async def _mail_email(self, row: asyncpg.Record) -> EmailMessage:
+        """A one-off mail's message; DeliveryFailed (permanent) once its code or link has expired."""
         expires_at = datetime.fromisoformat(row["context"]["expires_at"])
         if expires_at <= datetime.now(UTC):
             raise DeliveryFailed(True, "the code or link expired before the mail could be sent")
-        try:
-            msg = self._one_off_email(row)
-        except ValueError as exc:
-            raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
-        await self._mailer.send(msg)
+        return self._one_off_email(row)
 
     async def _delivery_email(self, row: asyncpg.Record) -> EmailMessage | OutgoingMail:
         """The email of a delivery of any kind (notices.py), with its one-click unsubscribe headers."""
@@ -556,11 +563,14 @@ class Deliverer:
 
     async def _acquire(self, attempt: _Attempt, service: "_Service | None") -> None:
         """The attempt's send slots. An email's: its provider's, once the pushes queued before it are
-        done. A push's (counted from now until done: ``_run`` counts it out once sent): its push
-        service's, its provider's, then one of the pushes in flight, always in that order."""
+        done and its envelope is open (``_Attempt.open``). A push's (counted from now until done:
+        ``_run`` counts it out once sent): its push service's, its provider's, then one of the pushes
+        in flight, always in that order."""
         provider, prepare = attempt.provider, attempt.prepare
         if provider not in PUSH_PROVIDERS:
             await self._after_pushes()
+            if attempt.open is not None and attempt.notification_id not in self._cancelled:
+                await attempt.open()
             await self._slots[provider].acquire()
             return
         self._push_tickets += 1
@@ -630,6 +640,14 @@ class Deliverer:
                 self._leave(service)
 
     async def _send_in_turn(self, attempt: _Attempt, service: "_Service | None") -> None:
+        try:
+            await self._turn(attempt, service)
+        finally:
+            if attempt.abandon is not None:
+                # An envelope opened and not sent (cancelled or not started): dropped, its connection back.
+                await attempt.abandon()
+
+    async def _turn(self, attempt: _Attempt, service: "_Service | None") -> None:
         try:
             await self._acquire(attempt, service)
         except asyncio.CancelledError:
@@ -710,6 +728,48 @@ class Deliverer:
 
 async def _raise(exc: Exception) -> None:
     raise exc
+
+
+class _Email:
+    """One email in two phases (mailer.Mailer): ``open()`` builds it and sends its envelope (MAIL FROM,
+    RCPT TO) while it waits for a send slot, ``send()`` (under the slot) delivers it: DATA and the final
+    dot, which alone makes the relay take it (RFC 5321 §4.1.1.4). So the send slots, the most a crash
+    can repeat, are held only for the part that can be repeated; the envelopes' round trips overlap the
+    mails in flight (up to ``smtp_max_connections`` connections per process). What ``open()`` raised
+    (the relay refused, the message could not be built) is raised by ``send()`` and recorded there."""
+
+    def __init__(self, mailer: Mailer, build: Callable[[], Awaitable[EmailMessage | OutgoingMail]]) -> None:
+        self._mailer = mailer
+        self._build = build
+        self._envelope: Envelope | None = None
+        self._failure: Exception | None = None
+
+    async def open(self) -> None:
+        try:
+            self._envelope = await self._open()
+        except Exception as exc:
+            self._failure = exc
+
+    async def send(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        envelope, self._envelope = self._envelope, None
+        if envelope is None:  # not opened beforehand (its post was deleted meanwhile)
+            envelope = await self._open()
+        await envelope.deliver()
+
+    async def abandon(self) -> None:
+        envelope, self._envelope = self._envelope, None
+        if envelope is not None:
+            await envelope.abandon()
+
+    async def _open(self) -> Envelope:
+        try:
+            return await self._mailer.open(await self._build())
+        except ValueError as exc:
+            # An address that cannot be put in a message: no retry will change that.
+            raise DeliveryFailed(True, f"cannot build the message: {exc}") from exc
 
 
 def _push_service(row: asyncpg.Record) -> str | None:

@@ -36,8 +36,10 @@ class Settings(ServiceSettings):
     # Implicit TLS from the first byte (port 465, RFC 8314); smtp_starttls upgrades a plain connection.
     smtp_implicit_tls: bool = False
     # The connection pool to the relay: connections open at once, messages per connection before a
-    # fresh one (relays cap it, often at 100), and seconds an unused one is kept.
-    smtp_max_connections: int = Field(default=4, ge=1)
+    # fresh one (relays cap it, often at 100), and seconds an unused one is kept. More connections
+    # than delivery_email_concurrency: the envelopes of the mails waiting for a send slot are opened
+    # on the others (mailer.Mailer), so 8 connections keep 4 mails in DATA and 4 more ready.
+    smtp_max_connections: int = Field(default=8, ge=1)
     smtp_messages_per_connection: int = Field(default=100, ge=1)
     smtp_idle_seconds: float = Field(default=30.0, gt=0)
     mail_from: str = "Klaspost <noreply@klaspost.local>"

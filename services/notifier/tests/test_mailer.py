@@ -383,3 +383,24 @@ async def test_implicit_tls_and_auth_deliver_over_one_kept_connection(mailers):
 def test_starttls_and_implicit_tls_together_are_refused_at_start():
     with pytest.raises(ValidationError, match="not both"):
         settings_for(465, smtp_starttls=True, smtp_implicit_tls=True)
+
+
+async def test_an_abandoned_envelope_delivers_nothing_and_its_connection_carries_the_next_mail(sink, mailers):
+    """Only the end of DATA makes a relay take a mail (RFC 5321 §4.1.1.4): an envelope opened (MAIL
+    FROM, RCPT TO) and abandoned is reset, and the same connection then delivers the next mail once."""
+    mailer = mailers(settings_for(sink.port, smtp_max_connections=1))
+    kept = new_post(to="ada@ouders.test")
+    dropped = await mailer.open(new_post(to="bob@ouders.test"))
+    waiting = asyncio.create_task(mailer.open(kept))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "one connection: the second envelope waits for the first to end"
+
+    await dropped.abandon()
+    await (await waiting).deliver()
+
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("ada@ouders.test",)
+    assert mail.message["Message-ID"] == kept["Message-ID"]
+    await asyncio.sleep(0.05)
+    assert len(sink.messages) == 1
+    assert sink.connections == 1
