@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 import uuid
@@ -37,6 +36,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 
+from bench.deployment import stop_process, until_ready
 from identity.tokens import TokenSigner, generate_signing_key_pem, private_key_from_pem
 from posts.publishing.domain import local_day
 from shared.db import create_pool
@@ -93,7 +93,8 @@ async def deployed() -> AsyncIterator[Posts]:
             stderr=asyncio.subprocess.DEVNULL,
         )
         stack.push_async_callback(stop_process, process)
-        await until_ready(f"http://127.0.0.1:{port}/readyz", process)
+        if not await until_ready(f"http://127.0.0.1:{port}/readyz", process):
+            raise RuntimeError("posts exited")
         broker = await aio_pika.connect_robust(amqp_url)
         stack.push_async_callback(broker.close)
         channel = await broker.channel()
@@ -112,29 +113,6 @@ async def deployed() -> AsyncIterator[Posts]:
             ZONE,
         )
         yield Posts(f"http://127.0.0.1:{port}", pool, signer, school_id)
-
-
-async def until_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            if process.returncode is not None:
-                raise RuntimeError("posts exited")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} not ready within 60 s")
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def groups_with_teachers(posts: Posts, groups: int, teachers: int) -> list[tuple[uuid.UUID, list[str]]]:
